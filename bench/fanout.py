@@ -1,0 +1,128 @@
+"""Fan-out efficiency and proxy CPU per teacher call, with the engine in this process.
+
+`cord_proxy.decoding.decode` drives simulated teachers running in other processes, so
+``time.process_time()`` of this process is the engine's (and its HTTP client's) CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cord_proxy.decoding import DecodeOptions, DecodeResult, decode
+from cord_proxy.teachers import OpenAICompatTeacher
+
+from bench.critical import ideal_paths
+from bench.procs import SimTeachers
+from bench.scenario import question, teacher_config
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    beam_width: int = 4
+    steps: int = 10
+    concurrent_decodes: int = 16
+
+
+def make_teachers(sims: SimTeachers) -> list[OpenAICompatTeacher]:
+    return [
+        OpenAICompatTeacher(teacher_config(name, sims.base_url(i), name))
+        for i, name in enumerate(sims.models)
+    ]
+
+
+def decode_options(settings: FanoutSettings) -> DecodeOptions:
+    # The simulated traces close with </think> at `steps`; max_steps leaves room for that.
+    return DecodeOptions(beam_width=settings.beam_width, max_steps=settings.steps + 2)
+
+
+def teacher_calls(teachers: Sequence[OpenAICompatTeacher]) -> int:
+    return sum(t.stats.propose_calls + t.stats.score_calls for t in teachers)
+
+
+@dataclass
+class Measured:
+    results: list[DecodeResult]
+    wall_s: float
+    cpu_s: float
+    calls: int
+
+
+async def _measure(
+    sims: SimTeachers, teachers: list[OpenAICompatTeacher], options: DecodeOptions, count: int, tag: str
+) -> Measured:
+    sims.reset()
+    calls_before = teacher_calls(teachers)
+    problems = [question(i, tag) for i in range(count)]
+    cpu_before, started = time.process_time(), time.perf_counter()
+    results = await asyncio.gather(
+        *(decode(q, teachers, options, reference_answer=a) for q, a in problems)
+    )
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
+    return Measured(list(results), wall, cpu, teacher_calls(teachers) - calls_before)
+
+
+def _round_ideal(result: DecodeResult) -> float:
+    return sum(r.critical_s for r in result.rounds) + result.answer_wait_s
+
+
+def _single(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
+    (ideal,) = ideal_paths(sims.records()).values()
+    result = measured.results[0]
+    return {
+        "wall_s": measured.wall_s,
+        "ideal_s": ideal.wall_s,
+        "efficiency": ideal.wall_s / measured.wall_s,
+        "rounds_critical_s": _round_ideal(result),
+        "rounds_efficiency": _round_ideal(result) / measured.wall_s,
+        "steps": len(result.rounds),
+        "candidates_per_step": max(r.candidates for r in result.rounds),
+        "teacher_calls": measured.calls,
+        "proxy_cpu_s": measured.cpu_s,
+        "proxy_cpu_ms_per_call": 1000 * measured.cpu_s / max(measured.calls, 1),
+        "added_latency_s": measured.wall_s - ideal.wall_s,
+        "score": result.best.score,
+    }
+
+
+def _concurrent(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
+    ideals = ideal_paths(sims.records())
+    walls = [r.wall_s for r in measured.results]
+    ideal_walls = [i.wall_s for i in ideals.values()]
+    return {
+        "decodes": len(measured.results),
+        "wall_s": measured.wall_s,
+        "ideal_s": max(ideal_walls),
+        "efficiency": max(ideal_walls) / measured.wall_s,
+        "mean_decode_efficiency": statistics.fmean(ideal_walls) / statistics.fmean(walls),
+        "teacher_calls": measured.calls,
+        "proxy_cpu_s": measured.cpu_s,
+        "proxy_cpu_ms_per_call": 1000 * measured.cpu_s / max(measured.calls, 1),
+        "sim_conversations": len(ideals),
+    }
+
+
+async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, Any]:
+    """One B x K decode against its ideal; then many at once for CPU per call."""
+    teachers = make_teachers(sims)
+    options = decode_options(settings)
+    try:
+        await _measure(sims, teachers, options.model_copy(update={"max_steps": 2}), 2, "warm")
+        single = _single(await _measure(sims, teachers, options, 1, "fan"), sims)
+        many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
+        concurrent = _concurrent(many, sims)
+    finally:
+        for teacher in teachers:
+            await teacher.aclose()
+    return {
+        "beam_width": settings.beam_width,
+        "teachers": sims.models,
+        "steps": settings.steps,
+        "single": single,
+        "concurrent": concurrent,
+    }

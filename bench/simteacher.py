@@ -1,0 +1,356 @@
+"""A simulated teacher server: a benchmark fixture, not a model.
+
+    python -m bench.simteacher --port 8501 --config '{"seed": 7, "models": {"fast": {}}}'
+
+It answers the subset of vLLM's OpenAI API that `cord_proxy.teachers.OpenAICompatTeacher`
+uses, with deterministic texts, log-probabilities and latencies (`bench.simmodel`):
+
+- ``POST /v1/chat/completions``: proposals (``continue_final_message``, ``n``, ``stop``,
+  ``max_tokens``, ``logprobs``) and scores (``prompt_logprobs``, top-level in the answer).
+- ``POST /v1/completions``: the same for template prompts; scores by ``prompt_logprobs``
+  (per choice) or by ``echo`` with ``logprobs``.
+- ``GET /v1/models``.
+
+Fixture-only routes: ``GET /bench/log`` returns one record per answered call (which
+request, which proposal it follows, the simulated latency); ``POST /bench/reset`` clears it.
+``--config`` takes JSON text or the path of a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bench.simmodel import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    TOKEN_CHARS,
+    Choice,
+    ModelSpec,
+    SimConfig,
+    conversation_key,
+    count_tokens,
+    generate,
+    markers,
+    propose_latency,
+    render_chat,
+    score_latency,
+    token_id,
+    token_logprobs,
+    tokenize,
+)
+
+CONFIG_KEY = web.AppKey("config", SimConfig)
+LOG_KEY = web.AppKey("log", list)
+dumps = functools.partial(json.dumps, separators=(",", ":"))
+
+
+@dataclass
+class CallRecord:
+    """One answered teacher call, for the ideal critical path."""
+
+    conv: str
+    kind: str  # propose | score | answer
+    model: str
+    parent: str | None
+    depth: int
+    ids: list[str]
+    sleep_s: float
+    arrived: float
+    done: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": status}}
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+def _spec(app: web.Application, body: dict[str, Any]) -> ModelSpec:
+    model = body.get("model")
+    spec = app[CONFIG_KEY].models.get(str(model))
+    if spec is None:
+        raise RequestError(404, f"The model `{model}` does not exist.")
+    return spec
+
+
+def _stop_list(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop") or []
+    return [stop] if isinstance(stop, str) else [str(s) for s in stop]
+
+
+def _is_answer(prompt: str) -> bool:
+    return THINK_CLOSE in prompt.rsplit(THINK_OPEN, 1)[-1]
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _prompt_logprobs(
+    config: SimConfig, spec: ModelSpec, prompt: str
+) -> list[dict[str, dict[str, Any]] | None]:
+    """vLLM's shape: null for the first token, then ``{token_id: {logprob, rank, decoded}}``."""
+    pieces = tokenize(prompt)
+    values = token_logprobs(config, spec, prompt, len(pieces))
+    entries: list[dict[str, dict[str, Any]] | None] = [None]
+    for piece, value in zip(pieces[1:], values[1:], strict=True):
+        entries.append(
+            {str(token_id(piece)): {"logprob": value, "rank": 1, "decoded_token": piece}}
+        )
+    return entries
+
+
+def _echo_logprobs(config: SimConfig, spec: ModelSpec, prompt: str) -> dict[str, Any]:
+    pieces = tokenize(prompt)
+    values: list[float | None] = [None, *token_logprobs(config, spec, prompt, len(pieces))[1:]]
+    offsets = [i * TOKEN_CHARS for i in range(len(pieces))]
+    return {
+        "tokens": pieces,
+        "token_logprobs": values,
+        "text_offset": offsets,
+        "top_logprobs": None,
+    }
+
+
+async def _record_and_wait(
+    app: web.Application,
+    kind: str,
+    spec: ModelSpec,
+    prompt: str,
+    latency: float,
+    choices: list[Choice],
+) -> None:
+    arrived = time.perf_counter()
+    await asyncio.sleep(latency)
+    found = markers(prompt)
+    app[LOG_KEY].append(
+        CallRecord(
+            conv=conversation_key(prompt),
+            kind=kind,
+            model=spec.name,
+            parent=found[-1] if found else None,
+            depth=len(found),
+            ids=[c.marker for c in choices if c.marker],
+            sleep_s=latency,
+            arrived=arrived,
+            done=time.perf_counter(),
+            prompt_tokens=count_tokens(prompt),
+            completion_tokens=sum(c.tokens for c in choices),
+        )
+    )
+
+
+async def _propose_choices(
+    app: web.Application, spec: ModelSpec, prompt: str, body: dict[str, Any]
+) -> list[Choice]:
+    config = app[CONFIG_KEY]
+    stop = _stop_list(body)
+    max_tokens = int(body.get("max_tokens") or 16)
+    n = int(body.get("n") or 1)
+    choices = [generate(config, spec, prompt, stop, max_tokens, i) for i in range(n)]
+    kind = "answer" if _is_answer(prompt) else "propose"
+    await _record_and_wait(
+        app, kind, spec, prompt, propose_latency(config, spec, prompt, choices), choices
+    )
+    return choices
+
+
+async def _score_wait(app: web.Application, spec: ModelSpec, prompt: str) -> None:
+    latency = score_latency(app[CONFIG_KEY], spec, prompt)
+    await _record_and_wait(app, "score", spec, prompt, latency, [])
+
+
+def _envelope(
+    kind: str, model: str, choices: list[dict[str, Any]], usage: dict[str, int]
+) -> dict[str, Any]:
+    return {
+        "id": f"sim-{time.perf_counter_ns()}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+    }
+
+
+def _chat_choice(index: int, choice: Choice, with_logprobs: bool) -> dict[str, Any]:
+    logprobs = None
+    if with_logprobs:
+        content = [
+            {"token": p, "logprob": -0.5, "bytes": list(p.encode()), "top_logprobs": []}
+            for p in tokenize(choice.text)
+        ]
+        logprobs = {"content": content}
+    return {
+        "index": index,
+        "message": {"role": "assistant", "content": choice.text, "reasoning_content": None},
+        "logprobs": logprobs,
+        "finish_reason": choice.finish_reason,
+        "stop_reason": choice.stop_reason,
+    }
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        spec = _spec(request.app, body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError(400, "messages must be a non-empty list")
+        prompt = render_chat(
+            messages,
+            continue_final=bool(body.get("continue_final_message", False)),
+            add_generation_prompt=bool(body.get("add_generation_prompt", True)),
+        )
+        if body.get("prompt_logprobs") is not None:
+            return await _chat_score(request.app, spec, prompt)
+        choices = await _propose_choices(request.app, spec, prompt, body)
+    except RequestError as error:
+        return _error(error.status, error.message)
+    wire = [_chat_choice(i, c, bool(body.get("logprobs"))) for i, c in enumerate(choices)]
+    usage = _usage(count_tokens(prompt), sum(c.tokens for c in choices))
+    return web.json_response(_envelope("chat.completion", spec.name, wire, usage), dumps=dumps)
+
+
+async def _chat_score(app: web.Application, spec: ModelSpec, prompt: str) -> web.Response:
+    await _score_wait(app, spec, prompt)
+    choice = Choice(".", 1, "length", None, None)
+    data = _envelope(
+        "chat.completion",
+        spec.name,
+        [_chat_choice(0, choice, False)],
+        _usage(count_tokens(prompt), 1),
+    )
+    data["prompt_logprobs"] = _prompt_logprobs(app[CONFIG_KEY], spec, prompt)
+    return web.json_response(data, dumps=dumps)
+
+
+def _completion_choice(index: int, choice: Choice, with_logprobs: bool) -> dict[str, Any]:
+    logprobs = None
+    if with_logprobs:
+        pieces = tokenize(choice.text)
+        logprobs = {
+            "tokens": pieces,
+            "token_logprobs": [-0.5] * len(pieces),
+            "text_offset": [i * TOKEN_CHARS for i in range(len(pieces))],
+            "top_logprobs": None,
+        }
+    return {
+        "index": index,
+        "text": choice.text,
+        "logprobs": logprobs,
+        "finish_reason": choice.finish_reason,
+        "stop_reason": choice.stop_reason,
+    }
+
+
+async def completions(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        spec = _spec(request.app, body)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise RequestError(400, "the simulator takes one prompt string")
+        if body.get("echo") or body.get("prompt_logprobs") is not None:
+            return await _completion_score(request.app, spec, prompt, body)
+        choices = await _propose_choices(request.app, spec, prompt, body)
+    except RequestError as error:
+        return _error(error.status, error.message)
+    wire = [
+        _completion_choice(i, c, body.get("logprobs") is not None) for i, c in enumerate(choices)
+    ]
+    usage = _usage(count_tokens(prompt), sum(c.tokens for c in choices))
+    return web.json_response(_envelope("text_completion", spec.name, wire, usage), dumps=dumps)
+
+
+async def _completion_score(
+    app: web.Application, spec: ModelSpec, prompt: str, body: dict[str, Any]
+) -> web.Response:
+    await _score_wait(app, spec, prompt)
+    config = app[CONFIG_KEY]
+    choice: dict[str, Any] = {
+        "index": 0,
+        "text": "",
+        "logprobs": None,
+        "finish_reason": "length",
+        "stop_reason": None,
+    }
+    if body.get("echo"):
+        choice["text"] = prompt
+        choice["logprobs"] = _echo_logprobs(config, spec, prompt)
+    if body.get("prompt_logprobs") is not None:
+        choice["prompt_logprobs"] = _prompt_logprobs(config, spec, prompt)
+    data = _envelope("text_completion", spec.name, [choice], _usage(count_tokens(prompt), 0))
+    return web.json_response(data, dumps=dumps)
+
+
+async def models(request: web.Request) -> web.Response:
+    names = sorted(request.app[CONFIG_KEY].models)
+    data = [{"id": n, "object": "model", "owned_by": "bench.simteacher"} for n in names]
+    return web.json_response({"object": "list", "data": data}, dumps=dumps)
+
+
+async def read_log(request: web.Request) -> web.Response:
+    records = [asdict(r) for r in request.app[LOG_KEY]]
+    return web.json_response({"records": records}, dumps=dumps)
+
+
+async def reset_log(request: web.Request) -> web.Response:
+    request.app[LOG_KEY].clear()
+    return web.json_response({"ok": True})
+
+
+def make_app(config: SimConfig) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[CONFIG_KEY] = config
+    app[LOG_KEY] = []
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/bench/log", read_log)
+    app.router.add_post("/bench/reset", reset_log)
+    return app
+
+
+def load_config(text: str) -> SimConfig:
+    raw = text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8")
+    return SimConfig.from_dict(json.loads(raw))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.simteacher",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config", required=True, help="JSON text or a JSON file")
+    args = parser.parse_args(argv)
+    app = make_app(load_config(args.config))
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()

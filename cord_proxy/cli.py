@@ -1,0 +1,191 @@
+"""Command line: serve | up | teachers check (and the dataset commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from cord_proxy.config import CordConfig, load_config
+from cord_proxy.defaults import default_config
+from cord_proxy.errors import ConfigError
+from cord_proxy.logs import configure_logging
+from cord_proxy.runtime import Runtime
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cord-proxy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible API from a config")
+    serve.add_argument("--config", required=True, help="TOML config file")
+    _add_listen_options(serve)
+
+    up = commands.add_parser("up", help="prepare and start the local CPU teacher, then serve")
+    _add_listen_options(up)
+    up.add_argument("--teacher-port", type=int, default=8401)
+
+    _add_dataset_commands(commands)
+
+    teachers = commands.add_parser("teachers", help="teacher tools")
+    teacher_commands = teachers.add_subparsers(dest="teachers_command", required=True)
+    check = teacher_commands.add_parser("check", help="check every configured teacher")
+    check.add_argument("--config", help="TOML config file (default: the local CPU teacher)")
+    check.add_argument("--teacher-port", type=int, default=8401)
+    return parser
+
+
+def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    distill = commands.add_parser(
+        "distill", help="write a trace for every problem of a JSONL file (resumable by id)"
+    )
+    distill.add_argument("--input", required=True, help="JSONL: {id, question | messages, answer}")
+    distill.add_argument("--output", required=True, help="JSONL of trace records (appended)")
+    engine = distill.add_mutually_exclusive_group()
+    engine.add_argument("--config", help="TOML config: run the engine in this process")
+    engine.add_argument("--url", help="send to a running proxy instead (http://HOST:PORT/v1)")
+    distill.add_argument("--teacher-url", default="http://127.0.0.1:8401/v1",
+                         help="without --config or --url: the local teacher of the default")
+    distill.add_argument("--model", help="ensemble (default: the first one)")
+    distill.add_argument("--concurrency", type=int, default=4)
+    distill.add_argument("--failures", help="JSONL of failures (default OUTPUT.failures.jsonl)")
+    distill.add_argument("--cord", help='decoding options for every problem, as JSON: '
+                         '\'{"max_steps": 8, "beam_width": 2}\'')
+    distill.add_argument("--retries", type=int, default=2,
+                         help="retries of a problem after a transient failure")
+    distill.add_argument("--timeout", type=float, default=None,
+                         help="seconds per problem (default: the config's request_timeout)")
+    distill.add_argument("--api-key-env", default="CORD_PROXY_API_KEY",
+                         help="with --url: the environment variable holding the proxy's key")
+    distill.add_argument("--log-level", default="warning")
+
+    export = commands.add_parser("export", help="convert trace records to a training format")
+    export.add_argument("--input", required=True, help="JSONL of trace records")
+    export.add_argument("--output", required=True)
+    export.add_argument("--format", required=True, choices=["trl", "sharegpt", "openai-batch"])
+    export.add_argument("--log-level", default="warning")
+
+
+def _add_listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (default 8400)")
+    parser.add_argument("--log-level", default="info")
+
+
+def _with_listen(config: CordConfig, host: str | None, port: int | None) -> CordConfig:
+    server = config.server.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    return config.model_copy(update={"server": server})
+
+
+async def _serve(config: CordConfig) -> None:
+    from cord_proxy.dataset import sink_for
+    from cord_proxy.server import create_app, serve
+
+    runtime = Runtime(config)
+    runner = await serve(create_app(runtime, sink_for(config.dataset)), config.server.host,
+                         config.server.port)
+    print(f"cord-proxy serving http://{config.server.host}:{config.server.port}/v1 "
+          f"(ensembles: {', '.join(runtime.ensemble_names)}); Ctrl-C stops", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _local_teacher(port: int) -> tuple[str, object]:
+    from cord_proxy.local import LocalTeacherServer, prepare
+
+    prepare()
+    server = LocalTeacherServer().start(port=port)
+    return server.base_url, server
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _with_listen(load_config(args.config), args.host, args.port)
+    asyncio.run(_serve(config))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cord_proxy.local import LocalTeacherServer
+
+    base_url, server = _local_teacher(args.teacher_port)
+    assert isinstance(server, LocalTeacherServer)
+    try:
+        config = default_config(base_url, args.host or "127.0.0.1", args.port or 8400)
+        asyncio.run(_serve(config))
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_teachers_check(args: argparse.Namespace) -> int:
+    from cord_proxy.teachers.check import check_all, format_checks
+
+    server = None
+    if args.config:
+        config = load_config(args.config)
+    else:
+        base_url, server = _local_teacher(args.teacher_port)
+        config = default_config(base_url)
+
+    async def run() -> bool:
+        runtime = Runtime(config)
+        try:
+            checks = await check_all(runtime.teachers, list(config.teachers))
+        finally:
+            await runtime.aclose()
+        print(format_checks(checks))
+        return all(c.ok for c in checks)
+
+    try:
+        return 0 if asyncio.run(run()) else 1
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from cord_proxy.distill import run_command
+
+    return run_command(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cord_proxy.export import run_command
+
+    return run_command(args)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+COMMANDS = {"serve": cmd_serve, "up": cmd_up, "distill": cmd_distill, "export": cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    configure_logging(getattr(args, "log_level", "info"))
+    try:
+        if args.command == "teachers":
+            return cmd_teachers_check(args)
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"cord-proxy: {error.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Turn a decode's result into an OpenAI chat completion, whole or as stream chunks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from cord_proxy.decoding.segment import THINK_CLOSE
+from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
+
+ANSWER_CHUNK_CHARS = 32
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def message_of(trace: FinishedTrace, reasoning_format: Literal["field", "inline"]) -> dict[str, Any]:
+    if reasoning_format == "inline":
+        inline = f"<think>\n{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer}"
+        return {"role": "assistant", "content": inline}
+    return {
+        "role": "assistant",
+        "content": trace.answer,
+        "reasoning_content": trace.reasoning,
+        "reasoning": trace.reasoning,
+    }
+
+
+def usage_of(result: DecodeResult, traces: list[FinishedTrace]) -> dict[str, Any]:
+    """Usage of the returned choices; reasoning tokens are part of completion tokens."""
+    reasoning = sum(t.reasoning_tokens for t in traces)
+    completion = reasoning + sum(t.answer_tokens for t in traces)
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": result.prompt_tokens + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def provenance(result: DecodeResult, ensemble: str, n: int) -> dict[str, Any]:
+    """The `cord` extension object: who wrote each step and how it scored."""
+    best = result.best
+    return {
+        "ensemble": ensemble,
+        "score_mode": result.score_mode,
+        "reference_used": result.reference_used,
+        "score": best.score,
+        "log_score": best.log_score,
+        "closed_by": best.closed_by,
+        "answer_teacher": best.answer_teacher,
+        "steps": [s.model_dump() for s in best.steps],
+        "choices": [_choice_provenance(i, t) for i, t in enumerate(result.traces[:n])],
+        "teachers": [u.model_dump() for u in result.teachers],
+        "failures": [f.model_dump() for f in result.failures],
+        "rounds": [r.model_dump() for r in result.rounds],
+        "cost_usd": sum(u.cost_usd for u in result.teachers),
+        "wall_s": result.wall_s,
+    }
+
+
+def _choice_provenance(index: int, trace: FinishedTrace) -> dict[str, Any]:
+    return {
+        "index": index,
+        "score": trace.score,
+        "log_score": trace.log_score,
+        "closed_by": trace.closed_by,
+        "answer_teacher": trace.answer_teacher,
+        "steps": len(trace.steps),
+    }
+
+
+def completion_body(
+    result: DecodeResult,
+    *,
+    ensemble: str,
+    n: int,
+    reasoning_format: Literal["field", "inline"],
+    request_id: str,
+) -> dict[str, Any]:
+    traces = result.traces[:n]
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": ensemble,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": i,
+                "message": message_of(trace, reasoning_format),
+                "logprobs": None,
+                "finish_reason": trace.answer_finish_reason,
+            }
+            for i, trace in enumerate(traces)
+        ],
+        "usage": usage_of(result, traces),
+        "cord": provenance(result, ensemble, n),
+    }
+
+
+class ChunkWriter:
+    """Builds the ``chat.completion.chunk`` objects of one streamed completion."""
+
+    def __init__(self, request_id: str, ensemble: str):
+        self.request_id = request_id
+        self.ensemble = ensemble
+        self.created = int(time.time())
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {
+            "id": self.request_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.ensemble,
+            "system_fingerprint": None,
+            "choices": choices,
+            **extra,
+        }
+
+    def delta(self, index: int, **delta: Any) -> dict[str, Any]:
+        return self.chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
+
+    def role(self, n: int) -> dict[str, Any]:
+        return self.chunk(
+            [
+                {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                 "finish_reason": None}
+                for i in range(n)
+            ]
+        )
+
+    def reasoning(self, index: int, text: str, inline: bool) -> dict[str, Any]:
+        if inline:
+            return self.delta(index, content=text)
+        return self.delta(index, reasoning_content=text, reasoning=text)
+
+    def steps(self, index: int, steps: list[StepRecord], first: bool, inline: bool) -> Iterator[
+        dict[str, Any]
+    ]:
+        for position, step in enumerate(steps):
+            text = step.text.lstrip() if first and position == 0 else step.text
+            if inline and first and position == 0:
+                text = "<think>\n" + text
+            if text:
+                yield self.reasoning(index, text, inline)
+
+    def answer(self, index: int, trace: FinishedTrace, inline: bool) -> Iterator[dict[str, Any]]:
+        text = f"\n{THINK_CLOSE}\n\n{trace.answer}" if inline else trace.answer
+        for start in range(0, len(text), ANSWER_CHUNK_CHARS):
+            yield self.delta(index, content=text[start : start + ANSWER_CHUNK_CHARS])
+
+    def finish(self, traces: list[FinishedTrace], cord: dict[str, Any]) -> dict[str, Any]:
+        return self.chunk(
+            [
+                {"index": i, "delta": {}, "logprobs": None, "finish_reason": t.answer_finish_reason}
+                for i, t in enumerate(traces)
+            ],
+            cord=cord,
+        )
+
+    def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        return self.chunk([], usage=usage)

@@ -1,0 +1,285 @@
+"""Configuration models and TOML loading.
+
+One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]`` and ``[dataset]``.
+Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cord_proxy.decoding.options import DecodeOptions
+from cord_proxy.errors import ConfigError
+from cord_proxy.teachers.capabilities import litellm_score_problem
+
+Role = Literal["propose", "score"]
+ScoreMethod = Literal["auto", "prompt_logprobs", "echo"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$"
+SECRET_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class ChatPrompt(BaseModel):
+    """The server renders the conversation with its own chat template.
+
+    Proposals continue the final assistant message (``continue_final_message``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["chat"] = "chat"
+
+
+class TemplatePrompt(BaseModel):
+    """The proxy renders the prompt itself and calls the raw ``/v1/completions``.
+
+    Each field is a string with one ``{content}`` placeholder.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["template"] = "template"
+    system: str = "{content}\n\n"
+    user: str
+    assistant: str
+    assistant_open: str
+
+    @field_validator("system", "user", "assistant")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{content}" not in value:
+            raise ValueError("must contain the placeholder {content}")
+        return value
+
+
+GEMMA_TEMPLATE = TemplatePrompt(
+    system="<start_of_turn>user\n{content}<end_of_turn>\n",
+    user="<start_of_turn>user\n{content}<end_of_turn>\n",
+    assistant="<start_of_turn>model\n{content}<end_of_turn>\n",
+    assistant_open="<start_of_turn>model\n",
+)
+
+PromptFormat = Annotated[ChatPrompt | TemplatePrompt, Field(discriminator="kind")]
+
+
+def _check_secret_ref(value: str | None) -> str | None:
+    if value is not None and not SECRET_REF.match(value):
+        raise ValueError("give secrets as a reference 'env:NAME', never inline")
+    return value
+
+
+def resolve_secret(ref: str | None) -> str | None:
+    """The value of an ``env:NAME`` reference; a missing variable is a config error."""
+    if ref is None:
+        return None
+    match = SECRET_REF.match(ref)
+    if match is None:
+        raise ConfigError(f"secret reference {ref!r} is not of the form env:NAME")
+    value = os.environ.get(match.group(1))
+    if not value:
+        raise ConfigError(f"environment variable {match.group(1)} is not set", [ref])
+    return value
+
+
+class TeacherConfig(BaseModel):
+    """One named model at one endpoint. Two teachers may share an endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    kind: Literal["openai", "litellm"] = "openai"
+    base_url: str | None = None
+    model: str = Field(min_length=1)
+    api_key: str | None = None
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    roles: frozenset[Role] = frozenset({"propose", "score"})
+    system_prompt: str | None = None
+    timeout: float = Field(120.0, gt=0.0, le=3600.0)
+    max_concurrency: int = Field(16, ge=1, le=4096)
+    prompt: PromptFormat = ChatPrompt()
+    score_method: ScoreMethod = "auto"
+    max_retries: int = Field(2, ge=0, le=10)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    # kind 'litellm' only: continue a prefilled assistant turn (None: ask litellm's model map)
+    assistant_prefill: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hosted_default_roles(cls, data: Any) -> Any:
+        """A litellm teacher proposes only, unless its roles say otherwise (and can)."""
+        if isinstance(data, dict) and data.get("kind") == "litellm" and "roles" not in data:
+            return {**data, "roles": ["propose"]}
+        return data
+
+    @field_validator("api_key")
+    @classmethod
+    def _secret_reference(cls, value: str | None) -> str | None:
+        return _check_secret_ref(value)
+
+    @field_validator("roles")
+    @classmethod
+    def _some_role(cls, value: frozenset[Role]) -> frozenset[Role]:
+        if not value:
+            raise ValueError("a teacher needs at least one role: propose or score")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> TeacherConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("base_url is required for kind 'openai'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if self.kind == "litellm" and "score" in self.roles:
+            problem = litellm_score_problem(self.name, self.model)
+            if problem:
+                raise ValueError(problem)
+        if self.kind != "litellm" and self.assistant_prefill is not None:
+            raise ValueError("assistant_prefill applies to kind 'litellm' only")
+        return self
+
+
+class EnsembleConfig(BaseModel):
+    """A named set of proposers and scorers with default decoding settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    teachers: tuple[str, ...] = Field(min_length=1)
+    scorers: tuple[str, ...] | None = None
+    scorer_weights: dict[str, float] = Field(default_factory=dict)
+    defaults: DecodeOptions = DecodeOptions()
+
+    @field_validator("scorer_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in value.items() if not weight > 0]
+        if bad:
+            raise ValueError(f"weights must be > 0: {', '.join(bad)}")
+        return value
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    api_keys: tuple[str, ...] = ()
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_concurrent_requests: int = Field(64, ge=1)
+    request_timeout: float = Field(3600.0, gt=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _refs_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ref in value:
+            _check_secret_ref(ref)
+        return value
+
+
+class DatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = None
+
+
+class CordConfig(BaseModel):
+    """The whole configuration file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerConfig = ServerConfig()
+    teachers: tuple[TeacherConfig, ...] = Field(min_length=1)
+    ensembles: tuple[EnsembleConfig, ...] = Field(min_length=1)
+    dataset: DatasetConfig = DatasetConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> CordConfig:
+        problems = _reference_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def teacher(self, name: str) -> TeacherConfig:
+        return next(t for t in self.teachers if t.name == name)
+
+    def ensemble(self, name: str) -> EnsembleConfig | None:
+        return next((e for e in self.ensembles if e.name == name), None)
+
+
+def ensemble_scorers(config: CordConfig, ensemble: EnsembleConfig) -> tuple[str, ...]:
+    """The ensemble's scorers: as listed, or every member teacher with the score role."""
+    if ensemble.scorers is not None:
+        return ensemble.scorers
+    return tuple(n for n in ensemble.teachers if "score" in config.teacher(n).roles)
+
+
+def _reference_problems(config: CordConfig) -> list[str]:
+    problems: list[str] = []
+    names = [t.name for t in config.teachers]
+    problems += [f"teachers: duplicate name '{n}'" for n in sorted(set(names)) if names.count(n) > 1]
+    ensemble_names = [e.name for e in config.ensembles]
+    problems += [
+        f"ensembles: duplicate name '{n}'"
+        for n in sorted(set(ensemble_names))
+        if ensemble_names.count(n) > 1
+    ]
+    known = set(names)
+    for index, ensemble in enumerate(config.ensembles):
+        where = f"ensembles.{index}"
+        for name in (*ensemble.teachers, *(ensemble.scorers or ()), *ensemble.scorer_weights):
+            if name not in known:
+                problems.append(f"{where}: unknown teacher '{name}'")
+        if problems:
+            continue
+        proposers = [n for n in ensemble.teachers if "propose" in config.teacher(n).roles]
+        if not proposers:
+            problems.append(f"{where}.teachers: no teacher with the 'propose' role")
+        for name in ensemble.scorers or ():
+            if "score" not in config.teacher(name).roles:
+                problems.append(f"{where}.scorers: teacher '{name}' does not have the score role")
+        if not ensemble_scorers(config, ensemble):
+            problems.append(f"{where}.scorers: no teacher can score")
+    return problems
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """Every bad field as ``path: message``."""
+    items = error.errors()
+    locations = [tuple(item["loc"]) for item in items]
+    lines = []
+    for item in items:
+        loc = tuple(item["loc"])
+        if item["type"] == "too_short" and any(
+            other[: len(loc)] == loc and other != loc for other in locations
+        ):
+            continue  # an emptied tuple whose items were reported one by one
+        path = ".".join(str(part) for part in loc) or "(top level)"
+        lines.append(f"{path}: {item['msg'].removeprefix('Value error, ')}")
+    return lines
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> CordConfig:
+    try:
+        return CordConfig.model_validate(data)
+    except ValidationError as error:
+        problems = format_validation_error(error)
+        raise ConfigError(
+            f"{source} is invalid:\n  " + "\n  ".join(problems), problems
+        ) from None
+
+
+def load_config(path: str | Path) -> CordConfig:
+    """Load and validate a TOML config; every bad field is named in the error."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
+    return parse_config(data, source=str(file))

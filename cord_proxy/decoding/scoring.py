@@ -1,0 +1,59 @@
+"""Predictive-perplexity scoring (METHOD.md, Eq. 3), as pure functions over log-probabilities.
+
+`reference` mode: each scorer j gives ``log S_j``, the mean log-probability of the reference
+answer's tokens; the candidate's log score is the weighted mean of the ``log S_j`` and its
+score ``exp`` of that, in (0, 1]. `step` mode: the mean over scorers (other than the
+proposers) of their per-token (or per-byte) mean log-probability of the step itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cord_proxy.decoding.options import ScoreNormalisation
+
+
+def mean_logprob(logprobs: Sequence[float]) -> float:
+    """Per-token mean log-probability: log of the geometric-mean probability."""
+    if len(logprobs) == 0:
+        raise ValueError("cannot score an empty span")
+    return float(np.mean(np.asarray(logprobs, dtype=np.float64)))
+
+
+def per_byte_logprob(logprobs: Sequence[float], text: str) -> float:
+    """Total log-probability per UTF-8 byte: comparable across tokenisers."""
+    size = len(text.encode("utf-8"))
+    if size == 0:
+        raise ValueError("cannot score an empty span")
+    return float(np.sum(np.asarray(logprobs, dtype=np.float64)) / size)
+
+
+def normalised_logprob(
+    logprobs: Sequence[float], text: str, normalisation: ScoreNormalisation
+) -> float:
+    if normalisation == "byte":
+        return per_byte_logprob(logprobs, text)
+    return mean_logprob(logprobs)
+
+
+def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
+    """The candidate's log score from its scorers' parts."""
+    if len(values) == 0:
+        raise ValueError("no scorer part to combine")
+    return float(np.average(np.asarray(values, dtype=np.float64), weights=np.asarray(weights)))
+
+
+def as_probability(log_score: float) -> float:
+    """``exp`` of a log score: the geometric-mean probability, in (0, 1]."""
+    return float(np.exp(log_score))
+
+
+def step_scorers(scorers: Sequence[str], proposers: Sequence[str]) -> list[str]:
+    """Scorers of a step in `step` mode: every scorer but the step's proposers.
+
+    When that leaves none (a lone teacher), the scorers score their own proposals.
+    """
+    others = [s for s in scorers if s not in proposers]
+    return others or list(scorers)

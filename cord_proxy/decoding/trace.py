@@ -1,0 +1,114 @@
+"""Provenance records: what every step, candidate, teacher and trace of a decode did."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ClosedBy = Literal["think", "eos", "budget", "max_steps"]
+ScoreMode = Literal["reference", "step"]
+
+
+class ScorerPart(BaseModel):
+    """One scorer's contribution to a candidate's score."""
+
+    scorer: str
+    mean_logprob: float
+    tokens: int
+    weight: float
+
+
+class CandidateRecord(BaseModel):
+    """One proposed step, merged over the teachers that wrote the same text."""
+
+    parent: int = Field(description="index of the beam it extends, in that step's beam")
+    text: str
+    proposers: list[str]
+    score: float
+    log_score: float
+    scorers: list[ScorerPart]
+    tokens: int
+    finish_reason: str
+    selected: bool = False
+
+
+class StepRecord(BaseModel):
+    """A step of a trace: its text, who wrote it and how it scored."""
+
+    index: int
+    text: str
+    proposers: list[str]
+    score: float
+    log_score: float
+    scorers: list[ScorerPart]
+    tokens: int
+    candidates: list[CandidateRecord] | None = None
+
+
+class StepFailure(BaseModel):
+    step: int
+    teacher: str
+    role: Literal["propose", "score", "answer"]
+    error: str
+
+
+class TeacherUsage(BaseModel):
+    """One teacher's share of a decode."""
+
+    name: str
+    proposals: int = 0
+    selected: int = 0
+    propose_calls: int = 0
+    score_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    score_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    failures: int = 0
+
+
+class FinishedTrace(BaseModel):
+    """A finished beam: the thinking, the answer and the provenance of every step."""
+
+    reasoning: str
+    answer: str
+    steps: list[StepRecord]
+    score: float
+    log_score: float
+    closed_by: ClosedBy
+    answer_teacher: str
+    answer_finish_reason: Literal["stop", "length"]
+    reasoning_tokens: int
+    answer_tokens: int
+
+
+class RoundTiming(BaseModel):
+    """One decoding round: its wall time and its critical path (slowest propose+score)."""
+
+    step: int
+    wall_s: float
+    critical_s: float
+    candidates: int
+
+
+class DecodeResult(BaseModel):
+    """Every finished trace, best first, with the decode's provenance."""
+
+    traces: list[FinishedTrace]
+    score_mode: ScoreMode
+    reference_used: bool
+    prompt_tokens: int
+    teachers: list[TeacherUsage]
+    failures: list[StepFailure]
+    dropped: list[str] = Field(
+        default_factory=list, description="teachers dropped for the rest of the decode"
+    )
+    rounds: list[RoundTiming]
+    wall_s: float
+    answer_wait_s: float
+
+    @property
+    def best(self) -> FinishedTrace:
+        return self.traces[0]

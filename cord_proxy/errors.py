@@ -1,0 +1,130 @@
+"""The one exception tree of cord-proxy.
+
+Every error the proxy can report maps to an OpenAI error object
+(``{"error": {"message", "type", "param", "code"}}``) and an HTTP status::
+
+    CordError (500, server_error)
+    +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
+    |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
+    |   +-- RequestTooLargeError (413)
+    +-- AuthenticationError (401, authentication_error)
+    +-- ModelNotFoundError (404, invalid_request_error / model_not_found)
+    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit
+    +-- ConfigError (500, server_error)                    a bad config; raised at start
+    +-- TeacherError (502, teacher_error)                  one teacher failed; names it
+    |   +-- TeacherUnreachableError                        connection refused, DNS, reset
+    |   +-- TeacherTimeoutError (504)
+    |   +-- TeacherHTTPError                               the teacher answered an error status
+    |   +-- TeacherProtocolError                           malformed JSON or missing fields
+    |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
+    +-- DecodeError (502, decode_error)                    no candidate survived a step
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CordError(Exception):
+    status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(CordError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class UnsupportedFieldError(InvalidRequestError):
+    code = "unsupported_parameter"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationError(CordError):
+    status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFoundError(CordError):
+    status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RateLimitError(CordError):
+    status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class ConfigError(CordError):
+    """A configuration that cannot run. `problems` lists every bad field."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class TeacherError(CordError):
+    status = 502
+    error_type = "teacher_error"
+
+    def __init__(self, teacher: str, message: str, **kwargs: Any):
+        super().__init__(f"teacher '{teacher}': {message}", **kwargs)
+        self.teacher = teacher
+
+
+class TeacherUnreachableError(TeacherError):
+    code = "teacher_unreachable"
+
+
+class TeacherTimeoutError(TeacherError):
+    status = 504
+    code = "teacher_timeout"
+
+
+class TeacherHTTPError(TeacherError):
+    code = "teacher_http_error"
+
+    def __init__(self, teacher: str, message: str, *, http_status: int, **kwargs: Any):
+        super().__init__(teacher, message, **kwargs)
+        self.http_status = http_status
+
+
+class TeacherProtocolError(TeacherError):
+    code = "teacher_protocol_error"
+
+
+class TeacherCapabilityError(TeacherError):
+    status = 400
+    error_type = "invalid_request_error"
+    code = "teacher_capability"
+
+
+class DecodeError(CordError):
+    status = 502
+    error_type = "decode_error"
+    code = "no_candidate_survived"

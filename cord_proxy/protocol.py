@@ -1,0 +1,147 @@
+"""OpenAI chat-completion wire models, and the `cord` request extension."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cord_proxy.decoding.options import Segmentation
+
+UNSUPPORTED_FIELDS = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "reasoning_effort",
+    "service_tier",
+    "store",
+)
+"""Standard fields the proxy cannot honour: a request that sets one is refused, by name."""
+
+MAX_SEED = 2**63 - 1
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str = Field(max_length=1_000_000)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] = Field(max_length=1_000_000)
+    name: str | None = Field(None, max_length=256)
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class CordOptions(BaseModel):
+    """The CoRD controls of one request (``extra_body={"cord": {...}}`` in the openai SDK)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_answer: str | None = Field(None, max_length=100_000)
+    beam_width: int | None = Field(None, ge=1, le=64)
+    proposals_per_teacher: int | None = Field(None, ge=1, le=16)
+    teachers: list[str] | None = Field(None, min_length=1, max_length=64)
+    scorers: list[str] | None = Field(None, min_length=1, max_length=64)
+    segmentation: Segmentation | None = None
+    markers: list[str] | None = Field(None, min_length=1, max_length=32)
+    thinking_budget: int | None = Field(None, ge=1, le=1_000_000)
+    answer_budget: int | None = Field(None, ge=1, le=1_000_000)
+    max_step_tokens: int | None = Field(None, ge=1, le=100_000)
+    max_steps: int | None = Field(None, ge=1, le=10_000)
+    include_candidates: bool | None = None
+    reasoning_format: Literal["field", "inline"] = "field"
+
+    @field_validator("reference_answer")
+    @classmethod
+    def _non_blank_reference(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("reference_answer must not be blank; omit it to score steps instead")
+        return value
+
+    @field_validator("markers")
+    @classmethod
+    def _non_empty_markers(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not m.strip() for m in value):
+            raise ValueError("markers must not be empty strings")
+        return value
+
+
+class ChatCompletionRequest(BaseModel):
+    """A standard chat completion request; `model` names an ensemble."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    max_tokens: int | None = Field(None, ge=1, le=2_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2_000_000)
+    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=64)
+    user: str | None = Field(None, max_length=256)
+    metadata: dict[str, str] | None = None
+    cord: CordOptions = CordOptions()
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > 16 or any(not s for s in stops):
+            raise ValueError("stop takes up to 16 non-empty strings")
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user_turn(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" and m.text().strip() for m in value):
+            raise ValueError("messages need at least one non-empty user message")
+        return value
+
+    def stop_strings(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def completion_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+def asks_nothing(value: Any) -> bool:
+    """True for the values some clients always send for fields they do not use."""
+    if value is None or value is False:
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == 0
+    return value == [] or value == {}
+
+
+def unsupported_fields(body: dict[str, Any]) -> list[str]:
+    """Fields in the body the proxy cannot honour, ignoring values that ask for nothing."""
+    return [name for name in UNSUPPORTED_FIELDS if name in body and not asks_nothing(body[name])]

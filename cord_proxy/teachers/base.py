@@ -1,0 +1,111 @@
+"""The teacher interface: the only thing the decoding driver knows about a teacher."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+FinishReason = Literal["stop", "length", "closed"]
+
+
+class Message(BaseModel):
+    """One chat turn of the conversation being continued."""
+
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One continuation of the partial assistant message.
+
+    `finish_reason` is ``stop`` when a stop string ended it (`stop_string` says which),
+    ``closed`` when the teacher ended its output (end of sequence), ``length`` when it ran
+    into `max_tokens`.
+    """
+
+    text: str
+    finish_reason: FinishReason
+    tokens: int
+    stop_string: str | None = None
+    prompt_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpanScore:
+    """Log-probabilities of exactly the tokens of a target span after a prefix."""
+
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    context_tokens: int = 0
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score `target` when it directly follows the assistant prefix `prefix`."""
+
+    prefix: str
+    target: str
+
+
+@dataclass
+class CallStats:
+    """Running counts of one teacher's calls, read by provenance and metrics."""
+
+    propose_calls: int = 0
+    score_calls: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """One named model at one endpoint with its own sampling settings and roles."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def can_propose(self) -> bool: ...
+
+    @property
+    def can_score(self) -> bool: ...
+
+    @property
+    def score_identity(self) -> str:
+        """Teachers with the same identity give the same scores (same model, same endpoint)."""
+        ...
+
+    async def propose(
+        self,
+        conversation: Sequence[Message],
+        prefix: str,
+        *,
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> list[Proposal]: ...
+
+    async def score(
+        self, conversation: Sequence[Message], prefix: str, target: str
+    ) -> SpanScore: ...
+
+    async def score_many(
+        self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
+    ) -> list[SpanScore]: ...
+
+    async def aclose(self) -> None: ...

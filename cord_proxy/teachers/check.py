@@ -1,0 +1,101 @@
+"""`teachers check`: is each teacher reachable, and can it propose and score?"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from cord_proxy.config import TeacherConfig, resolve_secret
+from cord_proxy.errors import CordError
+from cord_proxy.teachers.base import Message, Teacher
+
+PROBE = [Message(role="user", content="Reply with OK.")]
+
+
+@dataclass(frozen=True)
+class TeacherCheck:
+    name: str
+    kind: str
+    model: str
+    reachable: bool
+    model_listed: bool | None
+    can_propose: bool | None
+    can_score: bool | None
+    latency_s: float | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.can_propose is not False and self.can_score is not False
+
+
+async def listed_models(config: TeacherConfig) -> list[str] | None:
+    """The models the endpoint lists, or None when it cannot be reached."""
+    if config.base_url is None:
+        return None
+    key = resolve_secret(config.api_key)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        async with httpx.AsyncClient(timeout=min(config.timeout, 10.0)) as client:
+            answer = await client.get(config.base_url.rstrip("/") + "/models", headers=headers)
+        answer.raise_for_status()
+        return [str(m.get("id")) for m in answer.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
+async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck:
+    models = await listed_models(config)
+    error: str | None = None
+    started = time.perf_counter()
+    can_propose: bool | None = None
+    if teacher.can_propose:
+        try:
+            await teacher.propose(PROBE, "", n=1, stop=(), max_tokens=1)
+            can_propose = True
+        except CordError as failure:
+            can_propose, error = False, failure.message
+    latency = time.perf_counter() - started
+    can_score: bool | None = None
+    if teacher.can_score:
+        try:
+            await teacher.score(PROBE, "", "OK")
+            can_score = True
+        except CordError as failure:
+            can_score, error = False, error or failure.message
+    return TeacherCheck(
+        name=config.name,
+        kind=config.kind,
+        model=config.model,
+        reachable=models is not None or bool(can_propose or can_score),
+        model_listed=None if models is None else config.model in models,
+        can_propose=can_propose,
+        can_score=can_score,
+        latency_s=latency if can_propose else None,
+        error=error,
+    )
+
+
+async def check_all(teachers: dict[str, Teacher], configs: list[TeacherConfig]) -> list[TeacherCheck]:
+    return list(await asyncio.gather(*(check_teacher(teachers[c.name], c) for c in configs)))
+
+
+def format_checks(checks: list[TeacherCheck]) -> str:
+    def mark(value: bool | None) -> str:
+        return "-" if value is None else ("yes" if value else "NO")
+
+    header = f"{'teacher':<20} {'kind':<7} {'model':<24} {'reachable':<9} {'listed':<6} " \
+             f"{'propose':<7} {'score':<5} latency"
+    rows = [header]
+    for c in checks:
+        latency = f"{c.latency_s * 1000:.0f} ms" if c.latency_s is not None else "-"
+        rows.append(
+            f"{c.name:<20} {c.kind:<7} {c.model:<24} {mark(c.reachable):<9} "
+            f"{mark(c.model_listed):<6} {mark(c.can_propose):<7} {mark(c.can_score):<5} {latency}"
+        )
+        if c.error:
+            rows.append(f"    error: {c.error}")
+    return "\n".join(rows)

@@ -1,0 +1,345 @@
+"""Teacher client for vLLM and other OpenAI-compatible servers, over httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from cord_proxy.config import TeacherConfig, TemplatePrompt, resolve_secret
+from cord_proxy.errors import (
+    TeacherCapabilityError,
+    TeacherError,
+    TeacherHTTPError,
+    TeacherProtocolError,
+    TeacherTimeoutError,
+    TeacherUnreachableError,
+)
+from cord_proxy.teachers.base import (
+    CallStats,
+    FinishReason,
+    Message,
+    Proposal,
+    ScoreRequest,
+    SpanScore,
+)
+from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
+from cord_proxy.teachers.retry import (
+    Retryable,
+    RetryPolicy,
+    call_with_retries,
+    is_retryable_status,
+    parse_retry_after,
+)
+from cord_proxy.teachers.spans import span_from_lengths, span_from_offsets
+
+ERROR_BODY_EXCERPT = 300
+
+
+class OpenAICompatTeacher:
+    """A teacher at an OpenAI-compatible endpoint (vLLM for scoring)."""
+
+    def __init__(self, config: TeacherConfig, client: httpx.AsyncClient | None = None):
+        self.config = config
+        self.stats = CallStats()
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout),
+            limits=httpx.Limits(max_connections=config.max_concurrency),
+        )
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._headers = _auth_headers(resolve_secret(config.api_key))
+        self._base_url = (config.base_url or "").rstrip("/")
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def can_propose(self) -> bool:
+        return "propose" in self.config.roles
+
+    @property
+    def can_score(self) -> bool:
+        return "score" in self.config.roles
+
+    @property
+    def score_identity(self) -> str:
+        return f"{self._base_url}|{self.config.model}|{self.config.prompt.model_dump_json()}"
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def propose(
+        self,
+        conversation: Sequence[Message],
+        prefix: str,
+        *,
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> list[Proposal]:
+        body = self._sampling_body(n=n, stop=stop, max_tokens=max_tokens, seed=seed)
+        if temperature is not None:
+            body["temperature"] = temperature
+        if isinstance(self.config.prompt, TemplatePrompt):
+            body["prompt"] = self._render(conversation, prefix)
+            body["logprobs"] = 0
+            data = await self._post("/completions", body, kind="propose")
+            proposals = [_completion_proposal(c, stop) for c in _choices(data, self.name)]
+        else:
+            body["messages"] = self._messages(conversation, prefix)
+            body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
+            data = await self._post("/chat/completions", body, kind="propose")
+            proposals = [_chat_proposal(c, stop, self.name) for c in _choices(data, self.name)]
+        self._count_usage(data)
+        return _attach_prompt_tokens(proposals, data)
+
+    async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
+        if not self.can_score:
+            raise TeacherCapabilityError(self.name, "this teacher does not have the score role")
+        if not target:
+            return SpanScore(tokens=(), logprobs=())
+        method = self._score_method()
+        if method == "echo":
+            return await self._score_by_echo(conversation, prefix, target)
+        return await self._score_by_prompt_logprobs(conversation, prefix, target)
+
+    async def score_many(
+        self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
+    ) -> list[SpanScore]:
+        """Score a whole step's candidates at once; the server batches concurrent requests."""
+        return list(
+            await asyncio.gather(*(self.score(conversation, r.prefix, r.target) for r in requests))
+        )
+
+    def _score_method(self) -> str:
+        method = self.config.score_method
+        if method == "echo" and not isinstance(self.config.prompt, TemplatePrompt):
+            raise TeacherCapabilityError(
+                self.name, "score_method 'echo' needs a proxy-side template prompt"
+            )
+        return "prompt_logprobs" if method == "auto" else method
+
+    async def _score_by_echo(
+        self, conversation: Sequence[Message], prefix: str, target: str
+    ) -> SpanScore:
+        body = {
+            "model": self.config.model,
+            "prompt": self._render(conversation, prefix + target),
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": 0,
+            "temperature": 0.0,
+        }
+        data = await self._post("/completions", body, kind="score")
+        logprobs = _field(_choices(data, self.name)[0], "logprobs", self.name)
+        try:
+            return span_from_offsets(
+                logprobs["tokens"], logprobs["token_logprobs"], logprobs["text_offset"], len(target)
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise TeacherProtocolError(self.name, f"unusable echo logprobs: {error}") from None
+
+    async def _score_by_prompt_logprobs(
+        self, conversation: Sequence[Message], prefix: str, target: str
+    ) -> SpanScore:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "max_tokens": 1,
+            "prompt_logprobs": 0,
+            "temperature": 0.0,
+        }
+        if isinstance(self.config.prompt, TemplatePrompt):
+            body["prompt"] = self._render(conversation, prefix + target)
+            data = await self._post("/completions", body, kind="score")
+            entries = _field(_choices(data, self.name)[0], "prompt_logprobs", self.name)
+        else:
+            body["messages"] = self._messages(conversation, prefix + target)
+            body.update(continue_final_message=True, add_generation_prompt=False)
+            data = await self._post("/chat/completions", body, kind="score")
+            entries = _field(data, "prompt_logprobs", self.name)
+        tokens, logprobs = _unpack_prompt_logprobs(entries, self.name)
+        try:
+            return span_from_lengths(tokens, logprobs, len(target))
+        except ValueError as error:
+            raise TeacherProtocolError(self.name, str(error)) from None
+
+    def _sampling_body(
+        self, *, n: int, stop: Sequence[str], max_tokens: int, seed: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "n": n,
+            "stop": list(stop),
+            "max_tokens": max_tokens,
+            "temperature": self.config.temperature,
+            "top_p": self.config.top_p,
+            **self.config.extra_body,
+        }
+        chosen_seed = seed if seed is not None else self.config.seed
+        if chosen_seed is not None:
+            body["seed"] = chosen_seed
+        return body
+
+    def _messages(self, conversation: Sequence[Message], prefix: str) -> list[dict[str, Any]]:
+        return chat_messages(with_system_prompt(conversation, self.config.system_prompt), prefix)
+
+    def _render(self, conversation: Sequence[Message], prefix: str) -> str:
+        assert isinstance(self.config.prompt, TemplatePrompt)
+        full = with_system_prompt(conversation, self.config.system_prompt)
+        return render_template(self.config.prompt, full, prefix)
+
+    async def _post(self, path: str, body: dict[str, Any], *, kind: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        policy = RetryPolicy(max_retries=self.config.max_retries, deadline_s=self.config.timeout)
+        try:
+            return await call_with_retries(lambda _left: self._attempt(path, body), policy)
+        except TeacherError as error:
+            self._record_failure(error)
+            raise
+        except (TimeoutError, httpx.TimeoutException):
+            timeout = TeacherTimeoutError(self.name, f"no answer within {self.config.timeout:g} s")
+            self._record_failure(timeout)
+            raise timeout from None
+        finally:
+            self.stats.latency_s += time.perf_counter() - started
+            if kind == "propose":
+                self.stats.propose_calls += 1
+            else:
+                self.stats.score_calls += 1
+
+    async def _attempt(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One try; a 429, 5xx or lost connection is `Retryable` (retry.py)."""
+        async with self._slots:
+            try:
+                response = await self._client.post(
+                    self._base_url + path, json=body, headers=self._headers
+                )
+            except httpx.TimeoutException:
+                raise
+            except httpx.TransportError as exc:
+                raise Retryable(
+                    TeacherUnreachableError(
+                        self.name,
+                        f"cannot reach {self._base_url}: {type(exc).__name__} {exc}".strip(),
+                    )
+                ) from None
+        if is_retryable_status(response.status_code):
+            try:
+                self._decode(response)
+            except TeacherHTTPError as error:
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                raise Retryable(error, retry_after) from None
+        return self._decode(response)
+
+    def _decode(self, response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            raise TeacherHTTPError(
+                self.name,
+                f"HTTP {response.status_code}: {response.text[:ERROR_BODY_EXCERPT]}",
+                http_status=response.status_code,
+            )
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise TeacherProtocolError(
+                self.name, f"answered invalid JSON: {response.text[:ERROR_BODY_EXCERPT]!r}"
+            ) from None
+        if not isinstance(data, dict):
+            raise TeacherProtocolError(self.name, "answered JSON that is not an object")
+        return data
+
+    def _record_failure(self, error: TeacherError) -> None:
+        self.stats.failures += 1
+        self.stats.errors.append(error.message)
+
+    def _count_usage(self, data: dict[str, Any]) -> None:
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+
+def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> list[Proposal]:
+    """The call's prompt was read once: its tokens go on the first proposal."""
+    usage = data.get("usage")
+    prompt_tokens = int(usage.get("prompt_tokens") or 0) if isinstance(usage, dict) else 0
+    if not proposals or not prompt_tokens:
+        return proposals
+    first = dataclasses.replace(proposals[0], prompt_tokens=prompt_tokens)
+    return [first, *proposals[1:]]
+
+
+def _auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _field(container: Any, key: str, teacher: str) -> Any:
+    if not isinstance(container, dict) or container.get(key) is None:
+        raise TeacherProtocolError(teacher, f"response has no '{key}'")
+    return container[key]
+
+
+def _choices(data: dict[str, Any], teacher: str) -> list[dict[str, Any]]:
+    choices = _field(data, "choices", teacher)
+    if not isinstance(choices, list) or not choices:
+        raise TeacherProtocolError(teacher, "response has no choices")
+    return sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+
+
+def _finish(choice: dict[str, Any], stop: Sequence[str]) -> tuple[FinishReason, str | None]:
+    reason = choice.get("finish_reason")
+    stop_reason = choice.get("stop_reason")
+    if reason == "length":
+        return "length", None
+    if isinstance(stop_reason, str) and stop_reason in stop:
+        return "stop", stop_reason
+    return "closed", None
+
+
+def _chat_proposal(choice: dict[str, Any], stop: Sequence[str], teacher: str) -> Proposal:
+    message = _field(choice, "message", teacher)
+    text = message.get("content") or ""
+    logprobs = choice.get("logprobs") or {}
+    tokens = len(logprobs.get("content") or []) if isinstance(logprobs, dict) else 0
+    reason, stop_string = _finish(choice, stop)
+    return Proposal(text=text, finish_reason=reason, tokens=tokens, stop_string=stop_string)
+
+
+def _completion_proposal(choice: dict[str, Any], stop: Sequence[str]) -> Proposal:
+    logprobs = choice.get("logprobs") or {}
+    tokens = len(logprobs.get("tokens") or []) if isinstance(logprobs, dict) else 0
+    reason, stop_string = _finish(choice, stop)
+    return Proposal(
+        text=choice.get("text") or "", finish_reason=reason, tokens=tokens, stop_string=stop_string
+    )
+
+
+def _unpack_prompt_logprobs(
+    entries: Any, teacher: str
+) -> tuple[list[str], list[float | None]]:
+    """vLLM's ``prompt_logprobs``: one ``{token_id: {logprob, decoded_token}}`` per token."""
+    if not isinstance(entries, list):
+        raise TeacherProtocolError(teacher, "prompt_logprobs is not a list")
+    tokens: list[str] = []
+    logprobs: list[float | None] = []
+    for entry in entries:
+        if entry is None:
+            tokens.append("")
+            logprobs.append(None)
+            continue
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise TeacherProtocolError(teacher, "expected one prompt log-probability per token")
+        (info,) = entry.values()
+        tokens.append(str(info.get("decoded_token") or ""))
+        logprobs.append(float(info["logprob"]))
+    return tokens, logprobs

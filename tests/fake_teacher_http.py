@@ -1,0 +1,114 @@
+"""A FAKE OpenAI-compatible teacher server for what the real one cannot do on demand.
+
+It answers after a delay chosen by the model name (``fast``: none, ``slow``: 30 s,
+``broken``: HTTP 500) and counts the calls in flight, so tests can see that a client
+disconnect really cancels every teacher call. It is never a stand-in for a feature test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+DELAYS = {"fast": 0.0, "slow": 30.0}
+
+
+class CountingFakeTeacher:
+    """Serves from its own thread and event loop, so synchronous test code never blocks it."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.started = 0
+        self.cancelled = 0
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    def start_in_thread(self) -> str:
+        ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, name="fake-teacher", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop_thread(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self.runner = web.AppRunner(app, handler_cancellation=True)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": name, "object": "model"} for name in (*DELAYS, "broken")]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json()
+        model = body.get("model", "fast")
+        if model == "broken":
+            return web.json_response({"error": {"message": "fake failure"}}, status=500)
+        self.in_flight += 1
+        self.started += 1
+        try:
+            await asyncio.sleep(DELAYS.get(model, 0.0))
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+        if body.get("prompt_logprobs") is not None:
+            return web.json_response(_scored(body))
+        return web.json_response(_proposed(body))
+
+
+def _proposed(body: dict[str, Any]) -> dict[str, Any]:
+    prefix = body["messages"][-1]["content"]
+    closing = prefix.count("### Step") >= 2
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": " add the numbers.\n\n"},
+        "logprobs": {"content": [{"token": "x", "logprob": -0.5}] * 4},
+        "finish_reason": "stop",
+        "stop_reason": "</think>" if closing else "### Step",
+    }
+    n = int(body.get("n", 1))
+    choices = [{**choice, "index": i} for i in range(n)]
+    return {"object": "chat.completion", "choices": choices,
+            "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n}}
+
+
+def _scored(body: dict[str, Any]) -> dict[str, Any]:
+    text = body["messages"][-1]["content"]
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+    entries: list[Any] = [None] + [
+        {str(i): {"logprob": -0.25, "rank": 1, "decoded_token": p}}
+        for i, p in enumerate(pieces)
+    ]
+    return {"object": "chat.completion", "prompt_logprobs": entries,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
+                         "finish_reason": "length"}]}

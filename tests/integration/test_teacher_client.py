@@ -1,0 +1,262 @@
+"""OpenAICompatTeacher against the real local vLLM teacher (Gemma 3 270M on the CPU).
+
+Scores are checked against an independent computation by transformers on the same
+converted weights (tests/integration/transformers_logprobs.py, run in the teacher's
+virtualenv). Token counts are kept small: the CPU teacher generates about 24 tokens/s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cord_proxy.config import GEMMA_TEMPLATE, ChatPrompt, TeacherConfig
+from cord_proxy.local import LOCAL_MODEL_NAME, model_dir, teacher_python
+from cord_proxy.teachers.base import Message, ScoreRequest, SpanScore
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.prompting import render_template
+
+pytestmark = pytest.mark.integration
+
+HELPER = Path(__file__).with_name("transformers_logprobs.py")
+MAX_MEAN_GAP = 0.1  # nats/token between vLLM (bf16) and transformers (float32)
+
+QUESTION = "A baker makes 6 trays of 7 cookies. How many cookies is that in all?"
+CONVERSATION = [Message(role="user", content=QUESTION)]
+STEPS = (
+    "### Step 1. Read the problem. The baker makes trays of cookies, and every tray holds the "
+    "same number of cookies. There are 6 trays, and each tray holds 7 cookies. We want the "
+    "total number of cookies on all of the trays together.\n\n"
+    "### Step 2. Choose the operation. When a number of equal groups is combined, the total is "
+    "the number of groups times the size of each group. Here the groups are the trays, so the "
+    "total is 6 times 7. Adding 7 six times would give the same result, but multiplying is "
+    "quicker and less likely to go wrong.\n\n"
+    "### Step 3. Compute the product. Six times seven: 6 x 7. We can build it from facts we "
+    "know well. Five sevens are 35, and one more seven is 7, so six sevens are 35 + 7. Then "
+    "35 + 7 = 42. As a check, seven sixes are 6 + 6 + 6 + 6 + 6 + 6 + 6, which is 12 + 12 + "
+    "12 + 6 = 36 + 6 = 42, the same number.\n\n"
+    "### Step 4. Check the answer makes sense. Each tray has a little less than 10 cookies, so "
+    "six trays have a little less than 60 cookies. 42 is less than 60 and more than 30, which "
+    "is what we expected. The units are cookies.\n"
+)  # about 350 tokens with the template around it
+REFERENCE = "The final answer is 42."
+
+# name -> (prefix, target). Each ends the prompt; the tokenizer may merge across the seam.
+CASES: dict[str, tuple[str, str]] = {
+    # the prefix's trailing space merges into " The"
+    "reference-answer": (STEPS + "\n### Step 5. ", REFERENCE),
+    # the prefix ends mid-word: " answer" straddles the seam
+    "mid-word": (STEPS + "\n### Step 5. The final ans", "wer is 42."),
+    # a step boundary: the prefix's "\n" and the target's "\n" make one "\n\n" token
+    "newline": (STEPS, "\n### Step 5. " + REFERENCE),
+    # "is " + " 42": the two spaces are one token
+    "space": (STEPS + "\n### Step 5. The final answer is ", " 42"),
+}
+STRADDLING = ("reference-answer", "mid-word", "newline", "space")
+
+TeacherFactory = Callable[..., OpenAICompatTeacher]
+
+
+def rendered(prefix: str, target: str) -> str:
+    return render_template(GEMMA_TEMPLATE, CONVERSATION, prefix + target)
+
+
+@pytest.fixture
+async def make_teacher(local_teacher: str) -> AsyncIterator[TeacherFactory]:
+    teachers: list[OpenAICompatTeacher] = []
+
+    def make(client: httpx.AsyncClient | None = None, **overrides: Any) -> OpenAICompatTeacher:
+        settings: dict[str, Any] = {
+            "name": "local-gemma",
+            "base_url": local_teacher,
+            "model": LOCAL_MODEL_NAME,
+            "timeout": 120.0,
+            "max_retries": 0,
+            **overrides,
+        }
+        teacher = OpenAICompatTeacher(TeacherConfig(**settings), client=client)
+        teachers.append(teacher)
+        return teacher
+
+    yield make
+    for teacher in teachers:
+        await teacher.aclose()
+
+
+@pytest.fixture(scope="module")
+def transformers_spans(local_teacher: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """Per case: the span's tokens and log-probabilities by transformers, float32."""
+    items = []
+    for prefix, target in CASES.values():
+        text = rendered(prefix, target)
+        items.append({"text": text, "target_start": len(text) - len(target)})
+    request = {"model_dir": str(model_dir()), "dtype": "float32", "threads": 2, "items": items}
+    done = subprocess.run(
+        [str(teacher_python()), str(HELPER)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"transformers_logprobs.py failed:\n{done.stderr[-3000:]}")
+    answers = json.loads(done.stdout)["items"]
+    yield dict(zip(CASES, answers, strict=True))
+
+
+# --- propose ---------------------------------------------------------------------------
+
+SHORT_STEPS = "### Step 1. One.\n\n### Step 2. Two.\n\n### Step 3."
+COUNTING = [Message(role="user", content="Count from one to five, one step at a time.")]
+
+
+@pytest.mark.parametrize("prompt", [GEMMA_TEMPLATE, ChatPrompt()], ids=["template", "chat"])
+async def test_propose_stops_before_the_step_marker(
+    make_teacher: TeacherFactory, prompt: Any
+) -> None:
+    teacher = make_teacher(prompt=prompt, seed=7)
+    (proposal,) = await teacher.propose(
+        COUNTING, SHORT_STEPS, n=1, stop=["### Step"], max_tokens=24, temperature=0.0
+    )
+    # the base model continues the pattern: " Three.\n\n" then "### Step", cut off
+    assert proposal.finish_reason == "stop"
+    assert proposal.stop_string == "### Step"
+    assert "### Step" not in proposal.text
+    assert proposal.text.strip() == "Three."
+    assert 0 < proposal.tokens < 24
+    assert proposal.tokens == teacher.stats.completion_tokens  # the server's own count
+    assert proposal.prompt_tokens == teacher.stats.prompt_tokens > 0
+
+
+async def test_propose_runs_into_max_tokens(make_teacher: TeacherFactory) -> None:
+    teacher = make_teacher(prompt=GEMMA_TEMPLATE)
+    (proposal,) = await teacher.propose(
+        COUNTING, SHORT_STEPS, n=1, stop=[], max_tokens=3, temperature=0.0
+    )
+    assert (proposal.finish_reason, proposal.stop_string) == ("length", None)
+    assert proposal.tokens == 3 == teacher.stats.completion_tokens
+    assert proposal.text
+
+
+async def test_propose_n_samples_with_a_sure_stop(make_teacher: TeacherFactory) -> None:
+    teacher = make_teacher(prompt=GEMMA_TEMPLATE, temperature=1.0)
+    proposals = await teacher.propose(
+        COUNTING, SHORT_STEPS + " Three.", n=2, stop=["\n"], max_tokens=8, seed=1
+    )
+    assert len(proposals) == 2
+    for proposal in proposals:
+        assert "\n" not in proposal.text
+        assert proposal.finish_reason in ("stop", "length", "closed")
+        if proposal.finish_reason == "stop":
+            assert proposal.stop_string == "\n"
+    assert sum(p.tokens for p in proposals) == teacher.stats.completion_tokens
+
+
+# --- score -----------------------------------------------------------------------------
+
+
+def assert_covers_exactly(span: SpanScore, prefix: str, target: str) -> None:
+    """The span's tokens cover the target, plus at most the part of one straddling token."""
+    joined = "".join(span.tokens)
+    assert joined.endswith(target)
+    assert rendered(prefix, target).endswith(joined)
+    assert len("".join(span.tokens[1:])) < len(target)  # no whole token of the prefix
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_template_score_agrees_with_transformers(
+    make_teacher: TeacherFactory,
+    transformers_spans: dict[str, dict[str, Any]],
+    case: str,
+) -> None:
+    prefix, target = CASES[case]
+    span = await make_teacher(prompt=GEMMA_TEMPLATE).score(CONVERSATION, prefix, target)
+    reference = transformers_spans[case]
+    assert list(span.tokens) == reference["tokens"]
+    assert len(span.logprobs) == reference["count"]
+    assert abs(span.mean_logprob - reference["mean"]) < MAX_MEAN_GAP
+    assert span.context_tokens + len(span.tokens) == reference["prompt_tokens"]
+    assert_covers_exactly(span, prefix, target)
+    if case == "reference-answer":
+        assert span.context_tokens > 300
+
+
+@pytest.mark.parametrize("case", STRADDLING)
+async def test_span_keeps_a_straddling_token(make_teacher: TeacherFactory, case: str) -> None:
+    prefix, target = CASES[case]
+    span = await make_teacher(prompt=GEMMA_TEMPLATE).score(CONVERSATION, prefix, target)
+    joined = "".join(span.tokens)
+    assert len(joined) > len(target)  # the first token starts inside the prefix
+    assert_covers_exactly(span, prefix, target)
+
+
+@pytest.mark.parametrize("case", ["reference-answer", "newline"])
+async def test_echo_and_prompt_logprobs_agree(make_teacher: TeacherFactory, case: str) -> None:
+    prefix, target = CASES[case]
+    by_prompt_logprobs = await make_teacher(
+        prompt=GEMMA_TEMPLATE, score_method="prompt_logprobs"
+    ).score(CONVERSATION, prefix, target)
+    by_echo = await make_teacher(prompt=GEMMA_TEMPLATE, score_method="echo").score(
+        CONVERSATION, prefix, target
+    )
+    assert by_echo.tokens == by_prompt_logprobs.tokens
+    assert by_echo.context_tokens == by_prompt_logprobs.context_tokens
+    assert by_echo.logprobs == pytest.approx(by_prompt_logprobs.logprobs, abs=1e-3)
+
+
+@pytest.mark.parametrize("case", ["reference-answer", "mid-word"])
+async def test_chat_path_gives_the_same_tokens(make_teacher: TeacherFactory, case: str) -> None:
+    """The server's chat template renders the same text as the proxy's Gemma template."""
+    prefix, target = CASES[case]
+    by_template = await make_teacher(prompt=GEMMA_TEMPLATE).score(CONVERSATION, prefix, target)
+    by_chat = await make_teacher(prompt=ChatPrompt()).score(CONVERSATION, prefix, target)
+    assert len(by_chat.tokens) == len(by_template.tokens)
+    assert by_chat.tokens == by_template.tokens
+    assert by_chat.logprobs == pytest.approx(by_template.logprobs, abs=1e-2)
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+
+class TimingTransport(httpx.AsyncBaseTransport):
+    """Records when each request went out and when its whole answer was in."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.spans: list[tuple[float, float]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        self.spans.append((started, time.perf_counter()))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_six_candidates_are_scored_concurrently(make_teacher: TeacherFactory) -> None:
+    transport = TimingTransport()
+    async with httpx.AsyncClient(transport=transport, timeout=120.0) as client:
+        teacher = make_teacher(client=client, prompt=GEMMA_TEMPLATE)
+        prefix = CASES["reference-answer"][0]
+        targets = [f"The final answer is {n}." for n in (42, 41, 43, 36, 48, 13)]
+        spans = await teacher.score_many(
+            CONVERSATION, [ScoreRequest(prefix=prefix, target=t) for t in targets]
+        )
+    assert len(transport.spans) == 6
+    starts, ends = zip(*transport.spans, strict=True)
+    assert max(starts) < min(ends), "the six score calls were not in flight together"
+    assert teacher.stats.score_calls == 6
+    for span, target in zip(spans, targets, strict=True):
+        assert "".join(span.tokens).endswith(target)
+        assert span.context_tokens > 300

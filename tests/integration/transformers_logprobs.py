@@ -1,0 +1,69 @@
+"""Independent span log-probabilities, computed with transformers (run by the teacher venv).
+
+Reads JSON from stdin: ``{"model_dir": DIR, "dtype": "float32", "items": [{"text": T,
+"target_start": C}, ...]}``. For each item it tokenizes `text` with the BOS (as vLLM's
+``/v1/completions`` does), runs one forward pass, and takes the log-probabilities of the
+tokens that overlap the characters ``text[target_start:]`` (by ``offset_mapping``).
+Prints JSON: ``{"items": [{"tokens", "logprobs", "count", "mean", "span_text",
+"span_start"}, ...]}``, where `span_text` is the text the span's tokens cover and
+`span_start` the character where the first span token starts.
+
+This file is a helper for tests/integration/test_teacher_client.py, not a test module; it
+imports nothing from cord_proxy, so that it runs in the teacher's own virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def span_logprobs(model: Any, tokenizer: Any, text: str, target_start: int) -> dict[str, Any]:
+    import torch
+
+    encoded = tokenizer(
+        text, add_special_tokens=True, return_offsets_mapping=True, return_tensors="pt"
+    )
+    ids = encoded["input_ids"]
+    offsets = encoded["offset_mapping"][0].tolist()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].float()
+    logsoftmax = torch.log_softmax(logits, dim=-1)
+    token_ids = ids[0].tolist()
+    first = next(
+        i for i, (start, end) in enumerate(offsets) if i > 0 and end > target_start
+    )
+    logprobs = [float(logsoftmax[i - 1, token_ids[i]]) for i in range(first, len(token_ids))]
+    tokens = [text[start:end] for start, end in offsets[first:]]
+    span_start = offsets[first][0]
+    return {
+        "tokens": tokens,
+        "logprobs": logprobs,
+        "count": len(logprobs),
+        "mean": sum(logprobs) / len(logprobs),
+        "span_text": text[span_start:],
+        "span_start": span_start,
+        "prompt_tokens": len(token_ids),
+    }
+
+
+def main() -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    request = json.load(sys.stdin)
+    torch.set_num_threads(int(request.get("threads", 2)))
+    dtype = getattr(torch, request.get("dtype", "float32"))
+    tokenizer = AutoTokenizer.from_pretrained(request["model_dir"])
+    model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype=dtype)
+    model.eval()
+    items = [
+        span_logprobs(model, tokenizer, item["text"], int(item["target_start"]))
+        for item in request["items"]
+    ]
+    json.dump({"items": items}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

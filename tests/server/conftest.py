@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_teacher_http import CountingFakeTeacher
+from tests.proxy_process import ProxyProcess
+
+API_KEY = "sk-test-cord-proxy"
+
+FAKE_CONFIG = """
+[server]
+host = "127.0.0.1"
+port = PORT
+api_keys = ["env:CORD_TEST_KEY"]
+max_concurrent_requests = 1
+max_body_bytes = 65536
+
+[[teachers]]
+name = "fast"
+base_url = "FAKE_URL"
+model = "fast"
+timeout = 60
+
+[[teachers]]
+name = "slow"
+base_url = "FAKE_URL"
+model = "slow"
+timeout = 60
+
+[[ensembles]]
+name = "fast"
+teachers = ["fast"]
+[ensembles.defaults]
+beam_width = 2
+max_steps = 4
+
+[[ensembles]]
+name = "slow"
+teachers = ["slow"]
+"""
+
+
+@pytest.fixture(scope="session")
+def fake_teacher() -> Iterator[CountingFakeTeacher]:
+    fake = CountingFakeTeacher()
+    fake.start_in_thread()
+    yield fake
+    fake.stop_thread()
+
+
+@pytest.fixture(scope="session")
+def fake_proxy(
+    fake_teacher: CountingFakeTeacher, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyProcess]:
+    config = FAKE_CONFIG.replace("FAKE_URL", f"http://127.0.0.1:{fake_teacher.port}/v1")
+    workdir: Path = tmp_path_factory.mktemp("fake-proxy")
+    proxy = ProxyProcess(config, workdir, env={"CORD_TEST_KEY": API_KEY}).start()
+    yield proxy
+    proxy.stop()

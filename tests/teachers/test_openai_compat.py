@@ -1,0 +1,414 @@
+"""OpenAICompatTeacher against tiny in-process fake servers (aiohttp): bodies, parsing, errors.
+
+The fakes answer what vLLM 0.32 answers (shapes taken from the local teacher), or answer
+badly on purpose: invalid JSON, HTTP 500, never. The real server is exercised in
+tests/integration/test_teacher_client.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
+from cord_proxy.errors import (
+    TeacherCapabilityError,
+    TeacherError,
+    TeacherHTTPError,
+    TeacherProtocolError,
+    TeacherTimeoutError,
+    TeacherUnreachableError,
+)
+from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.prompting import render_template
+
+CONVERSATION = [Message(role="user", content="What is the capital of France?")]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# vLLM 0.32 answers (abridged): propose by chat with a stop string hit, by completions.
+CHAT_STOP_HIT = {
+    "object": "chat.completion",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": " Paris.\n\n"},
+            "logprobs": {
+                "content": [
+                    {"token": t, "logprob": -0.1}
+                    for t in (" Paris", ".", "\n\n", "###", " Step")
+                ]
+            },
+            "finish_reason": "stop",
+            "stop_reason": "### Step",
+        }
+    ],
+    "usage": {"prompt_tokens": 70, "completion_tokens": 5, "total_tokens": 75},
+}
+
+
+def completion_choice(
+    index: int, text: str, tokens: list[str], finish: str, stop_reason: Any
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "text": text,
+        "logprobs": {
+            "tokens": tokens,
+            "token_logprobs": [-0.5] * len(tokens),
+            "text_offset": [0] * len(tokens),
+            "top_logprobs": None,
+        },
+        "finish_reason": finish,
+        "stop_reason": stop_reason,
+    }
+
+
+# "<start_of_turn>user\n...": echo of "The capital of France is Paris." after <bos>.
+ECHO = {
+    "choices": [
+        {
+            "index": 0,
+            "text": "The capital of France is Paris.",
+            "logprobs": {
+                "text_offset": [0, 5, 8, 16, 19, 26, 29, 35],
+                "token_logprobs": [None, -2.89, -9.69, -0.88, -5.07, -1.32, -2.43, -0.81],
+                "tokens": ["<bos>", "The", " capital", " of", " France", " is", " Paris", "."],
+                "top_logprobs": None,
+            },
+            "finish_reason": "length",
+            "stop_reason": None,
+        }
+    ],
+    "usage": {"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8},
+}
+
+
+def prompt_logprobs_entries() -> list[Any]:
+    pieces = [(818, "The", -2.89), (5279, " capital", -9.69), (529, " of", -0.88)]
+    pieces += [(7001, " France", -5.07), (563, " is", -1.32), (9079, " Paris", -2.43)]
+    pieces += [(236761, ".", -0.81)]
+    return [None] + [
+        {str(i): {"logprob": lp, "rank": 1, "decoded_token": tok}} for i, tok, lp in pieces
+    ]
+
+
+class FakeOpenAIServer:
+    """A fake OpenAI-compatible server: `handler` answers every POST; bodies are recorded."""
+
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.release = asyncio.Event()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            body = {}
+        self.requests.append((request.path, body, dict(request.headers)))
+        return await self.handler(request)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            self.release.set()
+            await runner.cleanup()
+
+
+def answer_json(data: Any, status: int = 200) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(data, status=status)
+
+    return handler
+
+
+def teacher_config(base_url: str, **overrides: Any) -> TeacherConfig:
+    settings: dict[str, Any] = {
+        "name": "fake-teacher",
+        "base_url": base_url,
+        "model": "fake-model",
+        "max_retries": 0,
+        "timeout": 5.0,
+        **overrides,
+    }
+    return TeacherConfig(**settings)
+
+
+@asynccontextmanager
+async def teacher_on(handler: Handler, **overrides: Any) -> AsyncIterator[
+    tuple[OpenAICompatTeacher, FakeOpenAIServer]
+]:
+    fake = FakeOpenAIServer(handler)
+    async with fake.running() as base_url:
+        teacher = OpenAICompatTeacher(teacher_config(base_url, **overrides))
+        try:
+            yield teacher, fake
+        finally:
+            await teacher.aclose()
+
+
+def assert_names_teacher(error: TeacherError, name: str = "fake-teacher") -> None:
+    assert error.teacher == name
+    assert f"'{name}'" in str(error)
+    assert f"'{name}'" in error.to_openai()["error"]["message"]
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- propose ---------------------------------------------------------------------------
+
+
+async def test_propose_chat_continues_the_final_assistant_message() -> None:
+    async with teacher_on(answer_json(CHAT_STOP_HIT), temperature=0.7, seed=3) as (teacher, fake):
+        proposals = await teacher.propose(
+            CONVERSATION, "### Step 1.", n=1, stop=["### Step"], max_tokens=32
+        )
+    (path, body, _headers) = fake.requests[0]
+    assert path == "/v1/chat/completions"
+    assert body["messages"][-1] == {"role": "assistant", "content": "### Step 1."}
+    assert body["continue_final_message"] is True
+    assert body["add_generation_prompt"] is False
+    assert body["stop"] == ["### Step"]
+    assert (body["max_tokens"], body["temperature"], body["seed"], body["n"]) == (32, 0.7, 3, 1)
+    (proposal,) = proposals
+    assert proposal.text == " Paris.\n\n"
+    assert (proposal.finish_reason, proposal.stop_string) == ("stop", "### Step")
+    assert proposal.tokens == 5
+    assert proposal.prompt_tokens == 70
+    assert (teacher.stats.propose_calls, teacher.stats.completion_tokens) == (1, 5)
+
+
+async def test_propose_template_posts_the_rendered_prompt() -> None:
+    data = {
+        "choices": [
+            # out of order on purpose: proposals come back in index order
+            completion_choice(1, " Lyon", [" Lyon"], "length", None),
+            completion_choice(0, " Paris.", [" Paris", "."], "stop", None),
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
+    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, fake):
+        proposals = await teacher.propose(
+            CONVERSATION, "It is", n=2, stop=["\n"], max_tokens=1, seed=11, temperature=0.0
+        )
+    (path, body, _headers) = fake.requests[0]
+    assert path == "/v1/completions"
+    assert body["prompt"] == render_template(GEMMA_TEMPLATE, CONVERSATION, "It is")
+    assert (body["seed"], body["temperature"], body["n"], body["logprobs"]) == (11, 0.0, 2, 0)
+    assert [p.text for p in proposals] == [" Paris.", " Lyon"]
+    # stop_reason None with finish "stop" is the model's own end of sequence
+    assert [p.finish_reason for p in proposals] == ["closed", "length"]
+    assert [p.tokens for p in proposals] == [2, 1]
+    assert [p.prompt_tokens for p in proposals] == [12, 0]
+
+
+async def test_stop_reason_that_is_a_token_id_means_closed() -> None:
+    data = {"choices": [completion_choice(0, "Paris", ["Paris"], "stop", 106)]}
+    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, _fake):
+        (proposal,) = await teacher.propose(CONVERSATION, "", n=1, stop=["###"], max_tokens=4)
+    assert (proposal.finish_reason, proposal.stop_string) == ("closed", None)
+
+
+async def test_api_key_reference_becomes_a_bearer_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TEACHER_KEY", "sk-test-123")
+    async with teacher_on(answer_json(CHAT_STOP_HIT), api_key="env:FAKE_TEACHER_KEY") as (
+        teacher,
+        fake,
+    ):
+        await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=4)
+    assert fake.requests[0][2]["Authorization"] == "Bearer sk-test-123"
+
+
+# --- score -----------------------------------------------------------------------------
+
+
+async def test_score_by_echo_reads_text_offsets() -> None:
+    config = {"prompt": GEMMA_TEMPLATE, "score_method": "echo"}
+    async with teacher_on(answer_json(ECHO), **config) as (teacher, fake):
+        span = await teacher.score(CONVERSATION, "The capital of France is", " Paris.")
+    (path, body, _headers) = fake.requests[0]
+    assert path == "/v1/completions"
+    assert (body["echo"], body["max_tokens"], body["logprobs"]) == (True, 0, 0)
+    assert body["prompt"] == render_template(
+        GEMMA_TEMPLATE, CONVERSATION, "The capital of France is Paris."
+    )
+    assert span.tokens == (" Paris", ".")
+    assert span.logprobs == (-2.43, -0.81)
+    assert teacher.stats.score_calls == 1
+
+
+async def test_score_by_prompt_logprobs_on_completions() -> None:
+    data = {"choices": [{"index": 0, "text": " It", "prompt_logprobs": prompt_logprobs_entries()}]}
+    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, fake):
+        span = await teacher.score(CONVERSATION, "The capital of France is Pa", "ris.")
+    body = fake.requests[0][1]
+    assert body["prompt_logprobs"] == 0
+    assert span.tokens == (" Paris", ".")  # " Paris" straddles the boundary
+    assert span.logprobs == (-2.43, -0.81)
+
+
+async def test_score_by_prompt_logprobs_on_chat_reads_the_top_level_field() -> None:
+    data = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "\n"}}],
+        "prompt_logprobs": prompt_logprobs_entries(),
+    }
+    async with teacher_on(answer_json(data)) as (teacher, fake):
+        span = await teacher.score(CONVERSATION, "The capital of France is", " Paris.")
+    (path, body, _headers) = fake.requests[0]
+    assert path == "/v1/chat/completions"
+    assert body["messages"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}
+    assert body["continue_final_message"] is True
+    assert span.tokens == (" Paris", ".")
+
+
+async def test_score_many_returns_one_span_per_request_in_order() -> None:
+    data = {"choices": [{"index": 0, "prompt_logprobs": prompt_logprobs_entries()}]}
+    requests = [ScoreRequest(prefix="x", target=t) for t in (".", " Paris.", "is Paris.")]
+    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, fake):
+        spans = await teacher.score_many(CONVERSATION, requests)
+    assert [s.tokens for s in spans] == [(".",), (" Paris", "."), (" is", " Paris", ".")]
+    assert len(fake.requests) == 3
+
+
+async def test_empty_target_needs_no_call() -> None:
+    async with teacher_on(answer_json(ECHO)) as (teacher, fake):
+        span = await teacher.score(CONVERSATION, "abc", "")
+    assert span.tokens == () and fake.requests == []
+
+
+async def test_score_without_the_score_role_is_a_capability_error() -> None:
+    async with teacher_on(answer_json(ECHO), roles=["propose"]) as (teacher, fake):
+        with pytest.raises(TeacherCapabilityError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    assert_names_teacher(caught.value)
+    assert fake.requests == []
+
+
+async def test_echo_with_a_chat_prompt_is_a_capability_error() -> None:
+    async with teacher_on(answer_json(ECHO), score_method="echo") as (teacher, _fake):
+        with pytest.raises(TeacherCapabilityError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    assert_names_teacher(caught.value)
+
+
+# --- failures: every error names the teacher ---------------------------------------------
+
+
+async def test_closed_port_is_unreachable_within_the_timeout() -> None:
+    teacher = OpenAICompatTeacher(
+        teacher_config(f"http://127.0.0.1:{closed_port()}/v1", timeout=3.0)
+    )
+    started = time.perf_counter()
+    try:
+        with pytest.raises(TeacherUnreachableError) as caught:
+            await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=4)
+    finally:
+        await teacher.aclose()
+    assert time.perf_counter() - started < 3.0
+    assert_names_teacher(caught.value)
+    assert "cannot reach" in caught.value.message
+    assert teacher.stats.failures == 1
+
+
+async def test_closed_port_with_retries_still_fails_inside_the_timeout() -> None:
+    teacher = OpenAICompatTeacher(
+        teacher_config(f"http://127.0.0.1:{closed_port()}/v1", timeout=3.0, max_retries=2)
+    )
+    started = time.perf_counter()
+    try:
+        with pytest.raises(TeacherUnreachableError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    finally:
+        await teacher.aclose()
+    assert time.perf_counter() - started < 3.0
+    assert_names_teacher(caught.value)
+
+
+async def test_invalid_json_is_a_protocol_error() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="{not json", content_type="application/json")
+
+    async with teacher_on(handler) as (teacher, _fake):
+        with pytest.raises(TeacherProtocolError) as caught:
+            await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=4)
+    assert_names_teacher(caught.value)
+    assert "invalid JSON" in caught.value.message
+    assert teacher.stats.failures == 1 and teacher.stats.errors == [caught.value.message]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[1, 2], {"choices": []}, {"object": "chat.completion"}, {"choices": [{"index": 0}]}],
+    ids=["array", "no-choices", "no-choices-key", "no-prompt-logprobs"],
+)
+async def test_malformed_answers_are_protocol_errors(data: Any) -> None:
+    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, _fake):
+        with pytest.raises(TeacherProtocolError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    assert_names_teacher(caught.value)
+
+
+async def test_http_500_is_an_http_error() -> None:
+    error_body = {"error": {"message": "engine died", "type": "InternalServerError"}}
+    async with teacher_on(answer_json(error_body, status=500)) as (teacher, fake):
+        with pytest.raises(TeacherHTTPError) as caught:
+            await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=4)
+    assert caught.value.http_status == 500
+    assert "HTTP 500" in caught.value.message and "engine died" in caught.value.message
+    assert_names_teacher(caught.value)
+    assert len(fake.requests) == 1  # max_retries=0
+
+
+async def test_http_400_is_not_retried() -> None:
+    error_body = {"error": {"message": "max_tokens must be at least 1", "type": "BadRequest"}}
+    async with teacher_on(answer_json(error_body, status=400), max_retries=2) as (teacher, fake):
+        with pytest.raises(TeacherHTTPError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    assert caught.value.http_status == 400
+    assert_names_teacher(caught.value)
+    assert len(fake.requests) == 1
+
+
+async def test_server_that_never_answers_times_out() -> None:
+    fake: FakeOpenAIServer
+
+    async def never(request: web.Request) -> web.StreamResponse:
+        await fake.release.wait()
+        return web.json_response({})
+
+    fake = FakeOpenAIServer(never)
+    async with fake.running() as base_url:
+        teacher = OpenAICompatTeacher(teacher_config(base_url, timeout=0.5))
+        started = time.perf_counter()
+        try:
+            with pytest.raises(TeacherTimeoutError) as caught:
+                await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=4)
+        finally:
+            await teacher.aclose()
+        elapsed = time.perf_counter() - started
+    assert 0.5 <= elapsed < 0.5 + 0.5
+    assert_names_teacher(caught.value)
+    assert caught.value.status == 504
+    assert teacher.stats.failures == 1
