@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cord_proxy.decoding import DecodeOptions, DecodeResult, decode
+from cord_proxy import DecodeOptions, DecodeResult, decode
 from cord_proxy.teachers import OpenAICompatTeacher
 
 from bench.critical import ideal_paths

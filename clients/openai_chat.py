@@ -1,6 +1,6 @@
 """Ask cord-proxy for one CoRD trace with the official openai SDK.
 
-    python clients/openai_chat.py --base-url http://127.0.0.1:8400/v1
+python clients/openai_chat.py --base-url http://127.0.0.1:8400/v1
 """
 
 from __future__ import annotations
@@ -25,16 +25,19 @@ def main() -> None:
     completion = client.chat.completions.create(
         model=args.model,
         messages=[{"role": "user", "content": args.question}],
-        extra_body={"cord": {"reference_answer": args.reference_answer,
-                             "max_steps": args.max_steps}},
+        extra_body={
+            "cord": {"reference_answer": args.reference_answer, "max_steps": args.max_steps}
+        },
     )
     message = completion.choices[0].message
     extra = message.model_extra or {}
     cord = (completion.model_extra or {})["cord"]
     print("reasoning:", extra.get("reasoning_content"))
     print("answer:", message.content)
-    print("steps:", json.dumps([{"by": s["proposers"], "score": round(s["score"], 4)}
-                                for s in cord["steps"]]))
+    print(
+        "steps:",
+        json.dumps([{"by": s["proposers"], "score": round(s["score"], 4)} for s in cord["steps"]]),
+    )
     print("usage:", completion.usage.model_dump_json() if completion.usage else None)
 
 

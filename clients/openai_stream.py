@@ -1,6 +1,6 @@
-"""Stream a CoRD trace with the openai SDK: reasoning deltas as steps become certain, then the answer.
+"""Stream a CoRD trace with the openai SDK: reasoning deltas as steps become certain, then answer.
 
-    python clients/openai_stream.py --base-url http://127.0.0.1:8400/v1
+python clients/openai_stream.py --base-url http://127.0.0.1:8400/v1
 """
 
 from __future__ import annotations

@@ -46,19 +46,32 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
     engine = distill.add_mutually_exclusive_group()
     engine.add_argument("--config", help="TOML config: run the engine in this process")
     engine.add_argument("--url", help="send to a running proxy instead (http://HOST:PORT/v1)")
-    distill.add_argument("--teacher-url", default="http://127.0.0.1:8401/v1",
-                         help="without --config or --url: the local teacher of the default")
+    distill.add_argument(
+        "--teacher-url",
+        default="http://127.0.0.1:8401/v1",
+        help="without --config or --url: the local teacher of the default",
+    )
     distill.add_argument("--model", help="ensemble (default: the first one)")
     distill.add_argument("--concurrency", type=int, default=4)
     distill.add_argument("--failures", help="JSONL of failures (default OUTPUT.failures.jsonl)")
-    distill.add_argument("--cord", help='decoding options for every problem, as JSON: '
-                         '\'{"max_steps": 8, "beam_width": 2}\'')
-    distill.add_argument("--retries", type=int, default=2,
-                         help="retries of a problem after a transient failure")
-    distill.add_argument("--timeout", type=float, default=None,
-                         help="seconds per problem (default: the config's request_timeout)")
-    distill.add_argument("--api-key-env", default="CORD_PROXY_API_KEY",
-                         help="with --url: the environment variable holding the proxy's key")
+    distill.add_argument(
+        "--cord",
+        help='decoding options for every problem, as JSON: \'{"max_steps": 8, "beam_width": 2}\'',
+    )
+    distill.add_argument(
+        "--retries", type=int, default=2, help="retries of a problem after a transient failure"
+    )
+    distill.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per problem (default: the config's request_timeout)",
+    )
+    distill.add_argument(
+        "--api-key-env",
+        default="CORD_PROXY_API_KEY",
+        help="with --url: the environment variable holding the proxy's key",
+    )
     distill.add_argument("--log-level", default="warning")
 
     export = commands.add_parser("export", help="convert trace records to a training format")
@@ -86,10 +99,14 @@ async def _serve(config: CordConfig) -> None:
     from cord_proxy.server import create_app, serve
 
     runtime = Runtime(config)
-    runner = await serve(create_app(runtime, sink_for(config.dataset)), config.server.host,
-                         config.server.port)
-    print(f"cord-proxy serving http://{config.server.host}:{config.server.port}/v1 "
-          f"(ensembles: {', '.join(runtime.ensemble_names)}); Ctrl-C stops", flush=True)
+    runner = await serve(
+        create_app(runtime, sink_for(config.dataset)), config.server.host, config.server.port
+    )
+    print(
+        f"cord-proxy serving http://{config.server.host}:{config.server.port}/v1 "
+        f"(ensembles: {', '.join(runtime.ensemble_names)}); Ctrl-C stops",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,7 +17,9 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def message_of(trace: FinishedTrace, reasoning_format: Literal["field", "inline"]) -> dict[str, Any]:
+def message_of(
+    trace: FinishedTrace, reasoning_format: Literal["field", "inline"]
+) -> dict[str, Any]:
     if reasoning_format == "inline":
         inline = f"<think>\n{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer}"
         return {"role": "assistant", "content": inline}
@@ -122,13 +124,19 @@ class ChunkWriter:
         }
 
     def delta(self, index: int, **delta: Any) -> dict[str, Any]:
-        return self.chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
+        return self.chunk(
+            [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]
+        )
 
     def role(self, n: int) -> dict[str, Any]:
         return self.chunk(
             [
-                {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                 "finish_reason": None}
+                {
+                    "index": i,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
                 for i in range(n)
             ]
         )
@@ -138,9 +146,9 @@ class ChunkWriter:
             return self.delta(index, content=text)
         return self.delta(index, reasoning_content=text, reasoning=text)
 
-    def steps(self, index: int, steps: list[StepRecord], first: bool, inline: bool) -> Iterator[
-        dict[str, Any]
-    ]:
+    def steps(
+        self, index: int, steps: list[StepRecord], first: bool, inline: bool
+    ) -> Iterator[dict[str, Any]]:
         for position, step in enumerate(steps):
             text = step.text.lstrip() if first and position == 0 else step.text
             if inline and first and position == 0:

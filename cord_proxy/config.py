@@ -221,7 +221,9 @@ def ensemble_scorers(config: CordConfig, ensemble: EnsembleConfig) -> tuple[str,
 def _reference_problems(config: CordConfig) -> list[str]:
     problems: list[str] = []
     names = [t.name for t in config.teachers]
-    problems += [f"teachers: duplicate name '{n}'" for n in sorted(set(names)) if names.count(n) > 1]
+    problems += [
+        f"teachers: duplicate name '{n}'" for n in sorted(set(names)) if names.count(n) > 1
+    ]
     ensemble_names = [e.name for e in config.ensembles]
     problems += [
         f"ensembles: duplicate name '{n}'"
@@ -268,9 +270,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> CordConfig:
         return CordConfig.model_validate(data)
     except ValidationError as error:
         problems = format_validation_error(error)
-        raise ConfigError(
-            f"{source} is invalid:\n  " + "\n  ".join(problems), problems
-        ) from None
+        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(problems), problems) from None
 
 
 def load_config(path: str | Path) -> CordConfig:

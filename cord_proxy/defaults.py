@@ -19,9 +19,7 @@ CPU_DEFAULTS = DecodeOptions(
 """Small budgets: a 270M model on two CPU cores writes about 24 tokens a second."""
 
 
-def default_config(
-    teacher_url: str, host: str = "127.0.0.1", port: int = 8400
-) -> CordConfig:
+def default_config(teacher_url: str, host: str = "127.0.0.1", port: int = 8400) -> CordConfig:
     teachers = tuple(
         TeacherConfig(
             name=f"gemma-t{temperature}",

@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -37,11 +37,13 @@ from cord_proxy.dataset import (
 from cord_proxy.errors import CordError, DecodeError, TeacherError
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
+from cord_proxy.teachers.base import Teacher
 
 DEFAULT_TEACHER_URL = "http://127.0.0.1:8401/v1"
 ROLES = ("system", "developer", "user", "assistant")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 PREFLIGHT_TIMEOUT_S = 10.0
+TICK_S = 1.0
 
 
 class DistillError(Exception):
@@ -159,10 +161,11 @@ def _cord(base: dict[str, Any], problem: Problem) -> dict[str, Any]:
 class LocalEngine:
     """The decoding engine in this process, on a config."""
 
-    def __init__(self, config: CordConfig, model: str, cord: dict[str, Any], timeout_s: float):
+    def __init__(self, config: CordConfig, model: str, cord: dict[str, Any], timeout_s: float,
+                 teachers: Mapping[str, Teacher] | None = None):
         from cord_proxy.runtime import Runtime
 
-        self.runtime = Runtime(config)
+        self.runtime = Runtime(config, teachers)
         self.model = model
         self.cord = cord
         self.timeout_s = timeout_s
@@ -274,8 +277,8 @@ async def check_teachers(config: CordConfig, model: str) -> None:
     if ensemble is None:
         names = ", ".join(e.name for e in config.ensembles)
         raise DistillError(f"no ensemble named {model!r} in the config (ensembles: {names})")
-    names = dict.fromkeys([*ensemble.teachers, *ensemble_scorers(config, ensemble)])
-    for name in names:
+    members = dict.fromkeys([*ensemble.teachers, *ensemble_scorers(config, ensemble)])
+    for name in members:
         teacher = config.teacher(name)
         if teacher.kind != "openai" or teacher.base_url is None:
             continue
@@ -413,17 +416,23 @@ async def run_distill(settings: DistillSettings, engine: Engine, *,
                 summary.failed += 1
                 bar.failure()
 
+    async def tick() -> None:  # redraw (terminal) or print a line (log) even between events
+        while True:
+            await asyncio.sleep(TICK_S)
+            bar.update()
+
     bar.update(force=True)
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, settings.concurrency))]
+    ticker = asyncio.ensure_future(tick())
     stop = _on_signals(workers)
     try:
         await asyncio.gather(*workers)
     except asyncio.CancelledError:
         summary.interrupted = True
     finally:
-        for task in workers:
+        for task in [*workers, ticker]:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*workers, ticker, return_exceptions=True)
         stop()
         bar.close()
         await engine.aclose()

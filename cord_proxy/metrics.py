@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cord_proxy.decoding.trace import TeacherUsage
 
@@ -18,7 +18,7 @@ class Metrics:
         self.latency_buckets = [0] * len(LATENCY_BUCKETS)
         self.teacher_calls: Counter[str] = Counter()
         self.teacher_failures: Counter[str] = Counter()
-        self.teacher_latency: Counter[str] = Counter()
+        self.teacher_latency: dict[str, float] = {}
         self.teacher_selected: Counter[str] = Counter()
         self.in_flight = 0
 
@@ -34,7 +34,9 @@ class Metrics:
         for teacher in usage:
             self.teacher_calls[teacher.name] += teacher.propose_calls + teacher.score_calls
             self.teacher_failures[teacher.name] += teacher.failures
-            self.teacher_latency[teacher.name] += teacher.latency_s
+            self.teacher_latency[teacher.name] = (
+                self.teacher_latency.get(teacher.name, 0.0) + teacher.latency_s
+            )
             self.teacher_selected[teacher.name] += teacher.selected
 
     def render(self) -> str:
@@ -71,7 +73,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _per_teacher(name: str, help_text: str, values: Counter[str]) -> list[str]:
+def _per_teacher(name: str, help_text: str, values: Mapping[str, float]) -> list[str]:
     header = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
     return header + [f'{name}{{teacher="{_label(k)}"}} {v}' for k, v in sorted(values.items())]
 

@@ -14,7 +14,7 @@ PLAIN_EVERY_S = 10.0
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return "--:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
@@ -68,7 +68,7 @@ class ProgressBar:
     def render(self) -> str:
         finished = self.done + self.failed
         fraction = finished / self.total if self.total else 1.0
-        filled = int(round(BAR_WIDTH * fraction))
+        filled = round(BAR_WIDTH * fraction)
         bar = "#" * filled + "." * (BAR_WIDTH - filled)
         mean = self.mean_score
         score = f"{mean:.3f}" if mean is not None else "-"

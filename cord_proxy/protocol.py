@@ -139,7 +139,7 @@ def asks_nothing(value: Any) -> bool:
         return True
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value == 0
-    return value == [] or value == {}
+    return bool(value == [] or value == {})
 
 
 def unsupported_fields(body: dict[str, Any]) -> list[str]:

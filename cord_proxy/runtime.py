@@ -12,8 +12,8 @@ from cord_proxy.config import CordConfig, EnsembleConfig, ensemble_scorers, form
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
 from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.factory import build_teacher
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,11 @@ class Runtime:
 
     def __init__(self, config: CordConfig, teachers: Mapping[str, Teacher] | None = None):
         self.config = config
-        self.teachers: dict[str, Teacher] = dict(teachers) if teachers is not None else {
-            t.name: build_teacher(t) for t in config.teachers
-        }
+        self.teachers: dict[str, Teacher] = (
+            dict(teachers)
+            if teachers is not None
+            else {t.name: build_teacher(t) for t in config.teachers}
+        )
 
     @property
     def ensemble_names(self) -> list[str]:
@@ -54,7 +56,9 @@ class Runtime:
         proposers = [t for t in proposers if t.can_propose]
         if not proposers:
             raise InvalidRequestError("no chosen teacher can propose steps", param="cord.teachers")
-        scorers = self._pick(cord.scorers or ensemble_scorers(self.config, ensemble), "cord.scorers")
+        scorers = self._pick(
+            cord.scorers or ensemble_scorers(self.config, ensemble), "cord.scorers"
+        )
         unable = [t.name for t in scorers if not t.can_score]
         if unable:
             raise InvalidRequestError(

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
@@ -37,7 +38,7 @@ METRICS = web.AppKey("metrics", Metrics)
 KEEPALIVE_S = 15.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
-SINK = web.AppKey("sink", TraceSink)
+SINK: web.AppKey[TraceSink] = web.AppKey("sink")
 
 
 def error_response(error: CordError) -> web.Response:
@@ -63,12 +64,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
-        body = {"error": {"message": "internal error", "type": "server_error",
-                          "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": "internal error",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         return web.json_response(body, status=500)
 
 
-def auth_middleware(keys: list[str]) -> Callable[[web.Request, Handler], Awaitable[Any]]:
+def auth_middleware(keys: list[str]) -> Middleware:
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if keys and request.path.startswith("/v1/"):
@@ -154,12 +161,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         status = error.status
         raise
     finally:
-        request.app[METRICS].observe_request("/v1/chat/completions", status,
-                                             time.perf_counter() - started)
+        request.app[METRICS].observe_request(
+            "/v1/chat/completions", status, time.perf_counter() - started
+        )
 
 
-def _search(plan: DecodePlan, on_progress: Callable[[DecodeProgress], None] | None = None
-            ) -> BeamSearch:
+def _search(
+    plan: DecodePlan, on_progress: Callable[[DecodeProgress], None] | None = None
+) -> BeamSearch:
     return BeamSearch(
         plan.conversation,
         plan.proposers,
@@ -171,13 +180,19 @@ def _search(plan: DecodePlan, on_progress: Callable[[DecodeProgress], None] | No
     )
 
 
-async def _finish_decode(request: web.Request, plan: DecodePlan, result: DecodeResult,
-                         request_id: str) -> None:
+async def _finish_decode(
+    request: web.Request, plan: DecodePlan, result: DecodeResult, request_id: str
+) -> None:
     request.app[METRICS].observe_decode(result.teachers)
     log.info(
         "decode finished",
-        extra={"request_id": request_id, "ensemble": plan.ensemble, "wall_s": round(result.wall_s, 3),
-               "steps": len(result.best.steps), "score": result.best.score},
+        extra={
+            "request_id": request_id,
+            "ensemble": plan.ensemble,
+            "wall_s": round(result.wall_s, 3),
+            "steps": len(result.best.steps),
+            "score": result.best.score,
+        },
     )
     sink = request.app.get(SINK)
     if sink is not None:
@@ -185,10 +200,10 @@ async def _finish_decode(request: web.Request, plan: DecodePlan, result: DecodeR
 
 
 def _sink_record(request_id: str, plan: DecodePlan, result: DecodeResult) -> dict[str, Any]:
-    return {"request_id": request_id, "ensemble": plan.ensemble,
-            "messages": [m.model_dump() for m in plan.conversation],
-            "reference_answer": plan.reference_answer, "options": plan.options.model_dump(),
-            "result": result.model_dump()}
+    """The dataset record of a finished decode (schema in cord_proxy/dataset.py)."""
+    from cord_proxy.dataset import trace_record
+
+    return trace_record(request_id, plan, result)
 
 
 async def whole_completion(
@@ -199,8 +214,13 @@ async def whole_completion(
     async with asyncio.timeout(timeout):
         result = await _search(plan).run()
     await _finish_decode(request, plan, result, request_id)
-    body = completion_body(result, ensemble=plan.ensemble, n=parsed.n,
-                           reasoning_format=plan.reasoning_format, request_id=request_id)
+    body = completion_body(
+        result,
+        ensemble=plan.ensemble,
+        n=parsed.n,
+        reasoning_format=plan.reasoning_format,
+        request_id=request_id,
+    )
     return web.json_response(body)
 
 
@@ -215,7 +235,9 @@ async def stream_completion(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    decode = asyncio.ensure_future(_search(plan, progress.put_nowait).run())
+    decode: asyncio.Future[DecodeResult] = asyncio.ensure_future(
+        _search(plan, progress.put_nowait).run()
+    )
     try:
         await _send(response, writer.role(parsed.n))
         streamed = await _stream_certain_steps(response, writer, decode, progress, inline)
@@ -245,9 +267,11 @@ async def _stream_certain_steps(
     """Send each step once every live beam shares it; return how many were sent."""
     sent = 0
     while not (decode.done() and progress.empty()):
-        getter = asyncio.ensure_future(progress.get())
-        done, _ = await asyncio.wait({getter, decode}, timeout=KEEPALIVE_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        getter: asyncio.Future[Any] = asyncio.ensure_future(progress.get())
+        waiting: set[asyncio.Future[Any]] = {getter, decode}
+        done, _ = await asyncio.wait(
+            waiting, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+        )
         if getter not in done:
             getter.cancel()
             if not done:
@@ -261,8 +285,14 @@ async def _stream_certain_steps(
     return sent
 
 
-async def _stream_traces(response: web.StreamResponse, writer: ChunkWriter, result: DecodeResult,
-                         n: int, streamed: int, inline: bool) -> None:
+async def _stream_traces(
+    response: web.StreamResponse,
+    writer: ChunkWriter,
+    result: DecodeResult,
+    n: int,
+    streamed: int,
+    inline: bool,
+) -> None:
     for index, trace in enumerate(result.traces[:n]):
         already = streamed if index == 0 else 0
         for chunk in writer.steps(index, trace.steps[already:], first=already == 0, inline=inline):

@@ -98,17 +98,23 @@ def _proposed(body: dict[str, Any]) -> dict[str, Any]:
     }
     n = int(body.get("n", 1))
     choices = [{**choice, "index": i} for i in range(n)]
-    return {"object": "chat.completion", "choices": choices,
-            "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n}}
+    return {
+        "object": "chat.completion",
+        "choices": choices,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n},
+    }
 
 
 def _scored(body: dict[str, Any]) -> dict[str, Any]:
     text = body["messages"][-1]["content"]
     pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
     entries: list[Any] = [None] + [
-        {str(i): {"logprob": -0.25, "rank": 1, "decoded_token": p}}
-        for i, p in enumerate(pieces)
+        {str(i): {"logprob": -0.25, "rank": 1, "decoded_token": p}} for i, p in enumerate(pieces)
     ]
-    return {"object": "chat.completion", "prompt_logprobs": entries,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
-                         "finish_reason": "length"}]}
+    return {
+        "object": "chat.completion",
+        "prompt_logprobs": entries,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}
+        ],
+    }

@@ -22,9 +22,7 @@ class ProxyProcess:
     def __init__(self, config_text: str, workdir: Path, env: dict[str, str] | None = None):
         self.port = free_port()
         self.config_path = workdir / f"cord-{self.port}.toml"
-        self.config_path.write_text(
-            config_text.replace("PORT", str(self.port)), encoding="utf-8"
-        )
+        self.config_path.write_text(config_text.replace("PORT", str(self.port)), encoding="utf-8")
         self.log_path = workdir / f"proxy-{self.port}.log"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -37,7 +35,9 @@ class ProxyProcess:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cord_proxy", "serve", "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

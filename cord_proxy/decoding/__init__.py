@@ -1,8 +1,8 @@
 """The CoRD decoding engine, usable without HTTP.
 
-    result = await cord_proxy.decode("What is 2 + 3?", teachers, DecodeOptions(beam_width=2),
-                                     reference_answer="5")
-    print(result.best.reasoning, result.best.answer)
+result = await cord_proxy.decode("What is 2 + 3?", teachers, DecodeOptions(beam_width=2),
+                                 reference_answer="5")
+print(result.best.reasoning, result.best.answer)
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def _check_roles(proposers: Sequence[Teacher], scorers: Sequence[Teacher]) -> No
         raise TeacherCapabilityError("(ensemble)", "no teacher can propose steps")
     unable = [s.name for s in scorers if not s.can_score]
     if unable:
-        raise TeacherCapabilityError(unable[0], "cannot score (it has no score role or no logprobs)")
+        raise TeacherCapabilityError(
+            unable[0], "cannot score (it has no score role or no logprobs)"
+        )
     if not scorers:
         raise TeacherCapabilityError("(ensemble)", "no teacher can score candidates")

@@ -170,8 +170,16 @@ class BeamSearch:
             for step in range(1, self.options.max_steps + 1):
                 if not live:
                     break
-                candidates = await self._round(step, live)
-                live, done = self._select(step, candidates, self.options.beam_width - len(finished))
+                try:
+                    candidates = await self._round(step, live)
+                    live, done = self._select(
+                        step, candidates, self.options.beam_width - len(finished)
+                    )
+                except DecodeError:
+                    if not finished:
+                        raise
+                    live = []
+                    break
                 finished += done
                 answers += [group.create_task(self._answer(beam)) for beam in done]
                 self._report(step, live, finished)
@@ -201,6 +209,9 @@ class BeamSearch:
                     group.create_task(
                         self._propose_and_score(step, beam, order, teacher, candidates, merged)
                     )
+        if self.reference is None:
+            for candidate in candidates:
+                self._exclude_proposers(candidate)
         ready = [c.ready_at - started for c in candidates if c.log_score is not None]
         self.rounds.append(
             RoundTiming(
@@ -211,6 +222,15 @@ class BeamSearch:
             )
         )
         return candidates
+
+    def _exclude_proposers(self, candidate: Candidate) -> None:
+        """In step mode a merged candidate's later proposers may have scored it: drop those."""
+        kept = [p for p in candidate.parts if p.scorer not in candidate.proposers]
+        if kept and len(kept) < len(candidate.parts):
+            candidate.parts = kept
+            candidate.log_score = weighted_mean(
+                [p.mean_logprob for p in kept], [p.weight for p in kept]
+            )
 
     async def _propose_and_score(
         self,
@@ -408,7 +428,8 @@ class BeamSearch:
                 self._fail(len(beam.steps), teacher.name, "answer", error)
                 continue
             self._count_proposals(0, self.usage[teacher.name], proposals)
-            return self._finished(beam, teacher.name, proposals[0])
+            if proposals:
+                return self._finished(beam, teacher.name, proposals[0])
         return None
 
     @staticmethod

@@ -79,7 +79,9 @@ async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck
     )
 
 
-async def check_all(teachers: dict[str, Teacher], configs: list[TeacherConfig]) -> list[TeacherCheck]:
+async def check_all(
+    teachers: dict[str, Teacher], configs: list[TeacherConfig]
+) -> list[TeacherCheck]:
     return list(await asyncio.gather(*(check_teacher(teachers[c.name], c) for c in configs)))
 
 
@@ -87,8 +89,10 @@ def format_checks(checks: list[TeacherCheck]) -> str:
     def mark(value: bool | None) -> str:
         return "-" if value is None else ("yes" if value else "NO")
 
-    header = f"{'teacher':<20} {'kind':<7} {'model':<24} {'reachable':<9} {'listed':<6} " \
-             f"{'propose':<7} {'score':<5} latency"
+    header = (
+        f"{'teacher':<20} {'kind':<7} {'model':<24} {'reachable':<9} {'listed':<6} "
+        f"{'propose':<7} {'score':<5} latency"
+    )
     rows = [header]
     for c in checks:
         latency = f"{c.latency_s * 1000:.0f} ms" if c.latency_s is not None else "-"

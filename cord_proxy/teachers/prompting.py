@@ -8,12 +8,15 @@ from typing import Any
 from cord_proxy.config import TemplatePrompt
 from cord_proxy.teachers.base import Message
 
-ROLE_TEMPLATE = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLE_TEMPLATE = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
-def with_system_prompt(
-    conversation: Sequence[Message], system_prompt: str | None
-) -> list[Message]:
+def with_system_prompt(conversation: Sequence[Message], system_prompt: str | None) -> list[Message]:
     """The teacher's own system prompt goes first, before the client's messages."""
     head = [Message(role="system", content=system_prompt)] if system_prompt else []
     return [*head, *conversation]

@@ -288,3 +288,29 @@ async def test_step_mode_scores_an_empty_closing_step_as_the_think_close() -> No
     ]
     assert result.best.steps[0].log_score == pytest.approx(-0.25, abs=TOL)
     assert result.best.closed_by == "think"
+
+
+async def test_step_mode_merged_candidate_is_not_scored_by_any_of_its_proposers() -> None:
+    bodies = {"a": " same.", "b": " same.", "c": " other."}
+    teachers = [
+        ScriptedFakeTeacher(
+            name,
+            proposals=lambda p, name=name: "x" if is_answer_prefix(p) else bodies[name],
+            logprobs=hashed_logprobs(name),
+            propose_delay=0.05 if name == "b" else 0.0,  # b's copy is merged into a's
+        )
+        for name in bodies
+    ]
+
+    result = await decode(
+        "q", teachers, DecodeOptions(beam_width=2, max_steps=1, include_candidates=True)
+    )
+
+    records = result.best.steps[0].candidates
+    assert records is not None
+    (merged,) = [r for r in records if len(r.proposers) == 2]
+    assert merged.proposers == ["a", "b"]
+    assert [p.scorer for p in merged.scorers] == ["c"]
+    c = teachers[2]
+    expected = hand_mean(c.logprobs_for("<think>\n### Step 1.", " same."))
+    assert merged.log_score == pytest.approx(expected, abs=TOL)

@@ -10,13 +10,25 @@ from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 async def test_three_homogeneous_teachers_beam_two(local_teacher: str) -> None:
     teachers = [
         OpenAICompatTeacher(
-            TeacherConfig(name=f"t{temperature}", base_url=local_teacher, model="gemma3-270m",
-                          temperature=temperature, timeout=300)
+            TeacherConfig(
+                name=f"t{temperature}",
+                base_url=local_teacher,
+                model="gemma3-270m",
+                temperature=temperature,
+                timeout=300,
+            )
         )
         for temperature in (0.5, 0.6, 0.7)
     ]
-    options = DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=24, answer_budget=16,
-                            thinking_budget=512, include_candidates=True, seed=1)
+    options = DecodeOptions(
+        beam_width=2,
+        max_steps=3,
+        max_step_tokens=24,
+        answer_budget=16,
+        thinking_budget=512,
+        include_candidates=True,
+        seed=1,
+    )
     try:
         result = await decode("What is 12 + 30?", teachers, options, reference_answer="42")
     finally:
@@ -38,6 +50,8 @@ async def test_three_homogeneous_teachers_beam_two(local_teacher: str) -> None:
         assert selected == scored[: len(selected)]
         assert step.log_score in selected
     critical = sum(r.critical_s for r in result.rounds) + result.answer_wait_s
-    print(f"\ndecode wall {result.wall_s:.2f} s; sum of per-step slowest propose+score "
-          f"plus answer {critical:.2f} s; rounds {[round(r.wall_s, 2) for r in result.rounds]}")
+    print(
+        f"\ndecode wall {result.wall_s:.2f} s; sum of per-step slowest propose+score "
+        f"plus answer {critical:.2f} s; rounds {[round(r.wall_s, 2) for r in result.rounds]}"
+    )
     assert critical <= result.wall_s + 1e-6

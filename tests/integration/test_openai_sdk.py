@@ -49,9 +49,12 @@ answer_budget = 16
 
 
 @pytest.fixture(scope="module")
-def real_proxy(local_teacher: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    proxy = ProxyProcess(CONFIG.replace("TEACHER", local_teacher),
-                         tmp_path_factory.mktemp("real-proxy")).start()
+def real_proxy(
+    local_teacher: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyProcess]:
+    proxy = ProxyProcess(
+        CONFIG.replace("TEACHER", local_teacher), tmp_path_factory.mktemp("real-proxy")
+    ).start()
     yield proxy
     proxy.stop()
 
@@ -84,7 +87,10 @@ def test_sdk_gets_a_chat_completion(real_proxy: ProxyProcess) -> None:
 
 def test_sdk_streams_role_reasoning_content_finish_usage(real_proxy: ProxyProcess) -> None:
     stream = client(real_proxy).chat.completions.create(
-        model="cord", messages=QUESTION, stream=True, stream_options={"include_usage": True},
+        model="cord",
+        messages=QUESTION,
+        stream=True,
+        stream_options={"include_usage": True},
         extra_body={"cord": SMALL},
     )
     events: list[str] = []
@@ -110,7 +116,8 @@ def test_sdk_streams_role_reasoning_content_finish_usage(real_proxy: ProxyProces
 
 def test_inline_reasoning_format(real_proxy: ProxyProcess) -> None:
     completion = client(real_proxy).chat.completions.create(
-        model="cord", messages=QUESTION,
+        model="cord",
+        messages=QUESTION,
         extra_body={"cord": {**SMALL, "max_steps": 1, "reasoning_format": "inline"}},
     )
     content = completion.choices[0].message.content or ""
@@ -120,8 +127,11 @@ def test_inline_reasoning_format(real_proxy: ProxyProcess) -> None:
 @pytest.mark.parametrize("script", ["openai_chat.py", "openai_stream.py", "curl.sh"])
 def test_client_examples_run(real_proxy: ProxyProcess, script: str) -> None:
     path = ROOT / "clients" / script
-    command = ["bash", str(path), real_proxy.base_url] if script.endswith(".sh") else [
-        sys.executable, str(path), "--base-url", real_proxy.base_url]
+    command = (
+        ["bash", str(path), real_proxy.base_url]
+        if script.endswith(".sh")
+        else [sys.executable, str(path), "--base-url", real_proxy.base_url]
+    )
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     if script == "curl.sh":

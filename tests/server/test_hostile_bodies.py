@@ -13,13 +13,51 @@ from tests.server.conftest import API_KEY
 
 VALID = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 3?"}]}
 ODD_VALUES: list[object] = [
-    None, True, -1, 0, 10**400, -(10**400), 1e308, 3.5, "", "x" * 5000, [], {}, [None],
-    {"a": {"b": {}}}, "\u0000", "\ud7ff", "💥" * 100,
+    None,
+    True,
+    -1,
+    0,
+    10**400,
+    -(10**400),
+    1e308,
+    3.5,
+    "",
+    "x" * 5000,
+    [],
+    {},
+    [None],
+    {"a": {"b": {}}},
+    "\u0000",
+    "\ud7ff",
+    "💥" * 100,
 ]
-FIELDS = ["model", "messages", "n", "stream", "temperature", "top_p", "seed", "max_tokens",
-          "stop", "user", "metadata", "cord", "stream_options", "max_completion_tokens"]
-CORD_FIELDS = ["beam_width", "teachers", "scorers", "segmentation", "markers",
-               "thinking_budget", "reference_answer", "max_steps", "reasoning_format"]
+FIELDS = [
+    "model",
+    "messages",
+    "n",
+    "stream",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_tokens",
+    "stop",
+    "user",
+    "metadata",
+    "cord",
+    "stream_options",
+    "max_completion_tokens",
+]
+CORD_FIELDS = [
+    "beam_width",
+    "teachers",
+    "scorers",
+    "segmentation",
+    "markers",
+    "thinking_budget",
+    "reference_answer",
+    "max_steps",
+    "reasoning_format",
+]
 
 
 def deep(depth: int) -> str:
@@ -29,8 +67,16 @@ def deep(depth: int) -> str:
 def hostile_bodies(count: int, seed: int = 7) -> Iterator[bytes]:
     rng = random.Random(seed)
     fixed: list[bytes] = [
-        b"", b"null", b"[]", b"42", b'"text"', b"{", b"\xff\xfe\xfd", b'{"model": "\xc3\x28"}',
-        deep(100_000).encode(), ('{"messages": ' + deep(5000) + "}").encode(),
+        b"",
+        b"null",
+        b"[]",
+        b"42",
+        b'"text"',
+        b"{",
+        b"\xff\xfe\xfd",
+        b'{"model": "\xc3\x28"}',
+        deep(100_000).encode(),
+        ('{"messages": ' + deep(5000) + "}").encode(),
         json.dumps({**VALID, "messages": []}).encode(),
         json.dumps({**VALID, "messages": [{"role": "user", "content": ""}]}).encode(),
         json.dumps({**VALID, "messages": [{"role": "tool", "content": "x"}]}).encode(),
@@ -58,8 +104,7 @@ def test_hostile_bodies_never_get_a_5xx(fake_proxy: ProxyProcess) -> None:
             response = client.post(
                 f"{fake_proxy.base_url}/chat/completions",
                 content=body,
-                headers={"Authorization": f"Bearer {API_KEY}",
-                         "Content-Type": "application/json"},
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
             )
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             assert response.status_code < 500, (body[:200], response.text[:500])
