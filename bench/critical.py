@@ -76,3 +76,15 @@ def _ideal(conv_key: str, conv: _Conversation) -> Ideal:
 def ideal_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, Ideal]:
     """The ideal wall time of every conversation found in the records."""
     return {key: _ideal(key, conv) for key, conv in _collect(records).items()}
+
+
+def service_lag(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """How late the simulator answered beyond its simulated latency (its own overhead)."""
+    lags = sorted(float(r["done"]) - float(r["arrived"]) - float(r["sleep_s"]) for r in records)
+    if not lags:
+        return {"p50_s": 0.0, "p99_s": 0.0, "max_s": 0.0}
+    return {
+        "p50_s": lags[len(lags) // 2],
+        "p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))],
+        "max_s": lags[-1],
+    }

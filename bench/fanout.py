@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cord_proxy import DecodeOptions, DecodeResult, decode
-from cord_proxy.teachers import OpenAICompatTeacher
+import httpx
 
-from bench.critical import ideal_paths
+from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
+from bench.transport import aiohttp_client
+from cord_proxy import DecodeOptions, DecodeResult, decode
+from cord_proxy.teachers import OpenAICompatTeacher
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,33 @@ class FanoutSettings:
     beam_width: int = 4
     steps: int = 10
     concurrent_decodes: int = 16
+    transport: str = "httpx"  # or "aiohttp": bench.transport, an experiment
 
 
-def make_teachers(sims: SimTeachers) -> list[OpenAICompatTeacher]:
-    return [
-        OpenAICompatTeacher(teacher_config(name, sims.base_url(i), name))
-        for i, name in enumerate(sims.models)
-    ]
+@dataclass
+class Clients:
+    """The teachers of a run and the HTTP clients the benchmark made for them."""
+
+    teachers: list[OpenAICompatTeacher]
+    extra: list[httpx.AsyncClient]
+
+    async def aclose(self) -> None:
+        for teacher in self.teachers:
+            await teacher.aclose()
+        for client in self.extra:
+            await client.aclose()
+
+
+def make_teachers(sims: SimTeachers, transport: str = "httpx") -> Clients:
+    clients = Clients([], [])
+    for index, name in enumerate(sims.models):
+        config = teacher_config(name, sims.base_url(index), name)
+        client = None
+        if transport == "aiohttp":
+            client = aiohttp_client(config.max_concurrency, config.timeout)
+            clients.extra.append(client)
+        clients.teachers.append(OpenAICompatTeacher(config, client=client))
+    return clients
 
 
 def decode_options(settings: FanoutSettings) -> DecodeOptions:
@@ -53,7 +75,11 @@ class Measured:
 
 
 async def _measure(
-    sims: SimTeachers, teachers: list[OpenAICompatTeacher], options: DecodeOptions, count: int, tag: str
+    sims: SimTeachers,
+    teachers: list[OpenAICompatTeacher],
+    options: DecodeOptions,
+    count: int,
+    tag: str,
 ) -> Measured:
     sims.reset()
     calls_before = teacher_calls(teachers)
@@ -72,7 +98,8 @@ def _round_ideal(result: DecodeResult) -> float:
 
 
 def _single(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
-    (ideal,) = ideal_paths(sims.records()).values()
+    records = sims.records()
+    (ideal,) = ideal_paths(records).values()
     result = measured.results[0]
     return {
         "wall_s": measured.wall_s,
@@ -87,11 +114,13 @@ def _single(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
         "proxy_cpu_ms_per_call": 1000 * measured.cpu_s / max(measured.calls, 1),
         "added_latency_s": measured.wall_s - ideal.wall_s,
         "score": result.best.score,
+        "sim_lag_p99_s": service_lag(records)["p99_s"],
     }
 
 
 def _concurrent(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
-    ideals = ideal_paths(sims.records())
+    records = sims.records()
+    ideals = ideal_paths(records)
     walls = [r.wall_s for r in measured.results]
     ideal_walls = [i.wall_s for i in ideals.values()]
     return {
@@ -104,12 +133,14 @@ def _concurrent(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
         "proxy_cpu_s": measured.cpu_s,
         "proxy_cpu_ms_per_call": 1000 * measured.cpu_s / max(measured.calls, 1),
         "sim_conversations": len(ideals),
+        "sim_lag_p99_s": service_lag(records)["p99_s"],
     }
 
 
 async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, Any]:
     """One B x K decode against its ideal; then many at once for CPU per call."""
-    teachers = make_teachers(sims)
+    clients = make_teachers(sims, settings.transport)
+    teachers = clients.teachers
     options = decode_options(settings)
     try:
         await _measure(sims, teachers, options.model_copy(update={"max_steps": 2}), 2, "warm")
@@ -117,12 +148,29 @@ async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, A
         many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
         concurrent = _concurrent(many, sims)
     finally:
-        for teacher in teachers:
-            await teacher.aclose()
+        await clients.aclose()
     return {
+        "transport": settings.transport,
         "beam_width": settings.beam_width,
         "teachers": sims.models,
         "steps": settings.steps,
         "single": single,
         "concurrent": concurrent,
     }
+
+
+async def profile_concurrent(sims: SimTeachers, settings: FanoutSettings) -> str:
+    """A pyinstrument profile of the concurrent decodes (a separate, unmeasured pass)."""
+    from pyinstrument import Profiler
+
+    clients = make_teachers(sims, settings.transport)
+    profiler = Profiler(async_mode="disabled")
+    try:
+        profiler.start()
+        await _measure(
+            sims, clients.teachers, decode_options(settings), settings.concurrent_decodes, "prof"
+        )
+        profiler.stop()
+    finally:
+        await clients.aclose()
+    return profiler.output_text(unicode=False, color=False)

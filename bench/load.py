@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.critical import ideal_paths
+from bench.critical import ideal_paths, service_lag
 from bench.procs import Child, SimTeachers, free_port, start_child, wait_ready
 from bench.scenario import question
 from bench.simmodel import conversation_key, render_chat
@@ -125,8 +125,9 @@ def chat_key(text: str) -> str:
     return conversation_key(render_chat(messages, continue_final=True, add_generation_prompt=False))
 
 
-async def _one(session: aiohttp.ClientSession, url: str, index: int, tag: str, client: int
-               ) -> Outcome:
+async def _one(
+    session: aiohttp.ClientSession, url: str, index: int, tag: str, client: int
+) -> Outcome:
     body, conv = request_body(index, tag)
     started = time.perf_counter()
     try:
@@ -211,6 +212,7 @@ def summarise(level: Level, records: list[dict[str, Any]]) -> dict[str, Any]:
         "proxy_cpu_ms_per_call": 1000 * level.proxy_cpu_s / calls if calls else math.nan,
         "proxy_cpu_busy": level.proxy_cpu_s / level.wall_s if level.wall_s else math.nan,
         "sim_cpu_s": level.sim_cpu_s,
+        "sim_lag_p99_s": service_lag(records)["p99_s"],
         "unmatched_requests": sum(1 for o in level.outcomes if o.conv not in ideals),
     }
 

@@ -75,7 +75,11 @@ def start_child(name: str, argv: Sequence[str], url: str, log_dir: Path) -> Chil
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            list(argv), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            list(argv),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     return Child(name, popen, log_path, url)
 
@@ -138,8 +142,15 @@ def sim_teachers(
         for name, spec in specs.items():
             port = free_port()
             config = json.dumps({"seed": seed, "models": {name: spec}})
-            argv = [sys.executable, "-m", "bench.simteacher", "--port", str(port),
-                    "--config", config]
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.simteacher",
+                "--port",
+                str(port),
+                "--config",
+                config,
+            ]
             child = start_child(f"sim-{name}", argv, f"http://127.0.0.1:{port}", log_dir)
             sims.children.append(child)
             sims.models.append(name)

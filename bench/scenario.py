@@ -32,10 +32,10 @@ class SimProfile:
             label, per_token = SPEEDS[index % len(SPEEDS)]
             name = label if index < len(SPEEDS) else f"{label}{index // len(SPEEDS) + 1}"
             specs[name] = {
-                "fixed_s": self.fixed_s * self.time_scale,
-                "per_token_s": per_token * self.time_scale,
-                "prefill_per_token_s": self.prefill_per_token_s * self.time_scale,
-                "score_fixed_s": self.score_fixed_s * self.time_scale,
+                "fixed_s": round(self.fixed_s * self.time_scale, 9),
+                "per_token_s": round(per_token * self.time_scale, 9),
+                "prefill_per_token_s": round(self.prefill_per_token_s * self.time_scale, 9),
+                "score_fixed_s": round(self.score_fixed_s * self.time_scale, 9),
                 "jitter_sigma": self.jitter_sigma,
                 "steps": self.steps,
                 "step_tokens": list(self.step_tokens),
@@ -59,7 +59,8 @@ def teacher_config(
     )
 
 
-def question(index: int, tag: str = "q") -> tuple[str, str]:
-    """A simple arithmetic problem and its answer; distinct for every index."""
+def question(index: int, tag: str | None = "q") -> tuple[str, str]:
+    """A simple arithmetic problem and its answer; a `tag` makes every index distinct."""
     a, b = 17 + 13 * index, 29 + 7 * index
-    return f"[{tag}{index}] What is {a} + {b}? Answer with the number.", str(a + b)
+    head = f"[{tag}{index}] " if tag is not None else ""
+    return f"{head}What is {a} + {b}? Answer with the number.", str(a + b)

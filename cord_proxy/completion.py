@@ -58,6 +58,7 @@ def provenance(result: DecodeResult, ensemble: str, n: int) -> dict[str, Any]:
         "choices": [_choice_provenance(i, t) for i, t in enumerate(result.traces[:n])],
         "teachers": [u.model_dump() for u in result.teachers],
         "failures": [f.model_dump() for f in result.failures],
+        "dropped": list(result.dropped),
         "rounds": [r.model_dump() for r in result.rounds],
         "cost_usd": sum(u.cost_usd for u in result.teachers),
         "wall_s": result.wall_s,

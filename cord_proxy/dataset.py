@@ -37,8 +37,16 @@ SCHEMA = "cord-trace/1"
 TAIL_CHUNK = 65536
 # Settings of a teacher that change what it writes or how it scores (not where it runs).
 TEACHER_DECODING_FIELDS = (
-    "kind", "model", "temperature", "top_p", "seed", "system_prompt", "prompt", "score_method",
-    "extra_body", "roles",
+    "kind",
+    "model",
+    "temperature",
+    "top_p",
+    "seed",
+    "system_prompt",
+    "prompt",
+    "score_method",
+    "extra_body",
+    "roles",
 )
 
 
@@ -136,8 +144,9 @@ class ReadReport:
     partial_tail: bool = False
 
 
-def iter_jsonl(path: str | Path, report: ReadReport | None = None, *,
-               written_by_us: bool = True) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    path: str | Path, report: ReadReport | None = None, *, written_by_us: bool = True
+) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for every parsable line; blank lines are ignored.
 
     In a file this module writes, a last line without its newline is a write a crash cut
@@ -225,8 +234,9 @@ def _alternative(trace: FinishedTrace) -> dict[str, Any]:
     }
 
 
-def trace_record(request_id: str, plan: DecodePlan, result: DecodeResult,
-                 *, problem_id: Any = None) -> dict[str, Any]:
+def trace_record(
+    request_id: str, plan: DecodePlan, result: DecodeResult, *, problem_id: Any = None
+) -> dict[str, Any]:
     """The dataset record of one finished decode (its best trace, others as alternatives)."""
     best = result.best
     settings = plan_settings(plan)
@@ -272,9 +282,15 @@ def trace_record(request_id: str, plan: DecodePlan, result: DecodeResult,
     return record
 
 
-def record_from_completion(body: dict[str, Any], *, problem_id: Any,
-                           messages: list[dict[str, Any]], reference_answer: str | None,
-                           requested: dict[str, Any], started_at: float) -> dict[str, Any]:
+def record_from_completion(
+    body: dict[str, Any],
+    *,
+    problem_id: Any,
+    messages: list[dict[str, Any]],
+    reference_answer: str | None,
+    requested: dict[str, Any],
+    started_at: float,
+) -> dict[str, Any]:
     """A record built from a proxy's chat completion (``distill --url``).
 
     The proxy's answer does not carry its full settings, so `settings` holds what was asked

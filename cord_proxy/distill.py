@@ -107,10 +107,14 @@ def _messages(value: dict[str, Any]) -> list[dict[str, str]]:
         raise ValueError("'messages' must be a non-empty list")
     turns = []
     for index, message in enumerate(messages):
-        if (not isinstance(message, dict) or message.get("role") not in ROLES
-                or not isinstance(message.get("content"), str)):
-            raise ValueError(f"messages[{index}] needs a role ({', '.join(ROLES)}) and "
-                             "a string content")
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise ValueError(
+                f"messages[{index}] needs a role ({', '.join(ROLES)}) and a string content"
+            )
         turns.append({"role": message["role"], "content": message["content"]})
     if not any(t["role"] == "user" and t["content"].strip() for t in turns):
         raise ValueError("'messages' has no non-empty user turn")
@@ -131,8 +135,12 @@ def read_problems(path: str | Path) -> tuple[list[Problem], list[tuple[int, str]
                 bad.append((line, str(error)))
                 continue
             if problem.key in first_line:
-                bad.append((line, f"duplicate id {problem.key!r} (first on line "
-                                  f"{first_line[problem.key]})"))
+                bad.append(
+                    (
+                        line,
+                        f"duplicate id {problem.key!r} (first on line {first_line[problem.key]})",
+                    )
+                )
                 continue
             first_line[problem.key] = line
             problems.append(problem)
@@ -161,8 +169,14 @@ def _cord(base: dict[str, Any], problem: Problem) -> dict[str, Any]:
 class LocalEngine:
     """The decoding engine in this process, on a config."""
 
-    def __init__(self, config: CordConfig, model: str, cord: dict[str, Any], timeout_s: float,
-                 teachers: Mapping[str, Teacher] | None = None):
+    def __init__(
+        self,
+        config: CordConfig,
+        model: str,
+        cord: dict[str, Any],
+        timeout_s: float,
+        teachers: Mapping[str, Teacher] | None = None,
+    ):
         from cord_proxy.runtime import Runtime
 
         self.runtime = Runtime(config, teachers)
@@ -176,22 +190,36 @@ class LocalEngine:
 
         try:
             request = ChatCompletionRequest.model_validate(
-                {"model": self.model, "messages": problem.messages,
-                 "cord": _cord(self.cord, problem)})
+                {
+                    "model": self.model,
+                    "messages": problem.messages,
+                    "cord": _cord(self.cord, problem),
+                }
+            )
             plan = self.runtime.plan(request)
         except ValidationError as error:
-            raise ProblemFailed("invalid request: " + "; ".join(format_validation_error(error)),
-                                "invalid_request", transient=False) from None
+            raise ProblemFailed(
+                "invalid request: " + "; ".join(format_validation_error(error)),
+                "invalid_request",
+                transient=False,
+            ) from None
         except CordError as error:
             raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
-        search = BeamSearch(plan.conversation, plan.proposers, plan.scorers, plan.options,
-                            reference_answer=plan.reference_answer, scorer_weights=plan.weights)
+        search = BeamSearch(
+            plan.conversation,
+            plan.proposers,
+            plan.scorers,
+            plan.options,
+            reference_answer=plan.reference_answer,
+            scorer_weights=plan.weights,
+        )
         try:
             async with asyncio.timeout(self.timeout_s):
                 result = await search.run()
         except TimeoutError:
-            raise ProblemFailed(f"no trace within {self.timeout_s:g} s", "timeout",
-                                transient=True) from None
+            raise ProblemFailed(
+                f"no trace within {self.timeout_s:g} s", "timeout", transient=True
+            ) from None
         except (TeacherError, DecodeError) as error:
             raise ProblemFailed(error.message, type(error).__name__, transient=True) from None
         except CordError as error:
@@ -205,41 +233,64 @@ class LocalEngine:
 class ProxyEngine:
     """A running cord-proxy, over plain HTTP (``POST /v1/chat/completions``)."""
 
-    def __init__(self, base_url: str, model: str, cord: dict[str, Any], timeout_s: float,
-                 api_key: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        cord: dict[str, Any],
+        timeout_s: float,
+        api_key: str | None = None,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(base_url=base_url, headers=headers,
-                                        timeout=httpx.Timeout(timeout_s, connect=10.0))
+        self.client = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
+        )
         self.model = model
         self.cord = cord
 
     async def solve(self, problem: Problem) -> dict[str, Any]:
         cord = _cord(self.cord, problem)
-        body = {"model": self.model, "messages": problem.messages, "cord": cord,
-                "metadata": {"cord_problem_id": problem.key[:512]}}
+        body = {
+            "model": self.model,
+            "messages": problem.messages,
+            "cord": cord,
+            "metadata": {"cord_problem_id": problem.key[:512]},
+        }
         started = time.time()
         try:
             answer = await self.client.post("/chat/completions", json=body)
         except httpx.TimeoutException:
-            raise ProblemFailed("the proxy did not answer in time", "timeout",
-                                transient=True) from None
+            raise ProblemFailed(
+                "the proxy did not answer in time", "timeout", transient=True
+            ) from None
         except httpx.HTTPError as error:
-            raise ProblemFailed(f"cannot reach the proxy: {error!r}"[:300], "unreachable",
-                                transient=True) from None
+            raise ProblemFailed(
+                f"cannot reach the proxy: {error!r}"[:300], "unreachable", transient=True
+            ) from None
         if answer.status_code != 200:
-            raise ProblemFailed(_error_message(answer), f"http_{answer.status_code}",
-                                transient=answer.status_code in RETRY_STATUSES)
+            raise ProblemFailed(
+                _error_message(answer),
+                f"http_{answer.status_code}",
+                transient=answer.status_code in RETRY_STATUSES,
+            )
         try:
             completion = answer.json()
-            requested = {"ensemble": self.model,
-                         "cord": {k: v for k, v in cord.items() if k != "reference_answer"}}
-            return record_from_completion(completion, problem_id=problem.id,
-                                          messages=problem.messages,
-                                          reference_answer=problem.answer,
-                                          requested=requested, started_at=started)
+            requested = {
+                "ensemble": self.model,
+                "cord": {k: v for k, v in cord.items() if k != "reference_answer"},
+            }
+            return record_from_completion(
+                completion,
+                problem_id=problem.id,
+                messages=problem.messages,
+                reference_answer=problem.answer,
+                requested=requested,
+                started_at=started,
+            )
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise ProblemFailed(f"malformed completion from the proxy: {error!r}"[:300],
-                                "protocol", transient=False) from None
+            raise ProblemFailed(
+                f"malformed completion from the proxy: {error!r}"[:300], "protocol", transient=False
+            ) from None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -288,7 +339,8 @@ async def check_teachers(config: CordConfig, model: str) -> None:
             raise DistillError(
                 f"teacher {name!r} at {teacher.base_url} is unreachable ({error!r:.200}); "
                 "start it first (the local CPU teacher: `cord-proxy up`), or pass "
-                "--teacher-url / --config / --url") from None
+                "--teacher-url / --config / --url"
+            ) from None
 
 
 async def check_proxy(base_url: str, model: str | None, api_key: str | None) -> str:
@@ -296,15 +348,18 @@ async def check_proxy(base_url: str, model: str | None, api_key: str | None) -> 
     try:
         models = await _models(base_url, api_key)
     except (httpx.HTTPError, ValueError) as error:
-        raise DistillError(f"the proxy at {base_url} is unreachable or not a cord-proxy "
-                           f"({error!r:.200}); start it with `cord-proxy serve`") from None
+        raise DistillError(
+            f"the proxy at {base_url} is unreachable or not a cord-proxy "
+            f"({error!r:.200}); start it with `cord-proxy serve`"
+        ) from None
     if model is None:
         if not models:
             raise DistillError(f"the proxy at {base_url} lists no ensembles")
         return models[0]
     if model not in models:
-        raise DistillError(f"the proxy at {base_url} has no ensemble {model!r} "
-                           f"(it has: {', '.join(models)})")
+        raise DistillError(
+            f"the proxy at {base_url} has no ensemble {model!r} (it has: {', '.join(models)})"
+        )
     return model
 
 
@@ -347,17 +402,19 @@ class Summary:
             more = " ..." if len(self.bad_lines) > 20 else ""
             bad = f" ({len(self.bad_lines)} bad lines skipped: {numbers}{more})"
         state = "interrupted (rerun the same command to resume)" if self.interrupted else "done"
-        return "\n".join([
-            f"distill {state}",
-            f"  input:      {self.problems} problems in {settings.input}{bad}",
-            f"  resumed:    {self.already_done} already in the output",
-            f"  this run:   {self.done} done, {self.failed} failed in "
-            f"{format_duration(self.wall_s)} ({self.rate_per_min:.1f} problems/min)",
-            f"  cost:       ${self.cost_usd:.4f} this run",
-            f"  mean score: {mean} this run",
-            f"  output:     {settings.output} ({self.output_records} records)",
-            f"  failures:   {settings.failures} ({self.failed} this run)",
-        ])
+        return "\n".join(
+            [
+                f"distill {state}",
+                f"  input:      {self.problems} problems in {settings.input}{bad}",
+                f"  resumed:    {self.already_done} already in the output",
+                f"  this run:   {self.done} done, {self.failed} failed in "
+                f"{format_duration(self.wall_s)} ({self.rate_per_min:.1f} problems/min)",
+                f"  cost:       ${self.cost_usd:.4f} this run",
+                f"  mean score: {mean} this run",
+                f"  output:     {settings.output} ({self.output_records} records)",
+                f"  failures:   {settings.failures} ({self.failed} this run)",
+            ]
+        )
 
 
 def default_failures_path(output: Path) -> Path:
@@ -365,8 +422,9 @@ def default_failures_path(output: Path) -> Path:
     return output.with_name(f"{name}.failures.jsonl")
 
 
-async def run_distill(settings: DistillSettings, engine: Engine, *,
-                      progress_stream: TextIO | None = None) -> Summary:
+async def run_distill(
+    settings: DistillSettings, engine: Engine, *, progress_stream: TextIO | None = None
+) -> Summary:
     """Solve every problem of the input not yet in the output; the engine is closed after."""
     stream = progress_stream if progress_stream is not None else sys.stderr
     summary = Summary()
@@ -377,16 +435,24 @@ async def run_distill(settings: DistillSettings, engine: Engine, *,
     report = ReadReport()
     done_keys = {str(r.get("id")) for r in read_records(settings.output, report)}
     if report.partial_tail:
-        print(f"cord-proxy distill: {settings.output}: a partial last line (an interrupted "
-              "write) is ignored and will be cut", file=stream)
+        print(
+            f"cord-proxy distill: {settings.output}: a partial last line (an interrupted "
+            "write) is ignored and will be cut",
+            file=stream,
+        )
     for line, reason in report.bad_lines:
-        print(f"cord-proxy distill: {settings.output}:{line}: unreadable record ignored: "
-              f"{reason}", file=stream)
+        print(
+            f"cord-proxy distill: {settings.output}:{line}: unreadable record ignored: {reason}",
+            file=stream,
+        )
     todo = [p for p in problems if p.key not in done_keys]
     summary.already_done = len(problems) - len(todo)
     if summary.already_done:
-        print(f"cord-proxy distill: resuming: {summary.already_done} of {len(problems)} "
-              f"already in {settings.output}, {len(todo)} to do", file=stream)
+        print(
+            f"cord-proxy distill: resuming: {summary.already_done} of {len(problems)} "
+            f"already in {settings.output}, {len(todo)} to do",
+            file=stream,
+        )
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     output, failures = JsonlSink(settings.output), JsonlSink(settings.failures)
     bar = ProgressBar(len(todo), stream=stream)
@@ -410,9 +476,16 @@ async def run_distill(settings: DistillSettings, engine: Engine, *,
                 bar.succeeded(cost, score if isinstance(score, int | float) else None)
             else:
                 assert error is not None
-                await failures({"id": problem.id, "line": problem.line, "error": error.message,
-                                "kind": error.kind, "attempts": attempts,
-                                "at": round(time.time(), 3)})
+                await failures(
+                    {
+                        "id": problem.id,
+                        "line": problem.line,
+                        "error": error.message,
+                        "kind": error.kind,
+                        "attempts": attempts,
+                        "at": round(time.time(), 3),
+                    }
+                )
                 summary.failed += 1
                 bar.failure()
 
@@ -441,8 +514,9 @@ async def run_distill(settings: DistillSettings, engine: Engine, *,
     return summary
 
 
-async def _attempt(engine: Engine, problem: Problem, settings: DistillSettings
-                   ) -> tuple[dict[str, Any] | None, ProblemFailed | None, int]:
+async def _attempt(
+    engine: Engine, problem: Problem, settings: DistillSettings
+) -> tuple[dict[str, Any] | None, ProblemFailed | None, int]:
     attempts = 0
     while True:
         attempts += 1
@@ -452,8 +526,13 @@ async def _attempt(engine: Engine, problem: Problem, settings: DistillSettings
             if not error.transient or attempts > settings.retries:
                 return None, error, attempts
         except Exception as error:  # a bug must not lose the run: record it as a failure
-            return None, ProblemFailed(f"{type(error).__name__}: {error}"[:500], "internal",
-                                       transient=False), attempts
+            return (
+                None,
+                ProblemFailed(
+                    f"{type(error).__name__}: {error}"[:500], "internal", transient=False
+                ),
+                attempts,
+            )
         await asyncio.sleep(settings.retry_backoff_s * 2 ** (attempts - 1))
 
 
@@ -489,8 +568,9 @@ def parse_cord_option(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DistillError("--cord must be a JSON object")
     if "reference_answer" in value:
-        raise DistillError("--cord cannot set reference_answer: it comes from each "
-                           "problem's 'answer'")
+        raise DistillError(
+            "--cord cannot set reference_answer: it comes from each problem's 'answer'"
+        )
     try:
         CordOptions.model_validate(value)
     except ValidationError as error:
@@ -508,9 +588,12 @@ def run_command(args: Any) -> int:
 
     output = Path(args.output)
     settings = DistillSettings(
-        input=Path(args.input), output=output,
+        input=Path(args.input),
+        output=output,
         failures=Path(args.failures) if args.failures else default_failures_path(output),
-        concurrency=max(1, args.concurrency), retries=max(0, args.retries))
+        concurrency=max(1, args.concurrency),
+        retries=max(0, args.retries),
+    )
 
     async def run() -> int:
         settings.cord = parse_cord_option(args.cord)
@@ -522,12 +605,16 @@ def run_command(args: Any) -> int:
             model = await check_proxy(base_url, args.model, key)
             engine = ProxyEngine(base_url, model, settings.cord, args.timeout or 3600.0, key)
         else:
-            config = (load_config(args.config) if args.config
-                      else default_config(as_base_url(args.teacher_url)))
+            config = (
+                load_config(args.config)
+                if args.config
+                else default_config(as_base_url(args.teacher_url))
+            )
             model = args.model or config.ensembles[0].name
             await check_teachers(config, model)
-            engine = LocalEngine(config, model, settings.cord,
-                                 args.timeout or config.server.request_timeout)
+            engine = LocalEngine(
+                config, model, settings.cord, args.timeout or config.server.request_timeout
+            )
         summary = await run_distill(settings, engine)
         print(summary.render(settings), flush=True)
         return 130 if summary.interrupted else (1 if summary.failed else 0)

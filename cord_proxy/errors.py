@@ -18,6 +18,7 @@ Every error the proxy can report maps to an OpenAI error object
     |   +-- TeacherProtocolError                           malformed JSON or missing fields
     |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
     +-- DecodeError (502, decode_error)                    no candidate survived a step
+        +-- DecodeTimeoutError (504)                       over the server's request_timeout
 """
 
 from __future__ import annotations
@@ -128,3 +129,8 @@ class DecodeError(CordError):
     status = 502
     error_type = "decode_error"
     code = "no_candidate_survived"
+
+
+class DecodeTimeoutError(DecodeError):
+    status = 504
+    code = "request_timeout"

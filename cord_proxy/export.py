@@ -40,18 +40,20 @@ def inline_content(record: dict[str, Any]) -> str:
 
 
 def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"role": "system" if m["role"] == "developer" else m["role"],
-             "content": m["content"]} for m in record["messages"]]
+    return [
+        {"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
+        for m in record["messages"]
+    ]
 
 
 def to_trl(record: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": [*_turns(record),
-                         {"role": "assistant", "content": inline_content(record)}]}
+    return {"messages": [*_turns(record), {"role": "assistant", "content": inline_content(record)}]}
 
 
 def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
-    conversations = [{"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]}
-                     for m in record["messages"]]
+    conversations = [
+        {"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]} for m in record["messages"]
+    ]
     conversations.append({"from": "gpt", "value": inline_content(record)})
     return {"id": str(record["id"]), "conversations": conversations}
 
@@ -69,13 +71,18 @@ def to_openai_batch(record: dict[str, Any]) -> dict[str, Any]:
         "created": int(finished_at),
         "model": record.get("ensemble"),
         "system_fingerprint": None,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": record["answer"],
-                        "reasoning_content": record["reasoning"]},
-            "logprobs": None,
-            "finish_reason": record.get("finish_reason") or "stop",
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": record["answer"],
+                    "reasoning_content": record["reasoning"],
+                },
+                "logprobs": None,
+                "finish_reason": record.get("finish_reason") or "stop",
+            }
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -91,9 +98,12 @@ def to_openai_batch(record: dict[str, Any]) -> dict[str, Any]:
         },
     }
     digest = hashlib.sha256(f"{record['id']}|{request_id}".encode()).hexdigest()[:24]
-    return {"id": f"batch_req_{digest}", "custom_id": str(record["id"]),
-            "response": {"status_code": 200, "request_id": request_id, "body": body},
-            "error": None}
+    return {
+        "id": f"batch_req_{digest}",
+        "custom_id": str(record["id"]),
+        "response": {"status_code": 200, "request_id": request_id, "body": body},
+        "error": None,
+    }
 
 
 def _float(value: Any) -> float | None:
@@ -114,9 +124,15 @@ def record_problem(record: Any) -> str | None:
     if record.get("id") is None:
         return "no 'id'"
     messages = record.get("messages")
-    if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and m.get("role") in SHAREGPT_ROLES
-        and isinstance(m.get("content"), str) for m in messages
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(m, dict)
+            and m.get("role") in SHAREGPT_ROLES
+            and isinstance(m.get("content"), str)
+            for m in messages
+        )
     ):
         return "'messages' is not a list of {role, content}"
     if not isinstance(record.get("reasoning"), str) or not isinstance(record.get("answer"), str):
@@ -138,8 +154,12 @@ class ExportCounts:
         return f"exported {self.written} records to {output} ({format_name}){extra}"
 
 
-def convert(lines: Iterable[tuple[int, Any]], format_name: str, counts: ExportCounts,
-            warn: Callable[[str], None]) -> Iterable[dict[str, Any]]:
+def convert(
+    lines: Iterable[tuple[int, Any]],
+    format_name: str,
+    counts: ExportCounts,
+    warn: Callable[[str], None],
+) -> Iterable[dict[str, Any]]:
     converter = CONVERTERS[format_name]
     seen: set[str] = set()
     for number, record in lines:
@@ -157,8 +177,12 @@ def convert(lines: Iterable[tuple[int, Any]], format_name: str, counts: ExportCo
         yield converter(record)
 
 
-def export_file(input_path: str | Path, output_path: str | Path, format_name: str,
-                warn: Callable[[str], None] | None = None) -> ExportCounts:
+def export_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    format_name: str,
+    warn: Callable[[str], None] | None = None,
+) -> ExportCounts:
     """Convert a traces file; the output is replaced atomically."""
     if format_name not in CONVERTERS:
         raise ExportError(f"unknown format {format_name!r} (formats: {', '.join(FORMATS)})")

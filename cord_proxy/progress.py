@@ -23,13 +23,21 @@ def format_duration(seconds: float | None) -> str:
 class ProgressBar:
     """Done, failed, rate, ETA, running cost and mean score of a batch of `total` items."""
 
-    def __init__(self, total: int, *, stream: TextIO | None = None, tty: bool | None = None,
-                 every_s: float | None = None, label: str = "distill"):
+    def __init__(
+        self,
+        total: int,
+        *,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        every_s: float | None = None,
+        label: str = "distill",
+    ):
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
-        self.every_s = every_s if every_s is not None else (TTY_EVERY_S if self.tty else
-                                                            PLAIN_EVERY_S)
+        self.every_s = (
+            every_s if every_s is not None else (TTY_EVERY_S if self.tty else PLAIN_EVERY_S)
+        )
         self.label = label
         self.done = 0
         self.failed = 0
@@ -72,10 +80,12 @@ class ProgressBar:
         bar = "#" * filled + "." * (BAR_WIDTH - filled)
         mean = self.mean_score
         score = f"{mean:.3f}" if mean is not None else "-"
-        return (f"{self.label} [{bar}] {finished}/{self.total} {100 * fraction:3.0f}% | "
-                f"done {self.done} failed {self.failed} | {self.rate_per_min():.1f}/min | "
-                f"ETA {format_duration(self.eta_s())} | ${self.cost_usd:.4f} | "
-                f"mean score {score}")
+        return (
+            f"{self.label} [{bar}] {finished}/{self.total} {100 * fraction:3.0f}% | "
+            f"done {self.done} failed {self.failed} | {self.rate_per_min():.1f}/min | "
+            f"ETA {format_duration(self.eta_s())} | ${self.cost_usd:.4f} | "
+            f"mean score {score}"
+        )
 
     def update(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -22,6 +22,7 @@ from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
     AuthenticationError,
     CordError,
+    DecodeTimeoutError,
     InvalidRequestError,
     RateLimitError,
     RequestTooLargeError,
@@ -211,8 +212,11 @@ async def whole_completion(
 ) -> web.StreamResponse:
     request_id = completion_id()
     timeout = request.app[RUNTIME].config.server.request_timeout
-    async with asyncio.timeout(timeout):
-        result = await _search(plan).run()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await _search(plan).run()
+    except TimeoutError:
+        raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None
     await _finish_decode(request, plan, result, request_id)
     body = completion_body(
         result,
@@ -250,6 +254,11 @@ async def stream_completion(
             await _send(response, writer.usage(usage_of(result, result.traces[: parsed.n])))
     except CordError as error:
         await _send(response, error.to_openai())
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("stream failed", extra={"request_id": request_id})
+        await _send(response, CordError("internal error").to_openai())
     finally:
         decode.cancel()
     await response.write(b"data: [DONE]\n\n")

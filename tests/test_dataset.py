@@ -61,8 +61,9 @@ for i in range(60):
 
 def test_appends_from_several_processes_never_interleave(tmp_path: Path) -> None:
     path = tmp_path / "shared.jsonl"
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(path), str(w)])
-             for w in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(path), str(w)]) for w in range(4)
+    ]
     assert all(p.wait(timeout=60) == 0 for p in procs)
     report = ReadReport()
     back = read_records(path, report)
@@ -126,7 +127,8 @@ def _config() -> CordConfig:
         for n, t in (("alpha", 0.5), ("beta", 0.7))
     )
     ensemble = EnsembleConfig(
-        name="duo", teachers=("alpha", "beta"),
+        name="duo",
+        teachers=("alpha", "beta"),
         defaults=DecodeOptions(beam_width=2, max_steps=3, thinking_budget=64, answer_budget=8),
     )
     return CordConfig(teachers=teachers, ensembles=(ensemble,))
@@ -139,9 +141,12 @@ def _fakes() -> dict[str, ScriptedFakeTeacher]:
         return "add the numbers " if "Step 2" not in prefix else "done </think>"
 
     return {
-        name: ScriptedFakeTeacher(name, proposals=proposals,
-                                  logprobs=lambda p, t, n=name: [-0.1 if n == "alpha" else -0.3],
-                                  score_identity=f"id-{name}")
+        name: ScriptedFakeTeacher(
+            name,
+            proposals=proposals,
+            logprobs=lambda p, t, n=name: [-0.1 if n == "alpha" else -0.3],
+            score_identity=f"id-{name}",
+        )
         for name in ("alpha", "beta")
     }
 
@@ -149,14 +154,22 @@ def _fakes() -> dict[str, ScriptedFakeTeacher]:
 async def _decode(body: dict[str, Any]) -> tuple[Any, Any]:
     runtime = Runtime(_config(), _fakes())
     plan = runtime.plan(ChatCompletionRequest.model_validate(body))
-    result = await BeamSearch(plan.conversation, plan.proposers, plan.scorers, plan.options,
-                              reference_answer=plan.reference_answer,
-                              scorer_weights=plan.weights).run()
+    result = await BeamSearch(
+        plan.conversation,
+        plan.proposers,
+        plan.scorers,
+        plan.options,
+        reference_answer=plan.reference_answer,
+        scorer_weights=plan.weights,
+    ).run()
     return plan, result
 
 
-BODY = {"model": "duo", "messages": [{"role": "user", "content": "What is 40 + 2?"}],
-        "cord": {"reference_answer": "42"}}
+BODY = {
+    "model": "duo",
+    "messages": [{"role": "user", "content": "What is 40 + 2?"}],
+    "cord": {"reference_answer": "42"},
+}
 
 
 async def test_the_record_holds_everything_the_issue_lists() -> None:
@@ -173,8 +186,9 @@ async def test_the_record_holds_everything_the_issue_lists() -> None:
     assert {p["scorer"] for p in steps[0]["scorers"]} == {"alpha", "beta"}
     teachers = {t["name"]: t for t in record["teachers"]}
     assert set(teachers) == {"alpha", "beta"}
-    assert all({"completion_tokens", "prompt_tokens", "cost_usd"} <= set(t)
-               for t in teachers.values())
+    assert all(
+        {"completion_tokens", "prompt_tokens", "cost_usd"} <= set(t) for t in teachers.values()
+    )
     assert sum(t["completion_tokens"] for t in teachers.values()) > 0
     assert record["cost_usd"] == 0.0
     timings = record["timings"]
@@ -201,8 +215,9 @@ async def test_the_server_sinks_one_record_per_finished_request(tmp_path: Path) 
     sink = JsonlSink(tmp_path / "sink.jsonl")
     app = create_app(Runtime(_config(), _fakes()), sink)
     async with TestClient(TestServer(app)) as client:
-        answers = await asyncio.gather(*(client.post("/v1/chat/completions", json=BODY)
-                                         for _ in range(5)))
+        answers = await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=BODY) for _ in range(5))
+        )
         bodies = [await a.json() for a in answers]
     assert all(a.status == 200 for a in answers)
     records = read_records(sink.path)

@@ -37,19 +37,33 @@ def _problem(i: int | str, **extra: Any) -> str:
 
 
 def test_bad_input_lines_are_reported_by_number_and_skipped(tmp_path: Path) -> None:
-    path = _write(tmp_path / "in.jsonl", [
-        _problem("a"),
-        "{not json",
-        json.dumps({"question": "no id"}),
-        json.dumps({"id": "b", "question": "q", "messages": [{"role": "user", "content": "q"}]}),
-        json.dumps({"id": "c", "messages": [{"role": "robot", "content": "q"}]}),
-        "",
-        _problem("a"),
-        json.dumps({"id": 7, "messages": [{"role": "system", "content": "s"},
-                                          {"role": "user", "content": "q"}], "answer": 3}),
-        json.dumps({"id": "d", "question": "   "}),
-        _problem("e"),
-    ], final_newline=False)
+    path = _write(
+        tmp_path / "in.jsonl",
+        [
+            _problem("a"),
+            "{not json",
+            json.dumps({"question": "no id"}),
+            json.dumps(
+                {"id": "b", "question": "q", "messages": [{"role": "user", "content": "q"}]}
+            ),
+            json.dumps({"id": "c", "messages": [{"role": "robot", "content": "q"}]}),
+            "",
+            _problem("a"),
+            json.dumps(
+                {
+                    "id": 7,
+                    "messages": [
+                        {"role": "system", "content": "s"},
+                        {"role": "user", "content": "q"},
+                    ],
+                    "answer": 3,
+                }
+            ),
+            json.dumps({"id": "d", "question": "   "}),
+            _problem("e"),
+        ],
+        final_newline=False,
+    )
     problems, bad = read_problems(path)
     assert [p.id for p in problems] == ["a", 7, "e"]
     assert problems[1].answer == "3" and problems[1].messages[0]["role"] == "system"
@@ -62,8 +76,7 @@ def test_bad_input_lines_are_reported_by_number_and_skipped(tmp_path: Path) -> N
 class FakeEngine:
     """Answers by script: a problem's id maps to a record, or to failures before success."""
 
-    def __init__(self, fail_first: dict[str, int] | None = None,
-                 permanent: set[str] | None = None):
+    def __init__(self, fail_first: dict[str, int] | None = None, permanent: set[str] | None = None):
         self.fail_first = dict(fail_first or {})
         self.permanent = permanent or set()
         self.calls: list[str] = []
@@ -76,8 +89,14 @@ class FakeEngine:
         if self.fail_first.get(problem.key, 0) > 0:
             self.fail_first[problem.key] -= 1
             raise ProblemFailed("teacher timed out", "TeacherTimeoutError", transient=True)
-        return {"id": problem.id, "reasoning": "r", "answer": "a", "score": 0.5,
-                "cost_usd": 0.25, "messages": problem.messages}
+        return {
+            "id": problem.id,
+            "reasoning": "r",
+            "answer": "a",
+            "score": 0.5,
+            "cost_usd": 0.25,
+            "messages": problem.messages,
+        }
 
     async def aclose(self) -> None:
         self.closed = True
@@ -86,15 +105,22 @@ class FakeEngine:
 def _settings(tmp_path: Path, n: int, **extra: Any) -> DistillSettings:
     source = _write(tmp_path / "in.jsonl", [_problem(f"p{i}") for i in range(n)])
     output = tmp_path / "out.jsonl"
-    return DistillSettings(input=source, output=output, failures=default_failures_path(output),
-                           concurrency=3, retry_backoff_s=0.0, **extra)
+    return DistillSettings(
+        input=source,
+        output=output,
+        failures=default_failures_path(output),
+        concurrency=3,
+        retry_backoff_s=0.0,
+        **extra,
+    )
 
 
 async def test_a_rerun_skips_the_ids_already_in_the_output(tmp_path: Path) -> None:
     settings = _settings(tmp_path, 6)
     settings.output.write_text(
         json.dumps({"id": "p1"}) + "\n" + json.dumps({"id": "p4"}) + "\n" + '{"id": "p5", "re',
-        encoding="utf-8")  # p5 was cut by a crash mid-write: it is done again
+        encoding="utf-8",
+    )  # p5 was cut by a crash mid-write: it is done again
     engine = FakeEngine()
     summary = await run_distill(settings, engine, progress_stream=io.StringIO())
     assert sorted(engine.calls) == ["p0", "p2", "p3", "p5"] and engine.closed
@@ -147,9 +173,12 @@ async def test_a_bad_option_fails_the_problem_not_the_run(tmp_path: Path) -> Non
 
 def test_cord_option_is_checked_up_front() -> None:
     assert parse_cord_option('{"max_steps": 2}') == {"max_steps": 2}
-    for bad, message in (("[1]", "JSON object"), ("{", "not valid JSON"),
-                         ('{"beam_width": 0}', "beam_width"),
-                         ('{"reference_answer": "1"}', "reference_answer")):
+    for bad, message in (
+        ("[1]", "JSON object"),
+        ("{", "not valid JSON"),
+        ('{"beam_width": 0}', "beam_width"),
+        ('{"reference_answer": "1"}', "reference_answer"),
+    ):
         with pytest.raises(DistillError, match=message):
             parse_cord_option(bad)
 
@@ -185,9 +214,22 @@ def test_the_progress_bar_prints_plain_lines_in_a_log() -> None:
 def test_an_unreachable_teacher_fails_clearly(tmp_path: Path) -> None:
     source = _write(tmp_path / "in.jsonl", [_problem("a")])
     done = subprocess.run(
-        [sys.executable, "-m", "cord_proxy", "distill", "--input", str(source),
-         "--output", str(tmp_path / "out.jsonl"), "--teacher-url", "http://127.0.0.1:9/v1"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "cord_proxy",
+            "distill",
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--teacher-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "unreachable" in done.stderr and "http://127.0.0.1:9/v1" in done.stderr
     assert not (tmp_path / "out.jsonl").exists()

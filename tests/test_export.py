@@ -12,7 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from cord_proxy.dataset import append_record, record_from_completion, trace_record
-from cord_proxy.export import FORMATS, export_file
+from cord_proxy.export import CONVERTERS, FORMATS, export_file
 from tests.test_dataset import BODY, _decode
 
 datasets = pytest.importorskip("datasets")
@@ -22,22 +22,55 @@ async def _records() -> list[dict[str, Any]]:
     """Two engine records (one with a system turn) and one built from a proxy completion."""
     plan, result = await _decode(BODY)
     first = trace_record("chatcmpl-a", plan, result, problem_id="p1")
-    plan, result = await _decode({**BODY, "messages": [
-        {"role": "system", "content": "Think step by step."},
-        {"role": "user", "content": "What is 20 + 22?"}]})
+    plan, result = await _decode(
+        {
+            **BODY,
+            "messages": [
+                {"role": "system", "content": "Think step by step."},
+                {"role": "user", "content": "What is 20 + 22?"},
+            ],
+        }
+    )
     second = trace_record("chatcmpl-b", plan, result, problem_id=2)
     completion = {
-        "id": "chatcmpl-c", "object": "chat.completion", "model": "cord",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-            "role": "assistant", "content": "7", "reasoning_content": "3 + 4 is 7."}}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 6,
-                  "completion_tokens_details": {"reasoning_tokens": 5}},
-        "cord": {"ensemble": "cord", "score": 0.5, "log_score": -0.69, "steps": [],
-                 "teachers": [], "cost_usd": 0.0, "wall_s": 1.0, "reference_used": True},
+        "id": "chatcmpl-c",
+        "object": "chat.completion",
+        "model": "cord",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": "7",
+                    "reasoning_content": "3 + 4 is 7.",
+                },
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": 6,
+            "completion_tokens_details": {"reasoning_tokens": 5},
+        },
+        "cord": {
+            "ensemble": "cord",
+            "score": 0.5,
+            "log_score": -0.69,
+            "steps": [],
+            "teachers": [],
+            "cost_usd": 0.0,
+            "wall_s": 1.0,
+            "reference_used": True,
+        },
     }
     third = record_from_completion(
-        completion, problem_id="p3", messages=[{"role": "user", "content": "What is 3 + 4?"}],
-        reference_answer="7", requested={"ensemble": "cord", "cord": {}}, started_at=0.0)
+        completion,
+        problem_id="p3",
+        messages=[{"role": "user", "content": "What is 3 + 4?"}],
+        reference_answer="7",
+        requested={"ensemble": "cord", "cord": {}},
+        started_at=0.0,
+    )
     return [first, second, third]
 
 
@@ -53,13 +86,13 @@ async def traces(tmp_path: Path) -> Path:
 
 
 def _load(path: Path, cache: Path) -> Any:
-    return datasets.load_dataset("json", data_files=str(path), split="train",
-                                 cache_dir=str(cache))
+    return datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(cache))
 
 
 @pytest.mark.parametrize("format_name", FORMATS)
-async def test_every_format_loads_with_datasets(traces: Path, tmp_path: Path,
-                                                format_name: str) -> None:
+async def test_every_format_loads_with_datasets(
+    traces: Path, tmp_path: Path, format_name: str
+) -> None:
     output = tmp_path / f"out.{format_name}.jsonl"
     counts = export_file(traces, output, format_name, warn=lambda _: None)
     assert (counts.written, counts.duplicates, counts.partial_tail) == (3, 1, True)
@@ -108,20 +141,70 @@ async def test_openai_batch_lines_hold_chat_completions(traces: Path, tmp_path: 
         assert usage is not None and usage.completion_tokens_details is not None
         assert usage.completion_tokens >= (usage.completion_tokens_details.reasoning_tokens or 0)
     assert rows[2]["response"]["body"]["choices"][0]["message"] == {
-        "role": "assistant", "content": "7", "reasoning_content": "3 + 4 is 7."}
+        "role": "assistant",
+        "content": "7",
+        "reasoning_content": "3 + 4 is 7.",
+    }
 
 
 def test_the_command_line_exports_and_reports(traces: Path, tmp_path: Path) -> None:
     output = tmp_path / "cli.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "cord_proxy", "export", "--input", str(traces),
-         "--output", str(output), "--format", "trl"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "cord_proxy",
+            "export",
+            "--input",
+            str(traces),
+            "--output",
+            str(output),
+            "--format",
+            "trl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "exported 3 records" in done.stdout and "1 duplicate" in done.stdout
     assert len(output.read_text().splitlines()) == 3
     missing = subprocess.run(
-        [sys.executable, "-m", "cord_proxy", "export", "--input", str(tmp_path / "nope"),
-         "--output", str(output), "--format", "trl"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "cord_proxy",
+            "export",
+            "--input",
+            str(tmp_path / "nope"),
+            "--output",
+            str(output),
+            "--format",
+            "trl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _readme_examples() -> list[dict[str, Any]]:
+    """The one-line JSON examples of the README's dataset section."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Making training data", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```json\n")[1:]
+    assert blocks, "the README's dataset section has no JSON examples"
+    return [json.loads(block.split("\n```")[0]) for block in blocks]
+
+
+def test_the_readme_examples_are_the_export_of_its_record() -> None:
+    examples = _readme_examples()
+    record = next(e for e in examples if e.get("schema") == "cord-trace/1")
+    for format_name, key in (
+        ("trl", "messages"),
+        ("sharegpt", "conversations"),
+        ("openai-batch", "custom_id"),
+    ):
+        shown = [e for e in examples if key in e and "schema" not in e]
+        assert shown == [CONVERTERS[format_name](record)], format_name

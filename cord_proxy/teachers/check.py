@@ -47,6 +47,13 @@ async def listed_models(config: TeacherConfig) -> list[str] | None:
         return None
 
 
+def _served_name(config: TeacherConfig) -> str:
+    """The model name the endpoint lists: litellm's provider prefix is not part of it."""
+    if config.kind == "litellm" and "/" in config.model:
+        return config.model.split("/", 1)[1]
+    return config.model
+
+
 async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck:
     models = await listed_models(config)
     error: str | None = None
@@ -71,7 +78,7 @@ async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck
         kind=config.kind,
         model=config.model,
         reachable=models is not None or bool(can_propose or can_score),
-        model_listed=None if models is None else config.model in models,
+        model_listed=None if models is None else _served_name(config) in models,
         can_propose=can_propose,
         can_score=can_score,
         latency_s=latency if can_propose else None,

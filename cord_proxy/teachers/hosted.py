@@ -130,7 +130,8 @@ class HostedTeacher:
         return f"litellm|{self.config.base_url or ''}|{self.config.model}"
 
     async def aclose(self) -> None:
-        """litellm owns its HTTP clients; there is nothing of ours to close."""
+        """litellm owns its HTTP clients; stop its background logging task on this loop."""
+        await stop_litellm_worker()
 
     async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
         raise TeacherCapabilityError(
@@ -167,9 +168,11 @@ class HostedTeacher:
         calls = [n] if n == 1 or caps.supports("n") else [1] * n
         responses = await asyncio.gather(*(self._complete(request, k) for k in calls))
         exact = caps.assistant_prefill and caps.reports_stop_reason
+        flagged = caps.assistant_prefill and not caps.reports_stop_reason
+        trimmed = flagged and prefix != prefix.rstrip()
         proposals: list[Proposal] = []
         for response in responses:
-            proposals += self._proposals(response, stop, sent, marker, exact)
+            proposals += self._proposals(response, stop, sent, marker, exact, trimmed)
         return proposals
 
     def _request(
@@ -186,10 +189,11 @@ class HostedTeacher:
         full = with_system_prompt(conversation, self.config.system_prompt)
         extra: dict[str, Any] = dict(self.config.extra_body)
         if caps.assistant_prefill:
-            messages = chat_messages(full, prefix)
-            if caps.reports_stop_reason:
+            if caps.reports_stop_reason:  # vLLM
+                messages = chat_messages(full, prefix)
                 extra.update(continue_final_message=True, add_generation_prompt=False)
-            else:
+            else:  # litellm's prefix flag; Anthropic refuses a prefill ending in whitespace
+                messages = chat_messages(full, prefix.rstrip())
                 messages[-1]["prefix"] = True
         else:
             messages = chat_messages(full, "")[:-1]
@@ -279,7 +283,9 @@ class HostedTeacher:
         sent: Mapping[str, str],
         marker: str,
         exact: bool,
+        trimmed: bool,
     ) -> list[Proposal]:
+        """`trimmed`: the prefill lost trailing whitespace that the trace already has."""
         choices = sorted(response.choices, key=lambda c: getattr(c, "index", 0) or 0)
         if not choices:
             raise TeacherProtocolError(self.name, "response has no choices")
@@ -293,6 +299,8 @@ class HostedTeacher:
         for index, choice in enumerate(choices):
             message = getattr(choice, "message", None)
             raw = str(getattr(message, "content", None) or "")
+            if trimmed:
+                raw = raw.lstrip()
             text, reason, stop_string = shape_reply(
                 raw,
                 getattr(choice, "finish_reason", None),
@@ -324,6 +332,22 @@ class HostedTeacher:
             return int(litellm.token_counter(model=self.config.model, text=text))
         except Exception:  # an unknown tokenizer must not fail a proposal
             return len(text.split())
+
+
+async def stop_litellm_worker() -> None:
+    """Stop litellm's background logging task (it restarts with the next litellm call).
+
+    ``acompletion`` queues its logging callbacks on a task that lives as long as the event
+    loop; a closed teacher must not leave it behind. Nothing of ours is queued there.
+    """
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # a litellm without the worker has nothing to stop
+        return
+    try:
+        await GLOBAL_LOGGING_WORKER.stop(discard_pending=True, timeout=5.0)
+    except Exception:  # best effort: closing a teacher must not fail on litellm internals
+        return
 
 
 def connection_cause(exc: BaseException) -> BaseException | None:

@@ -25,6 +25,10 @@ def span_from_offsets(
     first = len(tokens)
     while first > 0 and offsets[first - 1] + len(tokens[first - 1]) > span_start:
         first -= 1
+    # Byte-fallback pieces of a character decode to "" and sit where it starts: the empty
+    # tokens at the boundary are the target's first character (token 0 never is).
+    while first > 1 and not tokens[first - 1] and offsets[first - 1] >= span_start:
+        first -= 1
     return _span(tokens, logprobs, first)
 
 

@@ -67,7 +67,10 @@ thinking_budget = 512
 
 def candidate_proposers(steps: list[Any]) -> set[str]:
     return {
-        name for step in steps for candidate in (step.candidates or []) for name in candidate.proposers
+        name
+        for step in steps
+        for candidate in (step.candidates or [])
+        for name in candidate.proposers
     }
 
 

@@ -1,11 +1,11 @@
 """Independent span log-probabilities, computed with transformers (run by the teacher venv).
 
-Reads JSON from stdin: ``{"model_dir": DIR, "dtype": "float32", "items": [{"text": T,
-"target_start": C}, ...]}``. For each item it tokenizes `text` with the BOS (as vLLM's
+Reads JSON from stdin: ``{"model_dir": DIR, "dtype": "float32", "threads": 1, "items":
+[{"text": T, "target_start": C}, ...]}``. For each item it tokenizes `text` with the BOS (as vLLM's
 ``/v1/completions`` does), runs one forward pass, and takes the log-probabilities of the
 tokens that overlap the characters ``text[target_start:]`` (by ``offset_mapping``).
 Prints JSON: ``{"items": [{"tokens", "logprobs", "count", "mean", "span_text",
-"span_start"}, ...]}``, where `span_text` is the text the span's tokens cover and
+"span_start", "prompt_tokens"}, ...]}``, where `span_text` is the text the span's tokens cover and
 `span_start` the character where the first span token starts.
 
 This file is a helper for tests/integration/test_teacher_client.py, not a test module; it
@@ -20,22 +20,27 @@ from typing import Any
 
 
 def span_logprobs(model: Any, tokenizer: Any, text: str, target_start: int) -> dict[str, Any]:
-    import torch
+    import torch  # type: ignore[import-not-found]  # the teacher venv only
 
     encoded = tokenizer(
         text, add_special_tokens=True, return_offsets_mapping=True, return_tensors="pt"
     )
     ids = encoded["input_ids"]
-    offsets = encoded["offset_mapping"][0].tolist()
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0].float()
-    logsoftmax = torch.log_softmax(logits, dim=-1)
+    offsets = [tuple(pair) for pair in encoded["offset_mapping"][0].tolist()]
     token_ids = ids[0].tolist()
-    first = next(
-        i for i, (start, end) in enumerate(offsets) if i > 0 and end > target_start
-    )
-    logprobs = [float(logsoftmax[i - 1, token_ids[i]]) for i in range(first, len(token_ids))]
-    tokens = [text[start:end] for start, end in offsets[first:]]
+    first = next(i for i, (start, end) in enumerate(offsets) if i > 0 and end > target_start)
+    # Position i - 1 predicts token i: keep only the logits from position first - 1 on.
+    keep = len(token_ids) - first + 1
+    with torch.no_grad():
+        logits = model(input_ids=ids, logits_to_keep=keep).logits[0].float()
+    logsoftmax = torch.log_softmax(logits, dim=-1)
+    logprobs = [float(logsoftmax[j, token_ids[first + j]]) for j in range(keep - 1)]
+    # Byte-fallback pieces of one character share its offsets; like vLLM's incremental
+    # detokenizer, show "" for each piece and the character on the last one.
+    tokens = [
+        text[start:end] if i + 1 == len(offsets) or offsets[i + 1] != (start, end) else ""
+        for i, (start, end) in enumerate(offsets)
+    ][first:]
     span_start = offsets[first][0]
     return {
         "tokens": tokens,
@@ -50,10 +55,14 @@ def span_logprobs(model: Any, tokenizer: Any, text: str, target_start: int) -> d
 
 def main() -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (  # type: ignore[import-not-found]
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     request = json.load(sys.stdin)
-    torch.set_num_threads(int(request.get("threads", 2)))
+    # One thread: on a busy 2-core machine, OpenMP threads spin and run 10x slower.
+    torch.set_num_threads(int(request.get("threads", 1)))
     dtype = getattr(torch, request.get("dtype", "float32"))
     tokenizer = AutoTokenizer.from_pretrained(request["model_dir"])
     model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype=dtype)

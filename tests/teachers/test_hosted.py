@@ -7,6 +7,7 @@ it records every request. Local teachers in decodes are in-process `ScriptedFake
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from cord_proxy.teachers.hosted import (
     provider_stops,
     shape_reply,
     step_marker,
+    stop_litellm_worker,
 )
 from tests.fakes import ScriptedFakeTeacher
 
@@ -65,8 +67,11 @@ def failing_reply(status: int) -> Reply:
 class FakeHostedProvider:
     """A FAKE provider: every request is recorded and answered by `reply`."""
 
-    def __init__(self, reply: Reply):
+    def __init__(self, reply: Reply, delay: float = 0.0):
         self.reply = reply
+        self.delay = delay
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -99,16 +104,29 @@ class FakeHostedProvider:
     async def _any(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
         self.requests.append((request.path, body))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         status, payload = self.reply(body)
         return web.json_response(payload, status=status, headers={"Retry-After": "0"})
+
+
+@pytest.fixture(autouse=True)
+async def _no_litellm_task_left() -> AsyncIterator[None]:
+    """litellm logs from a background task; stop it so that no test leaves a task behind."""
+    yield
+    await stop_litellm_worker()
 
 
 @pytest.fixture
 async def providers() -> AsyncIterator[Callable[[Reply], Any]]:
     started: list[FakeHostedProvider] = []
 
-    async def make(reply: Reply) -> FakeHostedProvider:
-        provider = await FakeHostedProvider(reply).start()
+    async def make(reply: Reply, delay: float = 0.0) -> FakeHostedProvider:
+        provider = await FakeHostedProvider(reply, delay).start()
         started.append(provider)
         return provider
 
@@ -383,6 +401,27 @@ def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_KEY_FOR_TEST", "sk-fake")
 
 
+async def test_other_providers_prefill_with_litellm_prefix_flag(providers: Any) -> None:
+    fake = await providers(ok_reply("\n\n5", stop_reason=None))
+    teacher = hosted(
+        fake.base_url,
+        model="openai/gpt-4o-mini",
+        api_key="env:FAKE_KEY_FOR_TEST",
+        assistant_prefill=True,
+    )
+
+    (answer,) = await teacher.propose(
+        QUESTION, "<think>\n### Step 1. 2 + 3 = 5.\n</think>\n\n", n=1, stop=(), max_tokens=8
+    )
+
+    last = fake.requests[0][1]["messages"][-1]
+    assert last["role"] == "assistant" and last.get("prefix") is True
+    assert last["content"] == "<think>\n### Step 1. 2 + 3 = 5.\n</think>"  # no trailing space
+    assert "continue_final_message" not in fake.requests[0][1]
+    assert answer.text == "5"  # the whitespace the prefill lost is not written twice
+    assert teacher.capabilities.prefill_source == "config (assistant_prefill)"
+
+
 async def test_the_final_answer_is_asked_for_after_the_trace(providers: Any) -> None:
     fake = await providers(ok_reply("5", stop_reason=None))
     teacher = hosted(fake.base_url, model="openai/gpt-4o-mini", api_key="env:FAKE_KEY_FOR_TEST")
@@ -394,6 +433,21 @@ async def test_the_final_answer_is_asked_for_after_the_trace(providers: Any) -> 
     ask = fake.requests[0][1]["messages"][-1]["content"]
     assert "final answer" in ask and "2 + 3 = 5." in ask and "</think>" not in ask
     assert answer.text == "5"
+
+
+async def test_max_concurrency_limits_calls_in_flight(providers: Any) -> None:
+    fake = await providers(ok_reply(" x\n"), delay=0.2)
+    teacher = hosted(fake.base_url, max_concurrency=2)
+
+    results = await asyncio.gather(
+        *(
+            teacher.propose(QUESTION, "<think>\n### Step 1.", n=1, stop=STOP, max_tokens=8)
+            for _ in range(6)
+        )
+    )
+
+    assert len(results) == 6 and len(fake.requests) == 6
+    assert fake.max_in_flight == 2
 
 
 async def test_without_n_support_one_call_per_proposal(providers: Any) -> None:

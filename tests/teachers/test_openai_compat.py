@@ -43,8 +43,7 @@ CHAT_STOP_HIT = {
             "message": {"role": "assistant", "content": " Paris.\n\n"},
             "logprobs": {
                 "content": [
-                    {"token": t, "logprob": -0.1}
-                    for t in (" Paris", ".", "\n\n", "###", " Step")
+                    {"token": t, "logprob": -0.1} for t in (" Paris", ".", "\n\n", "###", " Step")
                 ]
             },
             "finish_reason": "stop",
@@ -153,9 +152,9 @@ def teacher_config(base_url: str, **overrides: Any) -> TeacherConfig:
 
 
 @asynccontextmanager
-async def teacher_on(handler: Handler, **overrides: Any) -> AsyncIterator[
-    tuple[OpenAICompatTeacher, FakeOpenAIServer]
-]:
+async def teacher_on(
+    handler: Handler, **overrides: Any
+) -> AsyncIterator[tuple[OpenAICompatTeacher, FakeOpenAIServer]]:
     fake = FakeOpenAIServer(handler)
     async with fake.running() as base_url:
         teacher = OpenAICompatTeacher(teacher_config(base_url, **overrides))
@@ -278,7 +277,10 @@ async def test_score_by_prompt_logprobs_on_chat_reads_the_top_level_field() -> N
         span = await teacher.score(CONVERSATION, "The capital of France is", " Paris.")
     (path, body, _headers) = fake.requests[0]
     assert path == "/v1/chat/completions"
-    assert body["messages"][-1] == {"role": "assistant", "content": "The capital of France is Paris."}
+    assert body["messages"][-1] == {
+        "role": "assistant",
+        "content": "The capital of France is Paris.",
+    }
     assert body["continue_final_message"] is True
     assert span.tokens == (" Paris", ".")
 

@@ -24,7 +24,7 @@ from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import TeacherHTTPError, TeacherUnreachableError
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.factory import build_teacher
-from cord_proxy.teachers.hosted import HostedTeacher
+from cord_proxy.teachers.hosted import HostedTeacher, stop_litellm_worker
 from cord_proxy.teachers.retry import (
     Retryable,
     RetryPolicy,
@@ -109,6 +109,13 @@ def teacher_of(kind: str, base_url: str, **overrides: Any) -> Teacher:
     }
     fields.update(overrides)
     return build_teacher(TeacherConfig.model_validate(fields))
+
+
+@pytest.fixture(autouse=True)
+async def _no_litellm_task_left() -> AsyncIterator[None]:
+    """litellm logs from a background task; stop it so that no test leaves a task behind."""
+    yield
+    await stop_litellm_worker()
 
 
 @pytest.fixture

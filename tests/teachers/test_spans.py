@@ -102,3 +102,37 @@ def test_lengths_with_merged_whitespace_straddle() -> None:
 def test_lengths_span_into_token_zero_is_refused() -> None:
     with pytest.raises(ValueError):
         span_from_lengths(["", "a", "b"], [None, -1.0, -1.0], 3)
+
+
+# vLLM decodes the byte-fallback pieces of a rare character as "" and the character on the
+# last piece: "Answer: 𠀋 ok" is <bos> "Answer" ":" " " "" "" "" "𠀋" " ok".
+BYTE_TOKENS = ["", "Answer", ":", " ", "", "", "", "\U0002000b", " ok"]
+BYTE_LOGPROBS: list[float | None] = [None, -1.0, -2.0, -3.0, -10.8, -5.6, -2.3, -3.9, -15.2]
+
+
+def test_byte_pieces_of_the_first_target_character_belong_to_the_span() -> None:
+    span = span_from_lengths(BYTE_TOKENS, BYTE_LOGPROBS, len("\U0002000b ok"))
+    assert span.tokens == ("", "", "", "\U0002000b", " ok")
+    assert span.logprobs == (-10.8, -5.6, -2.3, -3.9, -15.2)
+    assert span.context_tokens == 4
+
+
+def test_byte_pieces_of_the_last_prefix_character_stay_in_the_context() -> None:
+    span = span_from_lengths(BYTE_TOKENS, BYTE_LOGPROBS, len(" ok"))
+    assert span.tokens == (" ok",)
+    assert span.context_tokens == 8
+
+
+def test_byte_pieces_with_echo_offsets() -> None:
+    offsets = [0, 5, 11, 12, 13, 13, 13, 13, 14]  # echo: "<bos>" counted, pieces at 13
+    tokens = ["<bos>", *BYTE_TOKENS[1:]]
+    span = span_from_offsets(tokens, BYTE_LOGPROBS, offsets, len("\U0002000b ok"))
+    assert span.tokens == ("", "", "", "\U0002000b", " ok")
+
+
+def test_empty_bos_is_never_pulled_into_the_span() -> None:
+    """prompt_logprobs' token 0 decodes as "" too, but has no log-probability."""
+    tokens = ["", "", "", "\U0002000b"]
+    span = span_from_lengths(tokens, [None, -1.0, -2.0, -3.0], 1)
+    assert span.tokens == ("", "", "\U0002000b")
+    assert span.context_tokens == 1

@@ -1,0 +1,152 @@
+"""Real teachers: CoRD against curation and against one teacher alone, on one vLLM server.
+
+The K teachers are one model at K temperatures (the paper's homogeneous set-up). Each
+problem runs the three arms one after another, so they never share the server.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench.curation import curate
+from bench.scenario import question
+from cord_proxy import DecodeOptions, decode
+from cord_proxy.config import TeacherConfig
+from cord_proxy.teachers import Message, OpenAICompatTeacher
+
+TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class RealSettings:
+    base_url: str = "http://127.0.0.1:8401/v1"
+    model: str = "gemma3-270m"
+    problems: int = 3
+    beam_width: int = 2
+    teachers: int = 3
+    max_steps: int = 4
+    step_tokens: int = 32
+    answer_tokens: int = 16
+    seed: int = 1234
+    timeout_s: float = 600.0
+
+
+@dataclass
+class ArmRun:
+    wall_s: float
+    tokens: int
+    calls: int
+    score: float
+    correct: bool
+
+
+def reachable(settings: RealSettings) -> str | None:
+    """Why the real teacher cannot be used, or None."""
+    try:
+        response = httpx.get(settings.base_url.rstrip("/") + "/models", timeout=5.0)
+        names = [m.get("id") for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        return f"no teacher at {settings.base_url} ({type(error).__name__})"
+    if settings.model not in names:
+        return f"no teacher at {settings.base_url} serving {settings.model} (found {names})"
+    return None
+
+
+def make_teachers(settings: RealSettings) -> list[OpenAICompatTeacher]:
+    return [
+        OpenAICompatTeacher(
+            TeacherConfig(
+                name=f"{settings.model}-t{temperature}",
+                base_url=settings.base_url,
+                model=settings.model,
+                temperature=temperature,
+                timeout=settings.timeout_s,
+                max_concurrency=64,
+            )
+        )
+        for temperature in TEMPERATURES[: settings.teachers]
+    ]
+
+
+def decode_options(settings: RealSettings) -> DecodeOptions:
+    return DecodeOptions(
+        beam_width=settings.beam_width,
+        max_steps=settings.max_steps,
+        max_step_tokens=settings.step_tokens,
+        thinking_budget=settings.max_steps * settings.step_tokens,
+        answer_budget=settings.answer_tokens,
+        seed=settings.seed,
+    )
+
+
+def _usage(teachers: Sequence[OpenAICompatTeacher]) -> tuple[int, int]:
+    tokens = sum(t.stats.completion_tokens for t in teachers)
+    calls = sum(t.stats.propose_calls + t.stats.score_calls for t in teachers)
+    return tokens, calls
+
+
+async def _timed(
+    arm: str, teachers: list[OpenAICompatTeacher], index: int, settings: RealSettings
+) -> ArmRun:
+    text, reference = question(index, tag=None)
+    conversation = [Message(role="user", content=text)]
+    options = decode_options(settings)
+    tokens_before, calls_before = _usage(teachers)
+    started = time.perf_counter()
+    if arm == "cord":
+        result = await decode(conversation, teachers, options, reference_answer=reference)
+        score, answer = result.best.score, result.best.answer
+    else:
+        proposers = teachers if arm == "curation" else teachers[:1]
+        samples = settings.beam_width if arm == "curation" else 1
+        trace = await curate(conversation, proposers, teachers, reference, options, samples)
+        score, answer = trace.score, trace.answer
+    wall = time.perf_counter() - started
+    tokens_after, calls_after = _usage(teachers)
+    return ArmRun(
+        wall, tokens_after - tokens_before, calls_after - calls_before, score, reference in answer
+    )
+
+
+def _summary(runs: list[ArmRun]) -> dict[str, Any]:
+    return {
+        "wall_s": sum(r.wall_s for r in runs),
+        "wall_s_per_problem": statistics.fmean(r.wall_s for r in runs),
+        "teacher_tokens": sum(r.tokens for r in runs),
+        "teacher_calls": sum(r.calls for r in runs),
+        "mean_score": statistics.fmean(r.score for r in runs),
+        "accuracy": sum(r.correct for r in runs) / len(runs),
+    }
+
+
+async def run_real(settings: RealSettings) -> dict[str, Any]:
+    """The three arms on every problem; or why there is no teacher to run them on."""
+    problem = reachable(settings)
+    if problem is not None:
+        return {"skipped": problem}
+    teachers = make_teachers(settings)
+    arms: dict[str, list[ArmRun]] = {"cord": [], "curation": [], "single": []}
+    try:
+        for index in range(settings.problems):
+            for arm, runs in arms.items():
+                runs.append(await _timed(arm, teachers, index, settings))
+    finally:
+        for teacher in teachers:
+            await teacher.aclose()
+    summary = {arm: _summary(runs) for arm, runs in arms.items()}
+    curation_wall = summary["curation"]["wall_s"]
+    return {
+        "settings": settings.__dict__,
+        "teachers": [t.name for t in teachers],
+        "arms": summary,
+        "cord_curation_wall_ratio": (
+            summary["cord"]["wall_s"] / curation_wall if curation_wall else math.nan
+        ),
+    }

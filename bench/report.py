@@ -1,0 +1,275 @@
+"""The results of one run: machine, settings, figures and targets, as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    value: float | None
+    met: bool | None  # None: not measured in this run
+    note: str = ""
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "python": sys.version.split()[0],
+        "memory_gib": _memory_gib(),
+        "load_average_at_start": list(os.getloadavg()),
+        "packages": {name: _version(name) for name in ("cord-proxy", "httpx", "aiohttp")},
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        return round(int(first.split()[1]) / 1024**2, 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _finite(value: Any) -> Any:
+    """JSON without NaN: a figure that could not be measured is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_num(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _skipped(section: dict[str, Any]) -> str | None:
+    if "skipped" in section:
+        return f"skipped: {section['skipped']}".replace("skipped: skipped: ", "skipped: ")
+    if "error" in section:
+        return f"failed: {section['error']}"
+    return None
+
+
+def _fanout_md(fanout: dict[str, Any]) -> list[str]:
+    lines = ["## Fan-out efficiency (in-process `cord_proxy.decode`)", ""]
+    if (reason := _skipped(fanout)) is not None:
+        return [*lines, reason, ""]
+    single, many = fanout["single"], fanout["concurrent"]
+    lines.append(
+        f"B={fanout['beam_width']}, K={len(fanout['teachers'])} teachers "
+        f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers; "
+        f"teacher transport {fanout['transport']}."
+    )
+    lines.append("")
+    rows = [
+        ["wall time, one decode (s)", single["wall_s"], single["ideal_s"]],
+        ["efficiency = ideal / wall", single["efficiency"], ">= 0.95"],
+        [
+            "DecodeResult rounds critical path + answer wait (s)",
+            single["rounds_critical_s"],
+            single["ideal_s"],
+        ],
+        ["rounds-based efficiency", single["rounds_efficiency"], ""],
+        ["added latency, one decode (s)", single["added_latency_s"], 0.0],
+        ["simulator's own lag beyond its latency, p99 (s)", single["sim_lag_p99_s"], 0.0],
+        ["candidates per step", single["candidates_per_step"], ""],
+        ["teacher calls, one decode", single["teacher_calls"], ""],
+        ["proxy CPU per teacher call, one decode (ms)", single["proxy_cpu_ms_per_call"], "<= 0.5"],
+        [f"wall time, {many['decodes']} concurrent decodes (s)", many["wall_s"], many["ideal_s"]],
+        ["efficiency, concurrent decodes", many["efficiency"], ""],
+        ["simulator lag p99, concurrent decodes (s)", many["sim_lag_p99_s"], 0.0],
+        ["teacher calls, concurrent decodes", many["teacher_calls"], ""],
+        [
+            "proxy CPU per teacher call, concurrent decodes (ms)",
+            many["proxy_cpu_ms_per_call"],
+            "<= 0.5",
+        ],
+    ]
+    return [*lines, *_table(["measure", "value", "ideal / target"], rows), ""]
+
+
+def _load_md(load: dict[str, Any]) -> list[str]:
+    lines = ["## Load through the proxy HTTP server", ""]
+    if (reason := _skipped(load)) is not None:
+        return [*lines, reason, ""]
+    lines.append(
+        f"B={load['beam_width']}, K={len(load['teachers'])}, scorers {load['scorers']}, "
+        f"{load['steps']} steps per request; closed-loop clients; latencies in seconds."
+    )
+    lines.append("")
+    header = [
+        "clients",
+        "requests",
+        "errors",
+        "req/s",
+        "ideal req/s",
+        "ratio",
+        "p50",
+        "ideal p50",
+        "p99",
+        "ideal p99",
+        "added latency",
+        "teacher calls",
+        "proxy CPU ms/call",
+        "proxy CPU busy",
+        "sim CPU s",
+        "sim lag p99",
+    ]
+    rows = [
+        [
+            lv["concurrency"],
+            lv["requests"],
+            lv["errors"],
+            lv["throughput_rps"],
+            lv["ideal_throughput_rps"],
+            lv["throughput_ratio"],
+            lv["p50_s"],
+            lv["ideal_p50_s"],
+            lv["p99_s"],
+            lv["ideal_p99_s"],
+            lv["added_latency_mean_s"],
+            lv["teacher_calls"],
+            lv["proxy_cpu_ms_per_call"],
+            lv["proxy_cpu_busy"],
+            lv["sim_cpu_s"],
+            lv["sim_lag_p99_s"],
+        ]
+        for lv in load["levels"]
+    ]
+    lines += _table(header, rows)
+    examples = [e for lv in load["levels"] for e in lv["error_examples"]]
+    if examples:
+        lines += ["", "Errors, for example: " + "; ".join(examples[:3])]
+    return [*lines, ""]
+
+
+def _real_md(real: dict[str, Any]) -> list[str]:
+    lines = ["## Real teachers: CoRD vs curation vs one teacher", ""]
+    if (reason := _skipped(real)) is not None:
+        return [*lines, reason, ""]
+    s = real["settings"]
+    lines.append(
+        f"{s['model']} at {s['base_url']}; teachers {real['teachers']}; {s['problems']} problems, "
+        f"B={s['beam_width']}, max_steps={s['max_steps']}, {s['step_tokens']} tokens per step, "
+        f"{s['answer_tokens']} answer tokens."
+    )
+    lines.append("")
+    rows = [
+        [
+            arm,
+            r["wall_s"],
+            r["wall_s_per_problem"],
+            r["teacher_tokens"],
+            r["teacher_calls"],
+            r["mean_score"],
+            r["accuracy"],
+        ]
+        for arm, r in real["arms"].items()
+    ]
+    lines += _table(
+        [
+            "arm",
+            "wall s",
+            "wall s / problem",
+            "teacher tokens",
+            "teacher calls",
+            "mean predictive score",
+            "answer accuracy",
+        ],
+        rows,
+    )
+    lines += ["", f"CoRD / curation wall: {_num(real['cord_curation_wall_ratio'])} (target <= 1.3)"]
+    return [*lines, ""]
+
+
+def _targets_md(targets: list[Target]) -> list[str]:
+    rows = [
+        [
+            t.name,
+            t.goal,
+            t.value,
+            "n/a" if t.met is None else ("MET" if t.met else "MISSED"),
+            t.note,
+        ]
+        for t in targets
+    ]
+    return ["## Targets", "", *_table(["target", "goal", "value", "status", "note"], rows), ""]
+
+
+def markdown(results: dict[str, Any], targets: list[Target]) -> str:
+    m = results["machine"]
+    lines = [
+        f"# cord-proxy benchmark, {results['timestamp']}",
+        "",
+        f"Machine: {m['cpu_count']} CPUs ({m['processor']}), {m['memory_gib']} GiB, "
+        f"{m['platform']}, Python {m['python']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}, at end "
+        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_end'])}.",
+        "",
+        "Settings: `" + json.dumps(results["settings"], separators=(",", ":")) + "`",
+        "",
+    ]
+    lines += _fanout_md(results["fanout"])
+    lines += _load_md(results["load"])
+    lines += _real_md(results["real"])
+    lines += _targets_md(targets)
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], targets: list[Target], out_dir: Path) -> tuple[Path, Path, str]:
+    """Write ``<timestamp>.json`` and ``.md``; return both paths and the Markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / results["timestamp"]
+    payload = {**results, "targets": [t.__dict__ for t in targets]}
+    json_path = stem.with_suffix(".json")
+    json_path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+    text = markdown(results, targets)
+    md_path = stem.with_suffix(".md")
+    md_path.write_text(text + "\n")
+    return json_path, md_path, text
