@@ -34,7 +34,7 @@ from cord_proxy.dataset import (
     record_from_completion,
     trace_record,
 )
-from cord_proxy.errors import CordError, DecodeError, TeacherError
+from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, TeacherError
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher
@@ -186,7 +186,7 @@ class LocalEngine:
 
     async def solve(self, problem: Problem) -> dict[str, Any]:
         from cord_proxy.completion import completion_id
-        from cord_proxy.decoding.beam import BeamSearch
+        from cord_proxy.runtime import run_decode
 
         try:
             request = ChatCompletionRequest.model_validate(
@@ -205,18 +205,9 @@ class LocalEngine:
             ) from None
         except CordError as error:
             raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
-        search = BeamSearch(
-            plan.conversation,
-            plan.proposers,
-            plan.scorers,
-            plan.options,
-            reference_answer=plan.reference_answer,
-            scorer_weights=plan.weights,
-        )
         try:
-            async with asyncio.timeout(self.timeout_s):
-                result = await search.run()
-        except TimeoutError:
+            result = await run_decode(plan, self.timeout_s)
+        except DecodeTimeoutError:
             raise ProblemFailed(
                 f"no trace within {self.timeout_s:g} s", "timeout", transient=True
             ) from None

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from cord_proxy.config import CordConfig, EnsembleConfig, ensemble_scorers, format_validation_error
+from cord_proxy.decoding.beam import BeamSearch, DecodeProgress
 from cord_proxy.decoding.options import DecodeOptions
-from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
+from cord_proxy.decoding.trace import DecodeResult
+from cord_proxy.errors import DecodeTimeoutError, InvalidRequestError, ModelNotFoundError
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.factory import build_teacher
@@ -131,3 +134,25 @@ def _split_limit(limit: int | None, options: dict[str, Any]) -> dict[str, int]:
     share = max(1, round(limit * thinking / (thinking + answer)))
     share = min(share, limit - 1) if limit > 1 else 1
     return {"thinking_budget": share, "answer_budget": max(1, limit - share)}
+
+
+async def run_decode(
+    plan: DecodePlan,
+    timeout: float,
+    on_progress: Callable[[DecodeProgress], None] | None = None,
+) -> DecodeResult:
+    """The plan's decode, failing with a 504 past the server's request timeout."""
+    search = BeamSearch(
+        plan.conversation,
+        plan.proposers,
+        plan.scorers,
+        plan.options,
+        reference_answer=plan.reference_answer,
+        scorer_weights=plan.weights,
+        on_progress=on_progress,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            return await search.run()
+    except TimeoutError:
+        raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None

@@ -17,12 +17,11 @@ from pydantic import ValidationError
 
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, resolve_secret
-from cord_proxy.decoding.beam import BeamSearch, DecodeProgress
+from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
     AuthenticationError,
     CordError,
-    DecodeTimeoutError,
     InvalidRequestError,
     RateLimitError,
     RequestTooLargeError,
@@ -30,7 +29,7 @@ from cord_proxy.errors import (
 )
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
-from cord_proxy.runtime import DecodePlan, Runtime
+from cord_proxy.runtime import DecodePlan, Runtime, run_decode
 
 log = logging.getLogger("cord_proxy.server")
 
@@ -162,23 +161,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         status = error.status
         raise
     finally:
-        request.app[METRICS].observe_request(
-            "/v1/chat/completions", status, time.perf_counter() - started
-        )
-
-
-def _search(
-    plan: DecodePlan, on_progress: Callable[[DecodeProgress], None] | None = None
-) -> BeamSearch:
-    return BeamSearch(
-        plan.conversation,
-        plan.proposers,
-        plan.scorers,
-        plan.options,
-        reference_answer=plan.reference_answer,
-        scorer_weights=plan.weights,
-        on_progress=on_progress,
-    )
+        elapsed = time.perf_counter() - started
+        request.app[METRICS].observe_request("/v1/chat/completions", status, elapsed)
+        log.info("request", extra={"status": status, "duration_s": round(elapsed, 4)})
 
 
 async def _finish_decode(
@@ -196,8 +181,15 @@ async def _finish_decode(
         },
     )
     sink = request.app.get(SINK)
-    if sink is not None:
+    if sink is None:
+        return
+    try:
         await sink(_sink_record(request_id, plan, result))
+    except OSError as error:
+        log.error(
+            "dataset sink failed; the trace is only in the response",
+            extra={"request_id": request_id, "error": str(error)},
+        )
 
 
 def _sink_record(request_id: str, plan: DecodePlan, result: DecodeResult) -> dict[str, Any]:
@@ -211,12 +203,7 @@ async def whole_completion(
     request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
 ) -> web.StreamResponse:
     request_id = completion_id()
-    timeout = request.app[RUNTIME].config.server.request_timeout
-    try:
-        async with asyncio.timeout(timeout):
-            result = await _search(plan).run()
-    except TimeoutError:
-        raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None
+    result = await run_decode(plan, request.app[RUNTIME].config.server.request_timeout)
     await _finish_decode(request, plan, result, request_id)
     body = completion_body(
         result,
@@ -239,8 +226,9 @@ async def stream_completion(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
+    timeout = request.app[RUNTIME].config.server.request_timeout
     decode: asyncio.Future[DecodeResult] = asyncio.ensure_future(
-        _search(plan, progress.put_nowait).run()
+        run_decode(plan, timeout, progress.put_nowait)
     )
     try:
         await _send(response, writer.role(parsed.n))
