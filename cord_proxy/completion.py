@@ -62,6 +62,7 @@ def provenance(result: DecodeResult, ensemble: str, n: int) -> dict[str, Any]:
         "rounds": [r.model_dump() for r in result.rounds],
         "cost_usd": sum(u.cost_usd for u in result.teachers),
         "wall_s": result.wall_s,
+        "answer_wait_s": result.answer_wait_s,
     }
 
 

@@ -252,7 +252,9 @@ class BeamSearch:
                 if teacher.name not in merged[key].proposers:
                     merged[key].proposers.append(teacher.name)
                 continue
-            candidate = Candidate((beam.index, order, index), beam, proposal, [teacher.name], closes)
+            candidate = Candidate(
+                (beam.index, order, index), beam, proposal, [teacher.name], closes
+            )
             merged[key] = candidate
             candidates.append(candidate)
             fresh.append(candidate)
@@ -313,8 +315,14 @@ class BeamSearch:
             if span is None:
                 continue
             value = normalised_logprob(span.logprobs, target, self.options.score_normalisation)
-            parts.append(ScorerPart(scorer=name, mean_logprob=value, tokens=len(span.logprobs),
-                                    weight=self.weights.get(name, 1.0)))
+            parts.append(
+                ScorerPart(
+                    scorer=name,
+                    mean_logprob=value,
+                    tokens=len(span.logprobs),
+                    weight=self.weights.get(name, 1.0),
+                )
+            )
         if parts:
             candidate.parts = parts
             candidate.log_score = weighted_mean(

@@ -67,7 +67,7 @@ def litellm_score_problem(name: str, model: str) -> str | None:
     return (
         f"teacher '{name}': kind 'litellm' (provider {provider}, model {model}) cannot score: "
         "scoring needs prompt log-probabilities, which litellm does not return for this "
-        f"provider; give it roles = [\"propose\"].{hint}"
+        f'provider; give it roles = ["propose"].{hint}'
     )
 
 

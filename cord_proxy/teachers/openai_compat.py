@@ -324,9 +324,7 @@ def _completion_proposal(choice: dict[str, Any], stop: Sequence[str]) -> Proposa
     )
 
 
-def _unpack_prompt_logprobs(
-    entries: Any, teacher: str
-) -> tuple[list[str], list[float | None]]:
+def _unpack_prompt_logprobs(entries: Any, teacher: str) -> tuple[list[str], list[float | None]]:
     """vLLM's ``prompt_logprobs``: one ``{token_id: {logprob, decoded_token}}`` per token."""
     if not isinstance(entries, list):
         raise TeacherProtocolError(teacher, "prompt_logprobs is not a list")

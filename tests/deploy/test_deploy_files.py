@@ -76,7 +76,7 @@ def test_every_server_gets_long_context_and_prefix_caching() -> None:
 
 def test_serve_teacher_refuses_a_short_context(tmp_path: Path) -> None:
     fake_vllm = tmp_path / "vllm"
-    fake_vllm.write_text("#!/usr/bin/env bash\necho \"$@\"\n")
+    fake_vllm.write_text('#!/usr/bin/env bash\necho "$@"\n')
     fake_vllm.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "MODEL": "m", "NAME": "n", "VLLM": str(fake_vllm)}
 

@@ -364,8 +364,9 @@ async def test_vllm_end_of_sequence_closes_the_trace(providers: Any) -> None:
     fake = await providers(ok_reply(" So it is 5.", stop_reason=None))
     teacher = hosted(fake.base_url)
 
-    (proposal,) = await teacher.propose(QUESTION, "<think>\n### Step 4.", n=1, stop=STOP,
-                                        max_tokens=32)
+    (proposal,) = await teacher.propose(
+        QUESTION, "<think>\n### Step 4.", n=1, stop=STOP, max_tokens=32
+    )
 
     assert proposal.finish_reason == "closed"
     assert len(fake.requests) == 1
@@ -461,8 +462,9 @@ async def test_without_n_support_one_call_per_proposal(providers: Any) -> None:
     )
     teacher = HostedTeacher(config, capabilities=no_n)
 
-    proposals = await teacher.propose(QUESTION, "<think>\n### Step 1.", n=3, stop=STOP,
-                                      max_tokens=8)
+    proposals = await teacher.propose(
+        QUESTION, "<think>\n### Step 1.", n=3, stop=STOP, max_tokens=8
+    )
 
     assert len(proposals) == 3
     assert len(fake.requests) == 3
@@ -505,13 +507,19 @@ def test_shape_reply() -> None:
     sent = {"\n### Step": "### Step"}
     kw: dict[str, Any] = {"stops": STOP, "sent": sent, "marker": "### Step 2.", "exact": False}
     assert shape_reply("### Step 2. a\n### Step 3. b", "stop", None, **kw) == (
-        " a\n", "stop", "### Step"
+        " a\n",
+        "stop",
+        "### Step",
     )
     assert shape_reply("a", "stop", None, **kw) == (" a", "stop", "### Step")
     assert shape_reply(" a</think>5", "stop", None, **kw) == (" a", "stop", "</think>")
     assert shape_reply(" a", "length", None, **kw) == (" a", "length", None)
-    exact: dict[str, Any] = {"stops": STOP, "sent": {s: s for s in STOP}, "marker": "",
-                             "exact": True}
+    exact: dict[str, Any] = {
+        "stops": STOP,
+        "sent": {s: s for s in STOP},
+        "marker": "",
+        "exact": True,
+    }
     assert shape_reply(" a", "stop", None, **exact) == (" a", "closed", None)
     assert shape_reply(" a", "stop", "</think>", **exact) == (" a", "stop", "</think>")
 
