@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from cord_proxy.config import GEMMA_TEMPLATE, ChatPrompt, TeacherConfig
@@ -75,7 +75,9 @@ def rendered(prefix: str, target: str) -> str:
 async def make_teacher(local_teacher: str) -> AsyncIterator[TeacherFactory]:
     teachers: list[OpenAICompatTeacher] = []
 
-    def make(client: httpx.AsyncClient | None = None, **overrides: Any) -> OpenAICompatTeacher:
+    def make(
+        session: aiohttp.ClientSession | None = None, **overrides: Any
+    ) -> OpenAICompatTeacher:
         settings: dict[str, Any] = {
             "name": "local-gemma",
             "base_url": local_teacher,
@@ -84,7 +86,7 @@ async def make_teacher(local_teacher: str) -> AsyncIterator[TeacherFactory]:
             "max_retries": 0,
             **overrides,
         }
-        teacher = OpenAICompatTeacher(TeacherConfig(**settings), client=client)
+        teacher = OpenAICompatTeacher(TeacherConfig(**settings), session=session)
         teachers.append(teacher)
         return teacher
 
@@ -232,35 +234,33 @@ async def test_chat_path_gives_the_same_tokens(make_teacher: TeacherFactory, cas
 # --- concurrency -----------------------------------------------------------------------
 
 
-class TimingTransport(httpx.AsyncBaseTransport):
-    """Records when each request went out and when its whole answer was in."""
+def timing_trace(spans: list[tuple[float, float]]) -> aiohttp.TraceConfig:
+    """Records when each request went out and when its answer was in."""
+    started: dict[int, float] = {}
+    trace = aiohttp.TraceConfig()
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.spans: list[tuple[float, float]] = []
+    async def on_start(session: object, context: object, params: object) -> None:
+        started[id(context)] = time.perf_counter()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        response = await self.inner.handle_async_request(request)
-        await response.aread()
-        self.spans.append((started, time.perf_counter()))
-        return response
+    async def on_end(session: object, context: object, params: object) -> None:
+        spans.append((started.pop(id(context)), time.perf_counter()))
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    trace.on_request_start.append(on_start)
+    trace.on_request_end.append(on_end)
+    return trace
 
 
 async def test_six_candidates_are_scored_concurrently(make_teacher: TeacherFactory) -> None:
-    transport = TimingTransport()
-    async with httpx.AsyncClient(transport=transport, timeout=120.0) as client:
-        teacher = make_teacher(client=client, prompt=GEMMA_TEMPLATE)
+    timings: list[tuple[float, float]] = []
+    async with aiohttp.ClientSession(trace_configs=[timing_trace(timings)]) as session:
+        teacher = make_teacher(session=session, prompt=GEMMA_TEMPLATE)
         prefix = CASES["reference-answer"][0]
         targets = [f"The final answer is {n}." for n in (42, 41, 43, 36, 48, 13)]
         spans = await teacher.score_many(
             CONVERSATION, [ScoreRequest(prefix=prefix, target=t) for t in targets]
         )
-    assert len(transport.spans) == 6
-    starts, ends = zip(*transport.spans, strict=True)
+    assert len(timings) == 6
+    starts, ends = zip(*timings, strict=True)
     assert max(starts) < min(ends), "the six score calls were not in flight together"
     assert teacher.stats.score_calls == 6
     for span, target in zip(spans, targets, strict=True):

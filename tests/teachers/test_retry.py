@@ -2,7 +2,7 @@
 
 `FakeProvider` is an aiohttp server in the test process that speaks just enough of the
 OpenAI chat API. It answers with a scripted list of statuses, then with success, and counts
-every request it receives. Both teacher kinds are tested: ``openai`` (httpx, openai_compat.py)
+every request it receives. Both teacher kinds are tested: ``openai`` (aiohttp, openai_compat.py)
 and ``litellm`` (``hosted_vllm/<model>`` with ``api_base`` pointing at the fake).
 """
 
