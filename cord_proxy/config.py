@@ -100,7 +100,7 @@ class TeacherConfig(BaseModel):
     roles: frozenset[Role] = frozenset({"propose", "score"})
     system_prompt: str | None = None
     timeout: float = Field(120.0, gt=0.0, le=3600.0)
-    max_concurrency: int = Field(16, ge=1, le=4096)
+    max_concurrency: int = Field(64, ge=1, le=4096)
     prompt: PromptFormat = ChatPrompt()
     score_method: ScoreMethod = "auto"
     max_retries: int = Field(2, ge=0, le=10)
@@ -170,7 +170,7 @@ class ServerConfig(BaseModel):
     port: int = Field(8400, ge=0, le=65535)
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    max_concurrent_requests: int = Field(64, ge=1)
+    max_concurrent_requests: int = Field(256, ge=1)
     request_timeout: float = Field(3600.0, gt=0)
 
     @field_validator("api_keys")

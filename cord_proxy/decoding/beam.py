@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,18 @@ class Candidate:
             finish_reason=self.proposal.finish_reason,
             selected=selected,
         )
+
+
+def call_seed(seed: int | None, *parts: object) -> int | None:
+    """A seed of its own for each call, derived from the request's seed.
+
+    One seed for every call would make same-model teachers draw the same random stream and
+    propose the same steps; derived seeds keep a decode reproducible and its proposals varied.
+    """
+    if seed is None:
+        return None
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2**31)
 
 
 def normalise_whitespace(text: str) -> str:
@@ -272,7 +285,7 @@ class BeamSearch:
                 n=options.proposals_per_teacher,
                 stop=self.segmenter.stop_strings,
                 max_tokens=min(options.max_step_tokens, options.thinking_budget - beam.tokens),
-                seed=options.seed,
+                seed=call_seed(options.seed, teacher.name, step, beam.index),
                 temperature=options.temperature,
             )
         except TeacherError as error:
@@ -429,7 +442,7 @@ class BeamSearch:
                     n=1,
                     stop=self.options.answer_stop,
                     max_tokens=self.options.answer_budget,
-                    seed=self.options.seed,
+                    seed=call_seed(self.options.seed, teacher.name, "answer", beam.index),
                     temperature=self.options.temperature,
                 )
             except TeacherError as error:

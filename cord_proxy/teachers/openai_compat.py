@@ -180,11 +180,12 @@ class OpenAICompatTeacher:
             body.update(continue_final_message=True, add_generation_prompt=False)
             data = await self._post("/chat/completions", body, kind="score")
             entries = _field(data, "prompt_logprobs", self.name)
-        tokens, logprobs = _unpack_prompt_logprobs(entries, self.name)
+        skipped, tokens, logprobs = _unpack_prompt_tail(entries, len(target), self.name)
         try:
-            return span_from_lengths(tokens, logprobs, len(target))
+            span = span_from_lengths(tokens, logprobs, len(target))
         except ValueError as error:
             raise TeacherProtocolError(self.name, str(error)) from None
+        return dataclasses.replace(span, context_tokens=span.context_tokens + skipped)
 
     def _sampling_body(
         self, *, n: int, stop: Sequence[str], max_tokens: int, seed: int | None
@@ -334,20 +335,35 @@ def _completion_proposal(choice: dict[str, Any], stop: Sequence[str]) -> Proposa
     )
 
 
-def _unpack_prompt_logprobs(entries: Any, teacher: str) -> tuple[list[str], list[float | None]]:
-    """vLLM's ``prompt_logprobs``: one ``{token_id: {logprob, decoded_token}}`` per token."""
+def _unpack_prompt_tail(
+    entries: Any, target_chars: int, teacher: str
+) -> tuple[int, list[str], list[float | None]]:
+    """The end of vLLM's ``prompt_logprobs`` that covers the target, and how many came before.
+
+    Each entry is ``{token_id: {logprob, decoded_token}}``; only the last few are read, so a
+    long context costs no Python work per token.
+    """
     if not isinstance(entries, list):
         raise TeacherProtocolError(teacher, "prompt_logprobs is not a list")
     tokens: list[str] = []
     logprobs: list[float | None] = []
-    for entry in entries:
-        if entry is None:
-            tokens.append("")
-            logprobs.append(None)
-            continue
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise TeacherProtocolError(teacher, "expected one prompt log-probability per token")
-        (info,) = entry.values()
-        tokens.append(str(info.get("decoded_token") or ""))
-        logprobs.append(float(info["logprob"]))
-    return tokens, logprobs
+    covered = 0
+    start = len(entries)
+    while start > 0 and covered <= target_chars:
+        start -= 1
+        token, logprob = _prompt_entry(entries[start], teacher)
+        tokens.append(token)
+        logprobs.append(logprob)
+        covered += len(token)
+    return start, tokens[::-1], logprobs[::-1]
+
+
+def _prompt_entry(entry: Any, teacher: str) -> tuple[str, float | None]:
+    if entry is None:
+        return "", None
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise TeacherProtocolError(teacher, "expected one prompt log-probability per token")
+    (info,) = entry.values()
+    if not isinstance(info, dict) or not isinstance(info.get("logprob"), int | float):
+        raise TeacherProtocolError(teacher, "a prompt log-probability has no number")
+    return str(info.get("decoded_token") or ""), float(info["logprob"])
