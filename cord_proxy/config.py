@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError
@@ -91,7 +99,7 @@ class TeacherConfig(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     kind: Literal["openai", "litellm"] = "openai"
-    base_url: str | None = None
+    base_url: str | None = Field(None, validate_default=True)
     model: str = Field(min_length=1)
     api_key: str | None = None
     temperature: float = Field(0.6, ge=0.0, le=2.0)
@@ -121,6 +129,15 @@ class TeacherConfig(BaseModel):
     def _secret_reference(cls, value: str | None) -> str | None:
         return _check_secret_ref(value)
 
+    @field_validator("base_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("kind", "openai") == "openai":
+            raise ValueError("base_url is required for kind 'openai'")
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value
+
     @field_validator("roles")
     @classmethod
     def _some_role(cls, value: frozenset[Role]) -> frozenset[Role]:
@@ -129,11 +146,7 @@ class TeacherConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _endpoint(self) -> TeacherConfig:
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("base_url is required for kind 'openai'")
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+    def _kind_settings(self) -> TeacherConfig:
         if self.kind == "litellm" and "score" in self.roles:
             problem = litellm_score_problem(self.name, self.model)
             if problem:

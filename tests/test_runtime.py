@@ -1,0 +1,98 @@
+"""Requests become decode plans: ensemble defaults, `cord` overrides, and refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cord_proxy.config import CordConfig, parse_config
+from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
+from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
+from cord_proxy.runtime import Runtime
+from tests.fakes import ScriptedFakeTeacher
+
+QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+def config() -> CordConfig:
+    return parse_config(
+        {
+            "teachers": [
+                {"name": "a", "base_url": "http://h/v1", "model": "m"},
+                {"name": "b", "base_url": "http://h/v1", "model": "m", "roles": ["propose"]},
+            ],
+            "ensembles": [
+                {
+                    "name": "e",
+                    "teachers": ["a", "b"],
+                    "defaults": {"beam_width": 3, "thinking_budget": 900, "answer_budget": 100},
+                }
+            ],
+        }
+    )
+
+
+def runtime() -> Runtime:
+    teachers = {
+        "a": ScriptedFakeTeacher("a"),
+        "b": ScriptedFakeTeacher("b", can_score=False),
+    }
+    return Runtime(config(), teachers)
+
+
+def request(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "e", "messages": QUESTION, **fields})
+
+
+def test_ensemble_defaults_and_cord_overrides() -> None:
+    plan = runtime().plan(
+        request(
+            n=2,
+            seed=5,
+            temperature=0.3,
+            stop="END",
+            cord={"beam_width": 2, "reference_answer": "5", "segmentation": "newline"},
+        )
+    )
+    assert [t.name for t in plan.proposers] == ["a", "b"]
+    assert [t.name for t in plan.scorers] == ["a"]
+    options = plan.options
+    assert (options.beam_width, options.n, options.seed, options.temperature) == (2, 2, 5, 0.3)
+    assert options.segmentation == "newline" and options.answer_stop == ("END",)
+    assert options.thinking_budget == 900 and plan.reference_answer == "5"
+
+
+def test_max_completion_tokens_is_shared_in_the_budgets_ratio() -> None:
+    options = runtime().plan(request(max_completion_tokens=100)).options
+    assert (options.thinking_budget, options.answer_budget) == (90, 10)
+    assert runtime().plan(request(max_tokens=5000)).options.thinking_budget == 900
+
+
+def test_unknown_model_and_bad_choices_are_refused() -> None:
+    with pytest.raises(ModelNotFoundError, match="'nope' does not exist"):
+        runtime().plan(request(model="nope"))
+    with pytest.raises(InvalidRequestError, match="exceeds beam_width") as caught:
+        runtime().plan(request(n=4))
+    assert caught.value.param == "n"
+    with pytest.raises(InvalidRequestError, match="unknown teacher 'z'"):
+        runtime().plan(request(cord={"teachers": ["z"]}))
+    with pytest.raises(InvalidRequestError, match="'b' cannot score") as caught:
+        runtime().plan(request(cord={"scorers": ["b"]}))
+    assert caught.value.param == "cord.scorers"
+
+
+def test_unsupported_fields_ignore_values_that_ask_for_nothing() -> None:
+    body = {
+        "tools": [{"type": "function"}],
+        "logprobs": False,
+        "presence_penalty": 0,
+        "frequency_penalty": 0.5,
+        "response_format": None,
+    }
+    assert unsupported_fields(body) == ["tools", "frequency_penalty"]
+
+
+def test_blank_reference_answer_is_refused() -> None:
+    with pytest.raises(ValueError, match="reference_answer"):
+        request(cord={"reference_answer": "  "})
