@@ -30,6 +30,17 @@ base_url = "FAKE_URL"
 model = "slow"
 timeout = 60
 
+[[teachers]]
+name = "broken"
+base_url = "FAKE_URL"
+model = "broken"
+timeout = 60
+max_retries = 0
+
+[[ensembles]]
+name = "broken"
+teachers = ["broken"]
+
 [[ensembles]]
 name = "fast"
 teachers = ["fast"]

@@ -143,11 +143,12 @@ async def test_disconnect_cancels_every_teacher_call(
 def test_models_health_ready_metrics(fake_proxy: ProxyProcess) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     models = httpx.get(f"{fake_proxy.base_url}/models", headers=headers).json()
-    assert {m["id"] for m in models["data"]} == {"fast", "slow"}
+    assert {m["id"] for m in models["data"]} == {"fast", "slow", "broken"}
     root = fake_proxy.base_url.removesuffix("/v1")
     assert httpx.get(f"{root}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{root}/health/ready")
-    assert ready.status_code == 200 and ready.json()["teachers"] == {"fast": True, "slow": True}
+    assert ready.status_code == 200
+    assert ready.json()["teachers"] == {"fast": True, "slow": True, "broken": True}
     text = httpx.get(f"{root}/metrics").text
     assert "cord_requests_total" in text and 'cord_teacher_calls_total{teacher="fast"}' in text
 
@@ -163,3 +164,19 @@ async def _until(condition: object, timeout: float = 20.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+def test_every_proposer_failing_is_a_502_error_object(fake_proxy: ProxyProcess) -> None:
+    response = post(
+        fake_proxy, '{"model": "broken", "messages": [{"role": "user", "content": "x"}]}'
+    )
+    error = assert_openai_error(response, 502)
+    assert "broken" in str(error["message"]) and "HTTP 500" in str(error["message"])
+
+
+def test_a_failure_mid_stream_is_an_error_event(fake_proxy: ProxyProcess) -> None:
+    stream = sdk(fake_proxy).chat.completions.create(model="broken", messages=QUESTION, stream=True)
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            pass
+    assert "broken" in str(caught.value)
