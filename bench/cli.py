@@ -45,17 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fanout-teachers", type=int, help="K simulated teachers (3)")
     p.add_argument("--fanout-steps", type=int, help="steps of the fan-out decode (10)")
     p.add_argument("--cpu-decodes", type=int, help="concurrent decodes for CPU per call (16)")
-    p.add_argument(
-        "--teacher-transport",
-        choices=["httpx", "aiohttp"],
-        default="httpx",
-        help="in-process arm only: aiohttp is an experiment (bench/transport.py)",
-    )
     p.add_argument("--load-levels", help="comma-separated client counts (1,16,64,256)")
     p.add_argument("--load-beam", type=int, help="B of each load request (2)")
     p.add_argument("--load-steps", type=int, help="steps of each load request (4)")
     p.add_argument("--load-scorers", type=int, help="how many teachers score, slowest first (1)")
-    p.add_argument("--load-min-requests", type=int, help="requests of a level at least (4)")
+    p.add_argument("--load-min-requests", type=int, help="requests of a level at least (2)")
+    p.add_argument("--load-time-scale", type=float, help="load arm: latencies x this, on top (4.0)")
     p.add_argument("--proxy-python", default=sys.executable, help="python that runs cord_proxy")
     p.add_argument("--skip-load", action="store_true", help="skip the proxy server load arm")
     p.add_argument("--real-url", default=RealSettings.base_url, help="real teacher base URL")
@@ -66,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-steps", type=int, default=RealSettings.max_steps)
     p.add_argument("--real-step-tokens", type=int, default=RealSettings.step_tokens)
     p.add_argument("--real-answer-tokens", type=int, default=RealSettings.answer_tokens)
+    p.add_argument("--real-seed", type=int, help="sampling seed sent to the teachers (none)")
     p.add_argument("--skip-real", action="store_true", help="skip the real-teacher arm")
     p.add_argument(
         "--profile",
@@ -83,7 +79,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     sim = SimProfile(time_scale=0.05, steps=3) if args.quick else SimProfile()
     fanout = FanoutSettings(2, 3, 2) if args.quick else FanoutSettings()
     load = (
-        LoadSettings(levels=(1, 4), beam_width=2, steps=2, min_requests=2)
+        LoadSettings(levels=(1, 4), beam_width=2, steps=2, min_requests=2, time_scale=1.0)
         if args.quick
         else LoadSettings()
     )
@@ -97,7 +93,6 @@ def plan_from(args: argparse.Namespace) -> Plan:
             beam_width=args.fanout_beam,
             steps=args.fanout_steps,
             concurrent_decodes=args.cpu_decodes,
-            transport=args.teacher_transport,
         ),
     )
     load = replace(
@@ -110,6 +105,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
             steps=args.load_steps,
             scorers=args.load_scorers,
             min_requests=args.load_min_requests,
+            time_scale=args.load_time_scale,
         ),
     )
     real = RealSettings(
@@ -121,6 +117,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         max_steps=args.real_steps,
         step_tokens=args.real_step_tokens,
         answer_tokens=args.real_answer_tokens,
+        seed=args.real_seed,
     )
     return Plan(sim, fanout, load, real, args.skip_load, args.skip_real, args.profile)
 
@@ -150,7 +147,9 @@ async def _fanout_arm(plan: Plan, work: Path, profiles: dict[str, str]) -> dict[
 
 
 async def _load_arm(plan: Plan, work: Path, profiles: dict[str, str]) -> dict[str, Any]:
-    sim = replace(plan.sim, steps=plan.load.steps)
+    sim = replace(
+        plan.sim, steps=plan.load.steps, time_scale=plan.sim.time_scale * plan.load.time_scale
+    )
     with sim_teachers(sim.specs(), sim.seed, work) as sims:
         result = await run_load(sims, plan.load, work)
     if "server_profile" in result:

@@ -13,12 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
-from bench.transport import aiohttp_client
 from cord_proxy import DecodeOptions, DecodeResult, decode
 from cord_proxy.teachers import OpenAICompatTeacher
 
@@ -28,33 +25,19 @@ class FanoutSettings:
     beam_width: int = 4
     steps: int = 10
     concurrent_decodes: int = 16
-    transport: str = "httpx"  # or "aiohttp": bench.transport, an experiment
 
 
-@dataclass
-class Clients:
-    """The teachers of a run and the HTTP clients the benchmark made for them."""
-
-    teachers: list[OpenAICompatTeacher]
-    extra: list[httpx.AsyncClient]
-
-    async def aclose(self) -> None:
-        for teacher in self.teachers:
-            await teacher.aclose()
-        for client in self.extra:
-            await client.aclose()
+def make_teachers(sims: SimTeachers) -> list[OpenAICompatTeacher]:
+    """One teacher client per simulated model; each opens its own aiohttp session."""
+    return [
+        OpenAICompatTeacher(teacher_config(name, sims.base_url(index), name))
+        for index, name in enumerate(sims.models)
+    ]
 
 
-def make_teachers(sims: SimTeachers, transport: str = "httpx") -> Clients:
-    clients = Clients([], [])
-    for index, name in enumerate(sims.models):
-        config = teacher_config(name, sims.base_url(index), name)
-        client = None
-        if transport == "aiohttp":
-            client = aiohttp_client(config.max_concurrency, config.timeout)
-            clients.extra.append(client)
-        clients.teachers.append(OpenAICompatTeacher(config, client=client))
-    return clients
+async def close_teachers(teachers: Sequence[OpenAICompatTeacher]) -> None:
+    for teacher in teachers:
+        await teacher.aclose()
 
 
 def decode_options(settings: FanoutSettings) -> DecodeOptions:
@@ -139,8 +122,7 @@ def _concurrent(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
 
 async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, Any]:
     """One B x K decode against its ideal; then many at once for CPU per call."""
-    clients = make_teachers(sims, settings.transport)
-    teachers = clients.teachers
+    teachers = make_teachers(sims)
     options = decode_options(settings)
     try:
         await _measure(sims, teachers, options.model_copy(update={"max_steps": 2}), 2, "warm")
@@ -148,9 +130,8 @@ async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, A
         many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
         concurrent = _concurrent(many, sims)
     finally:
-        await clients.aclose()
+        await close_teachers(teachers)
     return {
-        "transport": settings.transport,
         "beam_width": settings.beam_width,
         "teachers": sims.models,
         "steps": settings.steps,
@@ -163,14 +144,14 @@ async def profile_concurrent(sims: SimTeachers, settings: FanoutSettings) -> str
     """A pyinstrument profile of the concurrent decodes (a separate, unmeasured pass)."""
     from pyinstrument import Profiler
 
-    clients = make_teachers(sims, settings.transport)
+    teachers = make_teachers(sims)
     profiler = Profiler(async_mode="disabled")
     try:
         profiler.start()
         await _measure(
-            sims, clients.teachers, decode_options(settings), settings.concurrent_decodes, "prof"
+            sims, teachers, decode_options(settings), settings.concurrent_decodes, "prof"
         )
         profiler.stop()
     finally:
-        await clients.aclose()
+        await close_teachers(teachers)
     return profiler.output_text(unicode=False, color=False)

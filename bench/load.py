@@ -35,7 +35,8 @@ class LoadSettings:
     beam_width: int = 2
     steps: int = 4
     scorers: int = 1
-    min_requests: int = 4
+    min_requests: int = 2
+    time_scale: float = 4.0  # on top of the simulator's: real steps take seconds
     request_timeout_s: float = 600.0
     proxy_python: str = sys.executable
     proxy_wait_s: float = 60.0
@@ -103,7 +104,8 @@ def start_proxy(sims: SimTeachers, settings: LoadSettings, work: Path) -> tuple[
     config.write_text(proxy_toml(sims, port, settings), encoding="utf-8")
     argv = [settings.proxy_python]
     if settings.profile_server:
-        argv += ["-m", "pyinstrument", "-r", "text", "-o", str(work / "server-profile.txt")]
+        profile = str(work / "server-profile.txt")
+        argv += ["-m", "pyinstrument", "--show", "*/aiohttp/client*", "-r", "text", "-o", profile]
     argv += ["-m", "cord_proxy", "serve", "--config", str(config), "--log-level", "warning"]
     child = start_child("proxy", argv, f"http://127.0.0.1:{port}", work)
     return child, wait_ready(child, child.url + "/health", settings.proxy_wait_s)
@@ -235,10 +237,12 @@ async def run_load(sims: SimTeachers, settings: LoadSettings, work: Path) -> dic
             level = await run_level(proxy, sims, concurrency, settings)
             levels.append(summarise(level, sims.records()))
     finally:
-        proxy.stop(_stop_signal(settings))
+        # A profiled server writes its profile on SIGINT, which can take a while.
+        proxy.stop(_stop_signal(settings), grace_s=300.0 if settings.profile_server else 10.0)
     result: dict[str, Any] = {
         "beam_width": settings.beam_width,
         "steps": settings.steps,
+        "time_scale": settings.time_scale,
         "teachers": sims.models,
         "scorers": sims.models[-settings.scorers :],
         "levels": levels,

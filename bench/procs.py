@@ -60,12 +60,12 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, grace_s: float = STOP_GRACE_S) -> None:
         if not self.alive():
             return
         self.popen.send_signal(sig)
         try:
-            self.popen.wait(STOP_GRACE_S)
+            self.popen.wait(grace_s)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(STOP_GRACE_S)

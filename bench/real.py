@@ -34,7 +34,7 @@ class RealSettings:
     max_steps: int = 4
     step_tokens: int = 32
     answer_tokens: int = 16
-    seed: int = 1234
+    seed: int | None = None
     timeout_s: float = 600.0
 
 

@@ -103,8 +103,7 @@ def _fanout_md(fanout: dict[str, Any]) -> list[str]:
     single, many = fanout["single"], fanout["concurrent"]
     lines.append(
         f"B={fanout['beam_width']}, K={len(fanout['teachers'])} teachers "
-        f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers; "
-        f"teacher transport {fanout['transport']}."
+        f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers."
     )
     lines.append("")
     rows = [
@@ -140,7 +139,8 @@ def _load_md(load: dict[str, Any]) -> list[str]:
         return [*lines, reason, ""]
     lines.append(
         f"B={load['beam_width']}, K={len(load['teachers'])}, scorers {load['scorers']}, "
-        f"{load['steps']} steps per request; closed-loop clients; latencies in seconds."
+        f"{load['steps']} steps per request; simulated latencies x{load['time_scale']:g} "
+        "on top of the fan-out arm's; closed-loop clients; latencies in seconds."
     )
     lines.append("")
     header = [

@@ -24,6 +24,7 @@ import functools
 import json
 import time
 from dataclasses import asdict, dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,20 @@ def _prompt_logprobs(
     config: SimConfig, spec: ModelSpec, prompt: str
 ) -> list[dict[str, dict[str, Any]] | None]:
     """vLLM's shape: null for the first token, then ``{token_id: {logprob, rank, decoded}}``."""
+    return json.loads(_prompt_logprobs_json(config, spec, prompt))  # type: ignore[no-any-return]
+
+
+def _prompt_logprobs_json(config: SimConfig, spec: ModelSpec, prompt: str) -> str:
+    """`_prompt_logprobs` as JSON text, written directly: scores are the simulator's hot path."""
     pieces = tokenize(prompt)
     values = token_logprobs(config, spec, prompt, len(pieces))
-    entries: list[dict[str, dict[str, Any]] | None] = [None]
+    parts = ["null"]
     for piece, value in zip(pieces[1:], values[1:], strict=True):
-        entries.append(
-            {str(token_id(piece)): {"logprob": value, "rank": 1, "decoded_token": piece}}
+        parts.append(
+            f'{{"{token_id(piece)}":{{"logprob":{value!r},"rank":1,'
+            f'"decoded_token":{encode_basestring(piece)}}}}}'
         )
-    return entries
+    return "[" + ",".join(parts) + "]"
 
 
 def _echo_logprobs(config: SimConfig, spec: ModelSpec, prompt: str) -> dict[str, Any]:
@@ -242,8 +249,9 @@ async def _chat_score(app: web.Application, spec: ModelSpec, prompt: str) -> web
         [_chat_choice(0, choice, False)],
         _usage(count_tokens(prompt), 1),
     )
-    data["prompt_logprobs"] = _prompt_logprobs(app[CONFIG_KEY], spec, prompt)
-    return web.json_response(data, dumps=dumps)
+    logprobs = _prompt_logprobs_json(app[CONFIG_KEY], spec, prompt)
+    text = dumps(data)[:-1] + ',"prompt_logprobs":' + logprobs + "}"
+    return web.Response(text=text, content_type="application/json")
 
 
 def _completion_choice(index: int, choice: Choice, with_logprobs: bool) -> dict[str, Any]:

