@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from cord_proxy.dataset import finite
+
 
 @dataclass(frozen=True)
 class Target:
@@ -57,17 +59,6 @@ def _memory_gib() -> float | None:
         return round(int(first.split()[1]) / 1024**2, 1)
     except (OSError, IndexError, ValueError):
         return None
-
-
-def _finite(value: Any) -> Any:
-    """JSON without NaN: a figure that could not be measured is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -268,7 +259,7 @@ def write(results: dict[str, Any], targets: list[Target], out_dir: Path) -> tupl
     stem = out_dir / results["timestamp"]
     payload = {**results, "targets": [t.__dict__ for t in targets]}
     json_path = stem.with_suffix(".json")
-    json_path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+    json_path.write_text(json.dumps(finite(payload), indent=2, allow_nan=False) + "\n")
     text = markdown(results, targets)
     md_path = stem.with_suffix(".md")
     md_path.write_text(text + "\n")
