@@ -178,6 +178,8 @@ async def _finish_decode(
             "wall_s": round(result.wall_s, 3),
             "steps": len(result.best.steps),
             "score": result.best.score,
+            "teacher_failures": [f"{f.teacher}/{f.role}: {f.error}" for f in result.failures],
+            "dropped": result.dropped,
         },
     )
     sink = request.app.get(SINK)
