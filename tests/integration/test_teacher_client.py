@@ -75,9 +75,7 @@ def rendered(prefix: str, target: str) -> str:
 async def make_teacher(local_teacher: str) -> AsyncIterator[TeacherFactory]:
     teachers: list[OpenAICompatTeacher] = []
 
-    def make(
-        session: aiohttp.ClientSession | None = None, **overrides: Any
-    ) -> OpenAICompatTeacher:
+    def make(session: aiohttp.ClientSession | None = None, **overrides: Any) -> OpenAICompatTeacher:
         settings: dict[str, Any] = {
             "name": "local-gemma",
             "base_url": local_teacher,
