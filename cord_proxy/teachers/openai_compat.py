@@ -243,30 +243,28 @@ class OpenAICompatTeacher:
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
+            except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
+                raise
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if isinstance(exc, aiohttp.ServerTimeoutError):
-                    raise TimeoutError from None
                 raise Retryable(
                     TeacherUnreachableError(
                         self.name,
                         f"cannot reach {self._base_url}: {type(exc).__name__} {exc}".strip(),
                     )
                 ) from None
-        if is_retryable_status(status):
-            try:
-                self._decode(status, raw)
-            except TeacherHTTPError as error:
-                raise Retryable(error, parse_retry_after(retry_after)) from None
-        return self._decode(status, raw)
-
-    def _decode(self, status: int, raw: bytes) -> dict[str, Any]:
         if status >= 400:
-            excerpt = raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
-            raise TeacherHTTPError(self.name, f"HTTP {status}: {excerpt}", http_status=status)
+            error = TeacherHTTPError(
+                self.name, f"HTTP {status}: {_excerpt(raw)}", http_status=status
+            )
+            if is_retryable_status(status):
+                raise Retryable(error, parse_retry_after(retry_after))
+            raise error
+        return self._decode(raw)
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
         data = _parse_json(raw)
         if data is None:
-            excerpt = raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
-            raise TeacherProtocolError(self.name, f"answered invalid JSON: {excerpt!r}")
+            raise TeacherProtocolError(self.name, f"answered invalid JSON: {_excerpt(raw)!r}")
         if not isinstance(data, dict):
             raise TeacherProtocolError(self.name, "answered JSON that is not an object")
         return data
@@ -290,6 +288,10 @@ def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> li
         return proposals
     first = dataclasses.replace(proposals[0], prompt_tokens=prompt_tokens)
     return [first, *proposals[1:]]
+
+
+def _excerpt(raw: bytes) -> str:
+    return raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
 
 
 def _parse_json(raw: bytes) -> Any | None:
