@@ -38,6 +38,7 @@ from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, Teache
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher
+from cord_proxy.teachers.check import fetch_model_ids
 
 DEFAULT_TEACHER_URL = "http://127.0.0.1:8401/v1"
 ROLES = ("system", "developer", "user", "assistant")
@@ -303,14 +304,6 @@ def as_base_url(url: str) -> str:
     return url if url.endswith("/v1") else f"{url}/v1"
 
 
-async def _models(base_url: str, api_key: str | None = None) -> list[str]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(timeout=PREFLIGHT_TIMEOUT_S) as client:
-        answer = await client.get(base_url.rstrip("/") + "/models", headers=headers)
-    answer.raise_for_status()
-    return [str(m.get("id")) for m in answer.json().get("data", [])]
-
-
 async def check_teachers(config: CordConfig, model: str) -> None:
     """Every OpenAI-compatible teacher of the ensemble answers ``GET /models``."""
     from cord_proxy.config import ensemble_scorers, resolve_secret
@@ -325,7 +318,9 @@ async def check_teachers(config: CordConfig, model: str) -> None:
         if teacher.kind != "openai" or teacher.base_url is None:
             continue
         try:
-            await _models(teacher.base_url, resolve_secret(teacher.api_key))
+            await fetch_model_ids(
+                teacher.base_url, resolve_secret(teacher.api_key), PREFLIGHT_TIMEOUT_S
+            )
         except (httpx.HTTPError, ValueError) as error:
             raise DistillError(
                 f"teacher {name!r} at {teacher.base_url} is unreachable ({error!r:.200}); "
@@ -337,7 +332,7 @@ async def check_teachers(config: CordConfig, model: str) -> None:
 async def check_proxy(base_url: str, model: str | None, api_key: str | None) -> str:
     """The proxy lists its ensembles; returns the one to use."""
     try:
-        models = await _models(base_url, api_key)
+        models = await fetch_model_ids(base_url, api_key, PREFLIGHT_TIMEOUT_S)
     except (httpx.HTTPError, ValueError) as error:
         raise DistillError(
             f"the proxy at {base_url} is unreachable or not a cord-proxy "

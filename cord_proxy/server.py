@@ -10,13 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
-from cord_proxy.config import CordConfig, resolve_secret
+from cord_proxy.config import CordConfig, TeacherConfig, resolve_secret
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
@@ -30,12 +29,14 @@ from cord_proxy.errors import (
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
+from cord_proxy.teachers.check import listed_models
 
 log = logging.getLogger("cord_proxy.server")
 
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 KEEPALIVE_S = 15.0
+READY_TIMEOUT_S = 5.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
 SINK: web.AppKey[TraceSink] = web.AppKey("sink")
@@ -319,7 +320,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     config = request.app[RUNTIME].config
-    checks = await asyncio.gather(*(_reachable(t.base_url, t.api_key) for t in config.teachers))
+    checks = await asyncio.gather(*(_reachable(t) for t in config.teachers))
     teachers = {t.name: ok for t, ok in zip(config.teachers, checks, strict=True)}
     is_ready = all(teachers.values())
     return web.json_response(
@@ -328,17 +329,11 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
-async def _reachable(base_url: str | None, api_key_ref: str | None) -> bool:
-    if base_url is None:
+async def _reachable(teacher: TeacherConfig) -> bool:
+    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
+    if teacher.base_url is None:
         return True
-    try:
-        key = resolve_secret(api_key_ref)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            answer = await client.get(base_url.rstrip("/") + "/models", headers=headers)
-        return answer.status_code < 400
-    except (httpx.HTTPError, CordError):
-        return False
+    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -32,18 +32,29 @@ class TeacherCheck:
         return self.reachable and self.can_propose is not False and self.can_score is not False
 
 
-async def listed_models(config: TeacherConfig) -> list[str] | None:
-    """The models the endpoint lists, or None when it cannot be reached."""
+async def fetch_model_ids(base_url: str, api_key: str | None, timeout: float) -> list[str]:
+    """The model ids an OpenAI-compatible endpoint lists (``GET /models``).
+
+    Raises `httpx.HTTPError` when it cannot be reached or answers an error status, and
+    `ValueError` when the answer is not JSON.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        answer = await client.get(base_url.rstrip("/") + "/models", headers=headers)
+    answer.raise_for_status()
+    return [str(m.get("id")) for m in answer.json().get("data", [])]
+
+
+async def listed_models(config: TeacherConfig, timeout: float | None = None) -> list[str] | None:
+    """The models the teacher's endpoint lists, or None when it cannot be reached."""
     if config.base_url is None:
         return None
-    key = resolve_secret(config.api_key)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        async with httpx.AsyncClient(timeout=min(config.timeout, 10.0)) as client:
-            answer = await client.get(config.base_url.rstrip("/") + "/models", headers=headers)
-        answer.raise_for_status()
-        return [str(m.get("id")) for m in answer.json().get("data", [])]
-    except (httpx.HTTPError, ValueError, AttributeError):
+        key = resolve_secret(config.api_key)
+        return await fetch_model_ids(
+            config.base_url, key, timeout if timeout is not None else min(config.timeout, 10.0)
+        )
+    except (httpx.HTTPError, ValueError, AttributeError, CordError):
         return None
 
 
