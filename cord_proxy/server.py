@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, TeacherConfig, resolve_secret
+from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
@@ -187,19 +188,12 @@ async def _finish_decode(
     if sink is None:
         return
     try:
-        await sink(_sink_record(request_id, plan, result))
+        await sink(trace_record(request_id, plan, result))
     except OSError as error:
         log.error(
             "dataset sink failed; the trace is only in the response",
             extra={"request_id": request_id, "error": str(error)},
         )
-
-
-def _sink_record(request_id: str, plan: DecodePlan, result: DecodeResult) -> dict[str, Any]:
-    """The dataset record of a finished decode (schema in cord_proxy/dataset.py)."""
-    from cord_proxy.dataset import trace_record
-
-    return trace_record(request_id, plan, result)
 
 
 async def whole_completion(

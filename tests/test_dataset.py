@@ -25,10 +25,9 @@ from cord_proxy.dataset import (
     settings_hash,
     trace_record,
 )
-from cord_proxy.decoding.beam import BeamSearch
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.runtime import Runtime
+from cord_proxy.runtime import Runtime, run_decode
 from cord_proxy.server import create_app
 from tests.fakes import ScriptedFakeTeacher
 
@@ -154,15 +153,7 @@ def _fakes() -> dict[str, ScriptedFakeTeacher]:
 async def _decode(body: dict[str, Any]) -> tuple[Any, Any]:
     runtime = Runtime(_config(), _fakes())
     plan = runtime.plan(ChatCompletionRequest.model_validate(body))
-    result = await BeamSearch(
-        plan.conversation,
-        plan.proposers,
-        plan.scorers,
-        plan.options,
-        reference_answer=plan.reference_answer,
-        scorer_weights=plan.weights,
-    ).run()
-    return plan, result
+    return plan, await run_decode(plan, timeout=60.0)
 
 
 BODY = {
