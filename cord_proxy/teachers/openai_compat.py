@@ -161,12 +161,15 @@ class OpenAICompatTeacher:
         )
 
     async def scoring_method(self) -> ReadMethod:
-        """The configured method; for ``auto``, the probe's choice (probed once)."""
+        return (await self.scoring_choice()).method
+
+    async def scoring_choice(self) -> ScoringProbe:
+        """The configured method; for ``auto``, the probe's choice (probed once, kept)."""
         if self.config.score_method != "auto":
-            return self.config.score_method
-        if self._probe is None or (self._probe.done() and self._probe.exception()):
+            return ScoringProbe(self.config.score_method, None, "configured")
+        if self._probe is None or _failed(self._probe):
             self._probe = asyncio.ensure_future(self.probe_scoring())
-        return (await asyncio.shield(self._probe)).method
+        return await asyncio.shield(self._probe)
 
     async def probe_scoring(self) -> ScoringProbe:
         """Score one known span by ``cached`` and ``prompt_logprobs`` and compare them."""
@@ -288,6 +291,10 @@ class OpenAICompatTeacher:
         if isinstance(usage, dict):
             self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
             self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> list[Proposal]:
