@@ -112,6 +112,11 @@ class TeacherConfig(BaseModel):
     prompt: PromptFormat = ChatPrompt()
     score_method: ScoreMethod = "auto"
     max_retries: int = Field(2, ge=0, le=10)
+    # the endpoint's circuit breaker: open after this many failed calls in a row, for this long
+    breaker_threshold: int = Field(5, ge=1, le=1000)
+    breaker_cooldown: float = Field(30.0, gt=0.0, le=3600.0)
+    # tokens; None: read the server's max_model_len (vLLM's /tokenize)
+    context_length: int | None = Field(None, ge=16, le=10_000_000)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # kind 'litellm' only: continue a prefilled assistant turn (None: ask litellm's model map)
     assistant_prefill: bool | None = None
@@ -194,6 +199,19 @@ class ServerConfig(BaseModel):
         return value
 
 
+class LimitsConfig(BaseModel):
+    """Caps on what one request may cost; a request over one gets a 400 that names it.
+
+    The defaults fit the paper's set-up (B = 4, K = 3, 64 steps, 3 scorers: 3,084 calls at
+    worst) with room.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_candidates_per_step: int = Field(64, ge=1, le=100_000)
+    max_teacher_calls: int = Field(10_000, ge=1, le=10_000_000)
+
+
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -208,6 +226,7 @@ class CordConfig(BaseModel):
     server: ServerConfig = ServerConfig()
     teachers: tuple[TeacherConfig, ...] = Field(min_length=1)
     ensembles: tuple[EnsembleConfig, ...] = Field(min_length=1)
+    limits: LimitsConfig = LimitsConfig()
     dataset: DatasetConfig = DatasetConfig()
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ Every error the proxy can report maps to an OpenAI error object
     +-- ConfigError (500, server_error)                    a bad config; raised at start
     +-- TeacherError (502, teacher_error)                  one teacher failed; names it
     |   +-- TeacherUnreachableError                        connection refused, DNS, reset
+    |   |   +-- CircuitOpenError                           the endpoint's breaker is open
     |   +-- TeacherTimeoutError (504)
     |   +-- TeacherHTTPError                               the teacher answered an error status
     |   +-- TeacherProtocolError                           malformed JSON or missing fields
@@ -20,6 +21,7 @@ Every error the proxy can report maps to an OpenAI error object
     |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
     +-- DecodeError (502, decode_error)                    no candidate survived a step
         +-- DecodeTimeoutError (504)                       over the server's request_timeout
+        +-- TeachersTimedOutError (504)                    every failure of the step was a timeout
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ class TeacherUnreachableError(TeacherError):
     code = "teacher_unreachable"
 
 
+class CircuitOpenError(TeacherUnreachableError):
+    """The endpoint failed too often in a row: calls fail at once until its cool-down ends."""
+
+    code = "circuit_open"
+
+
 class TeacherTimeoutError(TeacherError):
     status = 504
     code = "teacher_timeout"
@@ -141,3 +149,8 @@ class DecodeError(CordError):
 class DecodeTimeoutError(DecodeError):
     status = 504
     code = "request_timeout"
+
+
+class TeachersTimedOutError(DecodeError):
+    status = 504
+    code = "teacher_timeout"

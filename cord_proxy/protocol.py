@@ -72,7 +72,7 @@ class CordOptions(BaseModel):
     thinking_budget: int | None = Field(None, ge=1, le=1_000_000)
     answer_budget: int | None = Field(None, ge=1, le=1_000_000)
     max_step_tokens: int | None = Field(None, ge=1, le=100_000)
-    max_steps: int | None = Field(None, ge=1, le=10_000)
+    max_steps: int | None = Field(None, ge=1, le=1024)
     include_candidates: bool | None = None
     reasoning_format: Literal["field", "inline"] = "field"
 
