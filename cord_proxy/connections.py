@@ -48,6 +48,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self.header_timeout = header_timeout
         self.on_rejected = on_rejected
         self.busy = False
+        self.body: StreamReader | None = None  # the last request's body
         self.header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -59,12 +60,14 @@ class GuardedRequestHandler(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy and self.header_timer is None:
+        body_done = self.body is None or self.body.is_eof()
+        if not self.busy and body_done and self.header_timer is None:
             self._arm()  # the first byte of a new request on a kept-alive connection
         super().data_received(data)
 
-    def headers_complete(self) -> None:
+    def headers_complete(self, body: StreamReader) -> None:
         self.busy = True
+        self.body = body
         self._disarm()
 
     async def finish_response(
@@ -95,6 +98,13 @@ class GuardedRequestHandler(web.RequestHandler):
         response = web.json_response(error_body(status, text, reason), status=status)
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp's own 'Unhandled exception' (a broken body met while draining it): one line,
+        with no traceback and none of the request's bytes."""
+        error = kwargs.get("exc_info")
+        name = type(error).__name__ if isinstance(error, BaseException) else None
+        log.warning("connection error", extra={"event_source": "aiohttp", "error": name})
 
     def _arm(self) -> None:
         self._disarm()
@@ -154,7 +164,7 @@ class GuardedServer(web.Server):
             task: asyncio.Task[None],
         ) -> web.BaseRequest:
             if isinstance(protocol, GuardedRequestHandler):
-                protocol.headers_complete()
+                protocol.headers_complete(payload)
             request: web.BaseRequest = factory(message, payload, protocol, writer, task)
             return request
 

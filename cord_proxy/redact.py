@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 DEFAULT_LIMIT = 300
 MIN_SECRET_LENGTH = 4
 REDACTED = "<redacted>"
+OWN_ID_PREFIXES = ("chatcmpl-", "batch_", "file-")  # ids the proxy makes: never secrets
 
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>()\[\]{}]+")
 _USERINFO = re.compile(r"[^\s/@:\"'<>]+:[^\s/@\"'<>]*@")
@@ -115,6 +116,8 @@ def _url_placeholder(match: re.Match[str]) -> str:
 def _token_placeholder(match: re.Match[str]) -> str:
     """A long run of letters and digits mixed is a key; a model name's short words are not."""
     token = match.group(0)
+    if token.startswith(OWN_ID_PREFIXES):
+        return token
     if _HEX.fullmatch(token.rstrip("=")):
         return REDACTED
     for segment in _TOKEN_SEGMENT.findall(token):

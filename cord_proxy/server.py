@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
@@ -142,6 +143,10 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     except TimeoutError:
         raise RequestTimeoutError(
             f"the request body did not arrive within {server.body_timeout:g} s"
+        ) from None
+    except (HttpProcessingError, web.RequestPayloadError) as error:
+        raise InvalidRequestError(
+            f"the request body could not be read ({type(error).__name__})"
         ) from None
     try:
         data = json.loads(raw.decode("utf-8"))

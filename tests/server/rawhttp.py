@@ -22,6 +22,8 @@ class RawResponse:
 
 
 def parse(raw: bytes, closed: bool) -> RawResponse:
+    while raw.startswith(b"HTTP/1.1 100 "):  # an interim answer to Expect: 100-continue
+        raw = raw.partition(b"\r\n\r\n")[2]
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     if not lines[0].startswith("HTTP/"):
