@@ -1,7 +1,8 @@
 """A seeded generator of hostile HTTP requests for the proxy, as raw bytes.
 
 Kinds, by weight: JSON bodies with wrong types and odd values in every field at any depth
-(``body``), JSON byte-level damage (``bytes``), hostile headers (``headers``), malformed
+(``body``), valid requests but for one odd string where text goes (``text``), JSON
+byte-level damage (``bytes``), hostile headers (``headers``), malformed
 HTTP (``http``), and valid requests (``valid``), which the proxy must still answer 200.
 Values that a decode would honour are kept small, so a valid request stays cheap.
 """
@@ -193,6 +194,30 @@ def body_case(rng: random.Random, key: bytes) -> Case:
     return Case("body", http_request(CHAT, raw, key=key))
 
 
+TEXT_PLACES = ("content", "stop", "markers", "reference_answer", "user", "metadata", "name")
+
+
+def text_case(rng: random.Random, key: bytes) -> Case:
+    """A valid request but for one odd string in a place that takes text."""
+    body = valid_body(rng)
+    text = rng.choice(ODD_STRINGS[1:]) + rng.choice(["", "?", " 2+3"])
+    place = rng.choice(TEXT_PLACES)
+    cord = body.setdefault("cord", {})
+    if place in ("content", "name"):
+        body["messages"][0][place] = text
+    elif place == "stop":
+        body["stop"] = rng.choice([text, [text, "x"]])
+    elif place == "markers":
+        cord.update(segmentation="markers", markers=["Wait", text])
+    elif place == "reference_answer":
+        cord["reference_answer"] = text
+    elif place == "metadata":
+        body["metadata"] = rng.choice([{"k": text}, {text: "v"}])
+    else:
+        body["user"] = text
+    return Case("text", http_request(CHAT, json.dumps(body).encode(), key=key))
+
+
 def bytes_case(rng: random.Random, key: bytes) -> Case:
     raw = json.dumps(valid_body(rng)).encode()
     damage: list[Callable[[bytes], bytes]] = [
@@ -286,7 +311,8 @@ def valid_case(rng: random.Random, key: bytes) -> Case:
 
 
 KINDS: tuple[tuple[float, Callable[[random.Random, bytes], Case]], ...] = (
-    (0.55, body_case),
+    (0.45, body_case),
+    (0.10, text_case),
     (0.12, bytes_case),
     (0.15, headers_case),
     (0.12, http_case),

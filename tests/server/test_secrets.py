@@ -108,13 +108,13 @@ def test_no_canary_leaves_the_proxy(
         bodies.append(metrics.text)
 
     assert echo_teacher.calls > 0
-    assert statuses[:4] == [502, 200, 200, 200] and statuses[4:] == [401, 401, 401]
-    assert '"error"' in bodies[1], "the failed stream sent no error event"
-    assert "leaky" in bodies[0], "the client error names the teacher by its config name"
     dataset = (leaky_proxy.config_path.parent / "traces.jsonl").read_text(encoding="utf-8")
-    assert '"teacher": "leaky"' in dataset, "the degraded decode recorded its teacher failures"
     places = {"responses": "\n".join(bodies), "log": leaky_proxy.log(), "dataset": dataset}
     address = f"127.0.0.1:{echo_teacher.port}"
     for where, text in places.items():
         for canary in (CLIENT_CANARY, TEACHER_CANARY, address):
             assert canary not in text, f"{canary} leaked into the {where}"
+    assert statuses[:4] == [502, 200, 200, 200] and statuses[4:] == [401, 401, 401]
+    assert '"error"' in bodies[1], "the failed stream sent no error event"
+    assert "leaky" in bodies[0], "the client error names the teacher by its config name"
+    assert '"teacher": "leaky"' in dataset, "the degraded decode recorded its teacher failures"
