@@ -89,10 +89,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _http_error_response(exc)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception as exc:
+    except Exception:
         request.app[METRICS].observe_unhandled()
-        log.error("unhandled error", extra={"path": request.path, "error": type(exc).__name__})
-        log.debug("unhandled error", exc_info=True)
+        log.exception("unhandled error", extra={"path": request.path})  # cleaned by logs.py
         return error_response(CordError("internal error"))
 
 
@@ -311,11 +310,10 @@ async def stream_completion(
         await _send(response, openai_error(error))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
-    except Exception as exc:
+    except Exception:
         request[STATUS] = 500
         request.app[METRICS].observe_unhandled()
-        log.error("stream failed", extra={"request_id": request_id, "error": type(exc).__name__})
-        log.debug("stream failed", exc_info=True)
+        log.exception("stream failed", extra={"request_id": request_id})
         await _send(response, openai_error(CordError("internal error")))
     finally:
         decode.cancel()
