@@ -91,7 +91,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self.on_rejected(reason)
         if status >= 500:
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
-            log.error("connection error", extra={"status": status, "error": type(exc).__name__})
+            log.error("connection error", extra={"status": status}, exc_info=exc)
         else:
             text = "malformed HTTP request: " + excerpt(message or HTTPStatus(status).phrase, 200)
             log.info("malformed HTTP request", extra={"status": status})
