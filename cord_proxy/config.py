@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -24,6 +25,7 @@ from pydantic import (
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError
+from cord_proxy.redact import remember_secret
 from cord_proxy.teachers.capabilities import litellm_score_problem
 
 Role = Literal["propose", "score"]
@@ -89,6 +91,7 @@ def resolve_secret(ref: str | None) -> str | None:
     value = os.environ.get(match.group(1))
     if not value:
         raise ConfigError(f"environment variable {match.group(1)} is not set", [ref])
+    remember_secret(value)
     return value
 
 
@@ -141,6 +144,11 @@ class TeacherConfig(BaseModel):
             raise ValueError("base_url is required for kind 'openai'")
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if value is not None and _has_credentials(value):
+            raise ValueError(
+                "base_url must not hold credentials (user:password@); "
+                'give the key as api_key = "env:NAME"'
+            )
         return value
 
     @field_validator("roles")
@@ -159,6 +167,14 @@ class TeacherConfig(BaseModel):
         if self.kind != "litellm" and self.assistant_prefill is not None:
             raise ValueError("assistant_prefill applies to kind 'litellm' only")
         return self
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.username or parts.password or "@" in parts.netloc)
+    except ValueError:
+        return True
 
 
 class EnsembleConfig(BaseModel):
@@ -190,6 +206,10 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_concurrent_requests: int = Field(256, ge=1)
     request_timeout: float = Field(3600.0, gt=0)
+    header_timeout: float = Field(10.0, gt=0, le=3600)  # a request's headers, from first byte
+    body_timeout: float = Field(60.0, gt=0, le=3600)  # its body, once the headers are in
+    keepalive_timeout: float = Field(75.0, gt=0, le=3600)  # an idle kept-alive connection
+    metrics_public: bool = False  # False: /metrics needs a key, as /v1/ does
 
     @field_validator("api_keys")
     @classmethod

@@ -7,9 +7,10 @@ Every error the proxy can report maps to an OpenAI error object
     +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
     |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
     |   +-- RequestTooLargeError (413)
+    |   +-- RequestTimeoutError (408)                  a request's body did not arrive in time
     +-- AuthenticationError (401, authentication_error)
     +-- ModelNotFoundError (404, invalid_request_error / model_not_found)
-    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit
+    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit; Retry-After
     +-- ConfigError (500, server_error)                    a bad config; raised at start
     +-- TeacherError (502, teacher_error)                  one teacher failed; names it
     |   +-- TeacherUnreachableError                        connection refused, DNS, reset
@@ -41,6 +42,10 @@ class CordError(Exception):
         if code is not None:
             self.code = code
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries (none but for a few errors)."""
+        return {}
+
     def to_openai(self) -> dict[str, Any]:
         return {
             "error": {
@@ -66,6 +71,11 @@ class RequestTooLargeError(InvalidRequestError):
     code = "request_too_large"
 
 
+class RequestTimeoutError(InvalidRequestError):
+    status = 408
+    code = "body_timeout"
+
+
 class AuthenticationError(CordError):
     status = 401
     error_type = "authentication_error"
@@ -82,6 +92,10 @@ class RateLimitError(CordError):
     status = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    retry_after_s = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ConfigError(CordError):

@@ -21,6 +21,8 @@ class Metrics:
         self.teacher_latency: dict[str, float] = {}
         self.teacher_selected: Counter[str] = Counter()
         self.in_flight = 0
+        self.unhandled = 0
+        self.rejected: Counter[str] = Counter()
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         self.requests[(route, status)] += 1
@@ -29,6 +31,14 @@ class Metrics:
         for index, bound in enumerate(LATENCY_BUCKETS):
             if seconds <= bound:
                 self.latency_buckets[index] += 1
+
+    def observe_unhandled(self) -> None:
+        """An error only the catch-all handler caught: a bug, counted so it is seen."""
+        self.unhandled += 1
+
+    def observe_rejected(self, reason: str) -> None:
+        """A connection answered before any route: malformed HTTP, headers too slow."""
+        self.rejected[reason] += 1
 
     def observe_decode(self, usage: Iterable[TeacherUsage]) -> None:
         for teacher in usage:
@@ -59,6 +69,15 @@ class Metrics:
             "# HELP cord_requests_in_flight Chat completions being decoded now.",
             "# TYPE cord_requests_in_flight gauge",
             f"cord_requests_in_flight {self.in_flight}",
+            "# HELP cord_unhandled_errors_total Errors that reached the catch-all handler.",
+            "# TYPE cord_unhandled_errors_total counter",
+            f"cord_unhandled_errors_total {self.unhandled}",
+            "# HELP cord_rejected_requests_total Requests refused before routing, by reason.",
+            "# TYPE cord_rejected_requests_total counter",
+            *(
+                f'cord_rejected_requests_total{{reason="{_label(reason)}"}} {count}'
+                for reason, count in sorted(self.rejected.items())
+            ),
         ]
         lines += _per_teacher("cord_teacher_calls_total", "Teacher calls.", self.teacher_calls)
         lines += _per_teacher(
