@@ -16,13 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
 from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
 from cord_proxy.batches.store import Row, Store
 from cord_proxy.config import BatchesConfig, format_validation_error, resolve_secret
-from cord_proxy.errors import InvalidRequestError, NotFoundError, RateLimitError
+from cord_proxy.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    RequestTooLargeError,
+)
 from cord_proxy.runtime import Runtime
 
 ENDPOINT = "/v1/chat/completions"
@@ -138,7 +144,7 @@ async def create_file(request: web.Request) -> web.Response:
     service = _service(request)
     try:
         upload = await receive_upload(request, service.area, service.config.max_upload_bytes)
-    except (ValueError, AssertionError, LookupError, RuntimeError) as error:
+    except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as error:
         raise InvalidRequestError(f"malformed multipart body: {error}"[:300]) from None
     row = upload.row(service.owner(request))
     try:
@@ -197,7 +203,7 @@ async def delete_file(request: web.Request) -> web.Response:
 async def _create_body(request: web.Request) -> CreateBatch:
     raw = await request.content.read(MAX_CREATE_BODY + 1)
     if len(raw) > MAX_CREATE_BODY:
-        raise InvalidRequestError("request body is too large")
+        raise RequestTooLargeError(f"request body is over the limit of {MAX_CREATE_BODY} bytes")
     try:
         return CreateBatch.model_validate_json(raw)
     except ValidationError as error:
