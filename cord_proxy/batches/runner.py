@@ -140,7 +140,14 @@ class BatchRun:
         except CordError as error:
             kind = error.code or type(error).__name__
             raise ProblemFailed(error.message, kind, transient=False, status=error.status) from None
-        result = await decode_or_fail(plan, self.context.settings.timeout_s)
+        try:
+            result = await decode_or_fail(plan, self.context.settings.timeout_s)
+        except ProblemFailed as failure:
+            log.warning(
+                "batch line attempt failed",
+                extra={"batch_id": self.batch_id, "custom_id": custom_id, "error": failure.message},
+            )
+            raise
         record = trace_record(completion_id(), plan, result, problem_id=custom_id)
         await self._keep(record)
         return success_line(record, request, plan, result)

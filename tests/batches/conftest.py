@@ -13,6 +13,8 @@ from openai.types import Batch
 from tests.batches.teacher_tap import TeacherTap
 from tests.proxy_process import ProxyProcess
 
+# Gemma 3 270M sometimes proposes nothing for a step: two proposals a step and a few retries
+# keep a tiny decode from failing for that.
 TINY = {"max_steps": 1, "beam_width": 1, "max_step_tokens": 16, "answer_budget": 8}
 
 CONFIG = """
@@ -32,6 +34,7 @@ name = "cord"
 teachers = ["t"]
 [ensembles.defaults]
 beam_width = 1
+proposals_per_teacher = 2
 max_steps = 1
 max_step_tokens = 16
 answer_budget = 8
@@ -39,6 +42,7 @@ answer_budget = 8
 [batches]
 data_dir = "DATA_DIR"
 concurrency = CONCURRENCY
+retries = 3
 """
 
 
