@@ -122,10 +122,11 @@ class BatchRun:
         text, failure, attempts = await with_retries(
             lambda: self._solve(custom_id, line["body"]), settings.retries, settings.retry_backoff_s
         )
-        status, output = ("done", text) if text is not None else ("failed", None)
-        if failure is not None:
-            output = error_line(custom_id, failure)
-        assert output is not None
+        if text is not None:
+            status, output = "done", text
+        else:
+            assert failure is not None  # with_retries gives a result or a failure
+            status, output = "failed", error_line(custom_id, failure)
         await self.context.store.finish_line(self.batch_id, line["idx"], status, output, attempts)
         log.info(
             "batch line finished",
@@ -171,7 +172,8 @@ class BatchRun:
         for status, purpose, field in OUTPUTS:
             lines = await store.outputs(self.batch_id, status)
             if lines:
-                file_row = await self._write(lines, f"batch_{self.batch_id}_{purpose}.jsonl")
+                name = f"batch_{self.batch_id}_{purpose}.jsonl"
+                file_row = await self._write(lines, name, row["owner"])
                 files.append(file_row)
                 ids[field] = file_row["id"]
         if not await store.finish_batch(self.batch_id, to, row["status"], files, **ids):
@@ -179,10 +181,9 @@ class BatchRun:
                 self.context.area.remove(file_row["id"])
         log.info("batch finished", extra={"batch_id": self.batch_id, "status": to})
 
-    async def _write(self, lines: list[str], filename: str) -> Row:
+    async def _write(self, lines: list[str], filename: str, owner: str) -> Row:
         file_id = new_file_id()
         size = await asyncio.to_thread(self.context.area.write, file_id, lines)
-        owner = (await self.context.store.get_batch(self.batch_id) or {}).get("owner", "")
         return {
             "id": file_id,
             "owner": owner,
@@ -235,8 +236,8 @@ class BatchWorker:
         while True:
             try:
                 await self._tick()
-            except (OSError, CordError) as error:
-                log.error("batch worker tick failed", extra={"error": str(error)})
+            except Exception:  # the worker outlives a bad tick (a locked or full disk)
+                log.exception("batch worker tick failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._wake.wait()
