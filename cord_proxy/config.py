@@ -1,6 +1,6 @@
 """Configuration models and TOML loading.
 
-One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]`` and ``[dataset]``.
+One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]``, ``[dataset]`` and ``[batches]``.
 Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
 """
 
@@ -238,6 +238,28 @@ class DatasetConfig(BaseModel):
     path: str | None = None
 
 
+class BatchesConfig(BaseModel):
+    """The Files and Batches API: where files live, and how batches run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: str | None = None  # default: $XDG_DATA_HOME/cord-proxy (~/.local/share/...)
+    max_upload_bytes: int = Field(209_715_200, ge=1024)
+    max_active_batches: int = Field(16, ge=1)
+    concurrency: int = Field(4, ge=1, le=4096)
+    retries: int = Field(2, ge=0, le=10)
+    owners: dict[str, str] = Field(default_factory=dict)  # "env:KEY" -> owner: a key sees its own
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_refs(cls, value: dict[str, str]) -> dict[str, str]:
+        for ref, owner in value.items():
+            _check_secret_ref(ref)
+            if not owner.strip():
+                raise ValueError(f"the owner of {ref} is empty")
+        return value
+
+
 class CordConfig(BaseModel):
     """The whole configuration file."""
 
@@ -248,6 +270,7 @@ class CordConfig(BaseModel):
     ensembles: tuple[EnsembleConfig, ...] = Field(min_length=1)
     limits: LimitsConfig = LimitsConfig()
     dataset: DatasetConfig = DatasetConfig()
+    batches: BatchesConfig = BatchesConfig()
 
     @model_validator(mode="after")
     def _references(self) -> CordConfig:

@@ -7,9 +7,10 @@ Every error the proxy can report maps to an OpenAI error object
     +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
     |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
     |   +-- RequestTooLargeError (413)
-    |   +-- RequestTimeoutError (408)                  a request's body did not arrive in time
+    |   +-- RequestTimeoutError (408)                      a request's body did not arrive in time
     +-- AuthenticationError (401, authentication_error)
     +-- ModelNotFoundError (404, invalid_request_error / model_not_found)
+    +-- NotFoundError (404, invalid_request_error / not_found)   no such file or batch
     +-- RateLimitError (429, rate_limit_error)             over the concurrency limit; Retry-After
     +-- ConfigError (500, server_error)                    a bad config; raised at start
     +-- TeacherError (502, teacher_error)                  one teacher failed; names it
@@ -86,6 +87,12 @@ class ModelNotFoundError(CordError):
     status = 404
     error_type = "invalid_request_error"
     code = "model_not_found"
+
+
+class NotFoundError(CordError):
+    status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
 
 
 class RateLimitError(CordError):

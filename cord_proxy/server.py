@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
+from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, TeacherConfig, resolve_secret
 from cord_proxy.connections import GuardedRunner
@@ -456,6 +457,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
+    install_batches(app, runtime, sink)
 
     async def close_runtime(_: web.Application) -> None:
         await runtime.aclose()
