@@ -31,6 +31,7 @@ from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
 from cord_proxy.teachers.check import listed_models
+from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
 
@@ -350,6 +351,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
+    add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:
         await runtime.aclose()
