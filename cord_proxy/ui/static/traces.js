@@ -47,13 +47,15 @@ function row(item) {
 
 async function load() {
   try {
-    const page = await getJSON(`/ui/api/traces?${query()}`);
+    const params = query();
+    const page = await getJSON(`/ui/api/traces?${params}`);
     matched = page.matched;
     $("tr-rows").replaceChildren(...page.items.map(row));
     const last = Math.min(offset + page.items.length, matched);
     $("tr-count").textContent =
       `${matched === 0 ? 0 : offset + 1}–${last} of ${matched} traces` + (matched !== page.total ? ` (${page.total} in the file)` : "");
     $("tr-count").dataset.matched = String(matched);
+    $("tr-count").dataset.query = params.toString();
     $("tr-prev").disabled = offset === 0;
     $("tr-next").disabled = offset + LIMIT >= matched;
   } catch (error) {
