@@ -64,7 +64,10 @@ def test_playground_streams_steps_then_answer_then_tree(
     page.click("#pg-run")
     page.wait_for_selector("#pg-tree[data-seq]", timeout=300_000)
 
-    step_seqs = [int(s) for s in page.eval_on_selector_all("#pg-steps .step", "n => n.map(e => e.dataset.seq)")]
+    step_seqs = [
+        int(s)
+        for s in page.eval_on_selector_all("#pg-steps .step", "n => n.map(e => e.dataset.seq)")
+    ]
     answer_seq = int(page.get_attribute("#pg-answer", "data-seq") or 0)
     tree_seq = int(page.get_attribute("#pg-tree", "data-seq") or 0)
     assert step_seqs, "no step was shown"

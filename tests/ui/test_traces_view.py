@@ -92,7 +92,9 @@ def viewer(local_teacher: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _rows(page: Page) -> list[str]:
-    return page.eval_on_selector_all("#tr-rows tr", "rows => rows.map(r => r.children[1].textContent)")
+    return page.eval_on_selector_all(
+        "#tr-rows tr", "rows => rows.map(r => r.children[1].textContent)"
+    )
 
 
 def _loaded(page: Page, query: str) -> None:
@@ -148,7 +150,9 @@ def test_search_sort_filter_and_file_statistics(viewer: str, browser: BrowserCon
     page.select_option("#tr-sort", "score")
     page.select_option("#tr-order", "desc")
     _loaded(page, "sort=score&order=desc")
-    scores = page.eval_on_selector_all("#tr-rows tr", "r => r.map(x => Number(x.children[3].textContent))")
+    scores = page.eval_on_selector_all(
+        "#tr-rows tr", "r => r.map(x => Number(x.children[3].textContent))"
+    )
     assert scores == sorted(scores, reverse=True) and len(scores) == RECORDS
 
     teacher = page.eval_on_selector_all("#tr-teacher option", "o => o.map(x => x.value)")[1]
