@@ -10,7 +10,6 @@ shrinks or is replaced is indexed anew. A partial last line is not a record unti
 from __future__ import annotations
 
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +130,7 @@ class TraceIndex:
     def __init__(self, path: Path):
         self.path = path
         self.lock = threading.Lock()
+        self.summary_lock = threading.Lock()
         self.starts = np.zeros(0, dtype=np.int64)
         self.ends = np.zeros(0, dtype=np.int64)
         self.scanned = 0
@@ -205,13 +205,11 @@ class TraceIndex:
             return list(self.summaries)
 
     def search(self, text: str) -> set[int]:
-        """Lines whose raw JSON contains `text` (case-insensitive; as stored, JSON-escaped)."""
-        needle = orjson.dumps(text)[1:-1]
-        pattern = re.compile(re.escape(needle), re.IGNORECASE)
+        """Lines whose raw JSON holds `text`, ASCII case ignored, JSON-escaped as stored."""
+        needle = orjson.dumps(text)[1:-1].lower()
         found: set[int] = set()
         with self.lock:
-            size = self.scanned
-            starts = self.starts
+            size, starts = self.scanned, self.starts
         with open(self.path, "rb") as handle:
             position = 0
             while position < size:
@@ -219,9 +217,21 @@ class TraceIndex:
                 chunk = handle.read(min(CHUNK_BYTES, size - position))
                 cut = chunk.rfind(b"\n") + 1 if position + len(chunk) < size else len(chunk)
                 cut = cut or len(chunk)
-                hits = [m.start() + position for m in pattern.finditer(chunk, 0, cut)]
-                if hits:
-                    lines = np.searchsorted(starts, np.asarray(hits), side="right") - 1
-                    found.update(int(i) for i in lines if i >= 0)
+                found.update(_hits(chunk[:cut].lower(), needle, position, starts))
                 position += cut
         return found
+
+
+def _hits(chunk: bytes, needle: bytes, position: int, starts: np.ndarray[Any, Any]) -> list[int]:
+    """Lines of `chunk` (at `position` in the file) holding `needle`; one find per line."""
+    lines: list[int] = []
+    at = chunk.find(needle)
+    while at >= 0:
+        line = int(np.searchsorted(starts, at + position, side="right")) - 1
+        if line >= 0:
+            lines.append(line)
+        line_end = chunk.find(b"\n", at)
+        if line_end < 0:
+            break
+        at = chunk.find(needle, line_end + 1)
+    return lines

@@ -139,6 +139,5 @@ export function initTraces(info) {
   $("tr-prev").addEventListener("click", () => { offset = Math.max(0, offset - LIMIT); load(); });
   $("tr-next").addEventListener("click", () => { if (offset + LIMIT < matched) { offset += LIMIT; load(); } });
   $("tr-refresh").addEventListener("click", () => { load(); loadStats(); });
-  load();
-  loadStats();
+  load().then(loadStats);
 }
