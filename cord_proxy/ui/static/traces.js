@@ -30,8 +30,8 @@ function row(item) {
     "tr",
     { "data-line": item.line, onclick: open, class: item.readable ? "" : "unreadable" },
     el("td", { text: item.line + 1 }),
-    el("td", { text: item.readable ? item.id : "(unreadable line)" }),
-    el("td", { class: "question", text: item.question }),
+    el("td", { class: "id", title: item.id, text: item.readable ? item.id : "(unreadable line)" }),
+    el("td", { class: "question", title: item.question, text: item.question }),
     el("td", { text: fmt(item.score) }),
     el("td", { text: item.steps }),
     el("td", {}, item.teachers.map((t) => {
