@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -39,7 +40,7 @@ async def _view(path: Path, host: str, port: int) -> None:
 def run_view(path: str, host: str, port: int) -> int:
     file = Path(path)
     if not file.is_file():
-        print(f"cord-proxy view: {path} is not a file")
+        print(f"cord-proxy view: {path} is not a file", file=sys.stderr)
         return 2
     asyncio.run(_view(file, host, port))
     return 0

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+import httpx
 
 from cord_proxy.decoding.trace import TeacherUsage
 from cord_proxy.metrics import Metrics
 from cord_proxy.ui.index import TraceIndex
 from cord_proxy.ui.query import TraceQuery, file_stats, list_traces, read_record, scrub
-from cord_proxy.ui.view import view_app
+from tests.ui.viewer import running_view
 
 
 def _record(i: int, score: float | None, **extra: Any) -> dict[str, Any]:
@@ -120,26 +120,27 @@ def test_teacher_stats_of_the_metrics() -> None:
     assert metrics.teacher_stats("b")["latency_p50_s"] is None
 
 
-async def test_view_api_answers_and_refuses_with_openai_errors(tmp_path: Path) -> None:
+def test_view_api_answers_and_refuses_with_openai_errors(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     _write(path, [_record(i, 0.1 * i) for i in range(3)])
-    async with TestClient(TestServer(view_app(path))) as client:
-        page = await (await client.get("/ui/api/traces?limit=2")).json()
+    with running_view(path, tmp_path / "view.log") as url:
+        page = httpx.get(f"{url}/ui/api/traces?limit=2").json()
         assert page["total"] == 3 and [r["id"] for r in page["items"]] == ["r0", "r1"]
-        info = await (await client.get("/ui/api/info")).json()
+        info = httpx.get(f"{url}/ui/api/info").json()
         assert info == {"mode": "view", "ensembles": [], "teachers": [], "trace_file": "t.jsonl"}
-        assert (await (await client.get("/ui/api/teachers")).json())["teachers"] == []
-        html = await client.get("/ui")
+        assert httpx.get(f"{url}/ui/api/teachers").json()["teachers"] == []
+        html = httpx.get(f"{url}/ui")
         assert "script-src 'self'" in html.headers["Content-Security-Policy"]
-        for url, status, param in (
-            ("/ui/api/traces?sort=nope", 400, "sort"),
-            ("/ui/api/traces?limit=0", 400, "limit"),
-            ("/ui/api/traces?min_score=nan", 400, "min_score"),
-            ("/ui/api/traces?failures=maybe", 400, "failures"),
-            ("/ui/api/traces/7", 404, "line"),
-            ("/ui/api/traces/-1", 404, "line"),
+        assert httpx.get(url, follow_redirects=True).url.path == "/ui"
+        for query, status, param in (
+            ("traces?sort=nope", 400, "sort"),
+            ("traces?limit=0", 400, "limit"),
+            ("traces?min_score=nan", 400, "min_score"),
+            ("traces?failures=maybe", 400, "failures"),
+            ("traces/7", 404, "line"),
+            ("traces/-1", 404, "line"),
         ):
-            answer = await client.get(url)
-            assert answer.status == status, url
-            assert (await answer.json())["error"]["param"] == param
-        assert (await client.get("/ui/static/../routes.py")).status == 404
+            answer = httpx.get(f"{url}/ui/api/{query}")
+            assert answer.status_code == status, query
+            assert answer.json()["error"]["param"] == param
+        assert httpx.get(f"{url}/ui/static/routes.py").status_code == 404

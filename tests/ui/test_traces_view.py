@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from tests.proxy_process import free_port
 from tests.ui.browser import watched_page
+from tests.ui.viewer import running_view
 
 RECORDS = 50
 HOSTILE_LINE = 17
@@ -70,25 +68,8 @@ def viewer(local_teacher: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     workdir = tmp_path_factory.mktemp("ui-view")
     traces = workdir / "traces.jsonl"
     _fifty(_distill(workdir, local_teacher), traces)
-    port = free_port()
-    log = (workdir / "view.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cord_proxy", "view", str(traces), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ui/api/auth", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=15)
-    log.close()
+    with running_view(traces, workdir / "view.log") as url:
+        yield url
 
 
 def _rows(page: Page) -> list[str]:
