@@ -39,6 +39,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _teacher(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "proposals": 8,
+        "selected": sum(name in s["proposers"] for s in steps),
+        "propose_calls": 8,
+        "score_calls": 16,
+        "prompt_tokens": 400,
+        "completion_tokens": 160,
+        "score_tokens": 900,
+        "cost_usd": 0.0,
+        "latency_s": 4.2,
+        "failures": 0,
+    }
+
+
 def _record(i: int, rng: random.Random) -> dict[str, Any]:
     a, b = rng.randint(2, 999), rng.randint(2, 999)
     steps: list[dict[str, Any]] = []
@@ -59,22 +75,7 @@ def _record(i: int, rng: random.Random) -> dict[str, Any]:
                 "tokens": 24,
             }
         )
-    teachers = [
-        {
-            "name": t,
-            "proposals": 8,
-            "selected": sum(t in s["proposers"] for s in steps),
-            "propose_calls": 8,
-            "score_calls": 16,
-            "prompt_tokens": 400,
-            "completion_tokens": 160,
-            "score_tokens": 900,
-            "cost_usd": 0.0,
-            "latency_s": 4.2,
-            "failures": 0,
-        }
-        for t in TEACHERS
-    ]
+    teachers = [_teacher(t, steps) for t in TEACHERS]
     return {
         "schema": "cord-trace/1",
         "id": f"gen-{i:06d}",
