@@ -41,6 +41,7 @@ from cord_proxy.protocol import (
 from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
 from cord_proxy.teachers.check import listed_models
+from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
 
@@ -458,6 +459,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
     install_batches(app, runtime, sink)
+    add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:
         await runtime.aclose()
