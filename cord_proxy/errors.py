@@ -6,6 +6,7 @@ Every error the proxy can report maps to an OpenAI error object
     CordError (500, server_error)
     +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
     |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
+    |   +-- ContextLengthExceededError (400)               the messages fill every context
     |   +-- RequestTooLargeError (413)
     |   +-- RequestTimeoutError (408)                      a request's body did not arrive in time
     +-- AuthenticationError (401, authentication_error)
@@ -21,6 +22,7 @@ Every error the proxy can report maps to an OpenAI error object
     |   +-- TeacherProtocolError                           malformed JSON or missing fields
     |   |   +-- SpanMismatchError                          scored tokens do not spell the target
     |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
+    |       +-- ScoredPromptTooLongError                   a scored prompt over its context
     +-- DecodeError (502, decode_error)                    no candidate survived a step
         +-- DecodeTimeoutError (504)                       over the server's request_timeout
         +-- TeachersTimedOutError (504)                    every failure of the step was a timeout
@@ -61,6 +63,10 @@ class CordError(Exception):
 class InvalidRequestError(CordError):
     status = 400
     error_type = "invalid_request_error"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    code = "context_length_exceeded"
 
 
 class UnsupportedFieldError(InvalidRequestError):
@@ -159,6 +165,10 @@ class TeacherCapabilityError(TeacherError):
     status = 400
     error_type = "invalid_request_error"
     code = "teacher_capability"
+
+
+class ScoredPromptTooLongError(TeacherCapabilityError):
+    code = "context_length_exceeded"
 
 
 class DecodeError(CordError):

@@ -36,10 +36,18 @@ from cord_proxy.decoding.trace import (
     StepRecord,
     TeacherUsage,
 )
-from cord_proxy.errors import DecodeError, TeacherError, TeachersTimedOutError
+from cord_proxy.errors import (
+    ContextLengthExceededError,
+    CordError,
+    DecodeError,
+    ScoredPromptTooLongError,
+    TeacherError,
+    TeachersTimedOutError,
+)
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 
 Merged = dict[tuple[int, str, bool], Candidate]
+TOO_LONG = frozenset({ScoredPromptTooLongError.code})
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ class BeamSearch:
         started = time.perf_counter()
         try:
             survivors, alternatives, answer_wait = await self._search()
-        except* DecodeError as failed:
+        except* CordError as failed:
             # `_search` raises "no candidate survived" inside its TaskGroup, which wraps it in
             # an ExceptionGroup (after cancelling the answers in flight): raise it bare.
             raise failed.exceptions[0] from None
@@ -169,14 +177,30 @@ class BeamSearch:
     ) -> tuple[Selection, list[CandidateRecord] | None]:
         """One round and its top B, with every candidate's record when they are asked for."""
         candidates = await self._round(step, live)
+        if step == 1 and candidates and all(c.proposal.context_full for c in candidates):
+            raise ContextLengthExceededError(
+                "the messages leave no room in any proposer's context; shorten them",
+                param="messages",
+            )
         selection = select_top(candidates, finished, self.options.beam_width, self.step_mode)
         if not selection.chosen and not selection.kept:
-            error = TeachersTimedOutError if self.log.only_timeouts(step) else DecodeError
-            raise error(f"step {step}: no candidate survived ({self.log.step_errors(step)})")
+            raise self._nothing_survived(step)
         if not self.options.include_candidates:
             return selection, None
         chosen = {id(c) for c in selection.chosen}
         return selection, [c.record(selected=id(c) in chosen) for c in candidates]
+
+    def _nothing_survived(self, step: int) -> CordError:
+        """Why no candidate survived: the client's input, timeouts, or failing teachers."""
+        if step == 1 and self.log.only_codes(step, TOO_LONG):
+            param = "messages" if self.step_mode else "cord.reference_answer"
+            return ContextLengthExceededError(
+                f"the scored prompt is longer than every scorer's context ({param}); "
+                + self.log.step_errors(step),
+                param=param,
+            )
+        error = TeachersTimedOutError if self.log.only_timeouts(step) else DecodeError
+        return error(f"step {step}: no candidate survived ({self.log.step_errors(step)})")
 
     # --- one round: propose and score, within the round's deadline -------------------------
 

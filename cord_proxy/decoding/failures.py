@@ -60,8 +60,12 @@ class FailureLog:
         return "; ".join(f.error for f in self.records if f.step == step) or "no proposal"
 
     def only_timeouts(self, step: int) -> bool:
+        return self.only_codes(step, TIMEOUT_CODES)
+
+    def only_codes(self, step: int, wanted: frozenset[str]) -> bool:
+        """Whether the step failed, and every one of its failures has a code in `wanted`."""
         codes = [f.code for f in self.records if f.step == step]
-        return bool(codes) and all(code in TIMEOUT_CODES for code in codes)
+        return bool(codes) and all(code in wanted for code in codes)
 
     def role_errors(self, role: str) -> str:
         return "; ".join(f.error for f in self.records if f.role == role) or "no error recorded"

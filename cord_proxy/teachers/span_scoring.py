@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cord_proxy.errors import SpanMismatchError, TeacherCapabilityError, TeacherProtocolError
+from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
 from cord_proxy.teachers.base import SpanScore
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
@@ -104,7 +104,7 @@ class SpanReader:
             self.tokenize(prefix_prompt), self.tokenize(full_prompt)
         )
         if context is not None and len(full_ids) > context:
-            raise TeacherCapabilityError(
+            raise ScoredPromptTooLongError(
                 self.teacher,
                 f"the scored prompt has {len(full_ids)} tokens, over the teacher's context of "
                 f"{context}",

@@ -15,7 +15,13 @@ import pytest
 
 from cord_proxy.decoding import DecodeOptions, decode
 from cord_proxy.decoding.trace import DecodeResult
-from cord_proxy.errors import DecodeError, TeacherTimeoutError, TeacherUnreachableError
+from cord_proxy.errors import (
+    ContextLengthExceededError,
+    DecodeError,
+    ScoredPromptTooLongError,
+    TeacherTimeoutError,
+    TeacherUnreachableError,
+)
 from cord_proxy.teachers.base import Proposal
 from tests.fakes import ScriptedFakeTeacher, digest, hashed_logprobs, is_answer_prefix
 
@@ -225,3 +231,21 @@ async def test_top_p_and_the_answer_reserve_reach_the_teacher() -> None:
     step, answer = teacher.proposals_calls()[0], teacher.answer_calls()[0]
     assert step.extra == {"top_p": 0.8, "reserve": 77}
     assert answer.extra == {"top_p": 0.8}
+
+
+async def test_messages_that_fill_every_context_are_a_400() -> None:
+    full = Proposal("", "length", 0, context_full=True)
+    teachers = [ScriptedFakeTeacher(n, proposals=lambda p: full, logprobs=[-0.5]) for n in "ab"]
+    with pytest.raises(ContextLengthExceededError) as caught:
+        await decode("q" * 9000, teachers, DecodeOptions(beam_width=2), reference_answer="4")
+    assert (caught.value.status, caught.value.param) == (400, "messages")
+
+
+async def test_a_reference_longer_than_every_scorer_context_is_a_400() -> None:
+    def too_long(prefix: str, target: str) -> list[float]:
+        raise ScoredPromptTooLongError("t", "the scored prompt has 20089 tokens, over 2048")
+
+    teacher = ScriptedFakeTeacher("t", proposals=lambda p: " step.", logprobs=too_long)
+    with pytest.raises(ContextLengthExceededError) as caught:
+        await decode("q", [teacher], DecodeOptions(beam_width=1), reference_answer="4" * 9)
+    assert caught.value.param == "cord.reference_answer"

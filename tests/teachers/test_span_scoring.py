@@ -20,6 +20,7 @@ from aiohttp import web
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
 from cord_proxy.errors import (
+    ScoredPromptTooLongError,
     SpanMismatchError,
     TeacherCapabilityError,
     TeacherError,
@@ -199,7 +200,7 @@ async def test_a_missing_asked_value_is_a_protocol_error() -> None:
 async def test_a_scored_prompt_over_the_context_is_refused_before_reading() -> None:
     fake = FakeCharVLLM()
     async with fake_teacher(fake, score_method="cached") as teacher:
-        with pytest.raises(TeacherCapabilityError, match="over the teacher's context"):
+        with pytest.raises(ScoredPromptTooLongError, match="over the teacher's context"):
             await teacher.score(CONVERSATION, "a", "b" * 3000)
     assert fake.asked() == []
 
