@@ -31,7 +31,7 @@ from cord_proxy.errors import (
     RequestTooLargeError,
     UnsupportedFieldError,
 )
-from cord_proxy.metrics import Metrics
+from cord_proxy.metrics import Metrics, render_breakers
 from cord_proxy.protocol import (
     ChatCompletionRequest,
     param_name,
@@ -420,10 +420,16 @@ READINESS = web.AppKey("readiness", Readiness)
 
 
 async def ready(request: web.Request) -> web.Response:
+    """Ready when every teacher answers and no teacher's circuit breaker is open."""
     teachers = await request.app[READINESS].get()
-    is_ready = all(teachers.values())
+    breakers = request.app[RUNTIME].breaker_states()
+    is_ready = all(teachers.values()) and "open" not in breakers.values()
     return web.json_response(
-        {"status": "ready" if is_ready else "not_ready", "teachers": teachers},
+        {
+            "status": "ready" if is_ready else "not_ready",
+            "teachers": teachers,
+            "breakers": breakers,
+        },
         status=200 if is_ready else 503,
     )
 
@@ -436,7 +442,8 @@ async def _reachable(teacher: TeacherConfig) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain")
+    breakers = render_breakers(request.app[RUNTIME].breaker_states())
+    return web.Response(text=request.app[METRICS].render() + breakers, content_type="text/plain")
 
 
 def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Application:

@@ -325,8 +325,7 @@ class OpenAICompatTeacher:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise Retryable(
                     TeacherUnreachableError(
-                        self.name,
-                        f"cannot reach {self._base_url}: {type(exc).__name__} {exc}".strip(),
+                        self.name, f"cannot connect to its endpoint ({type(exc).__name__})"
                     )
                 ) from None
         if status >= 400:
