@@ -66,7 +66,7 @@ async def test_metrics_public_opens_metrics_only() -> None:
 async def test_an_open_breaker_shows_in_ready_and_metrics() -> None:
     server = _app({"t": ScriptedFakeTeacher("t")}, metrics_public=True)
     runtime = server.app[RUNTIME]
-    breaker = runtime.breakers.get("http://127.0.0.1:9/v1", 5, 30.0)
+    breaker = runtime.breakers.get("http://127.0.0.1:9/v1|t", 5, 30.0)
     for _ in range(5):
         breaker._failed()
     async with TestClient(server) as client:
