@@ -100,7 +100,7 @@ def _with_listen(config: CordConfig, host: str | None, port: int | None) -> Cord
 
 async def _serve(config: CordConfig) -> None:
     from cord_proxy.dataset import sink_for
-    from cord_proxy.server import create_app, serve
+    from cord_proxy.server import create_app, run_until_stopped, serve
 
     runtime = Runtime(config)
     runner = await serve(
@@ -111,14 +111,7 @@ async def _serve(config: CordConfig) -> None:
         f"(ensembles: {', '.join(runtime.ensemble_names)}); Ctrl-C stops",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await run_until_stopped(runner)
 
 
 def _local_teacher(port: int) -> tuple[str, object]:
