@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +37,7 @@ from cord_proxy.decoding.trace import (
     TeacherUsage,
 )
 from cord_proxy.errors import DecodeError, TeacherError
+from cord_proxy.teachers.affinity import use_routing_key
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 
 # A teacher whose calls fail this often in one request (each call after its own retries,
@@ -67,6 +70,7 @@ class Beam:
     log_score: float
     step_number: int
     closed_by: ClosedBy | None = None
+    route: str = ""  # the replica routing key of this beam's line (teachers/affinity.py)
 
 
 @dataclass
@@ -150,6 +154,8 @@ class BeamSearch:
         self._score_cache: dict[tuple[str, str, str], asyncio.Task[SpanScore]] = {}
         self._certain = 0
         self._prompt_tokens = 0
+        self._decode_key = uuid.uuid4().hex[:12]
+        self._routes = itertools.count()
 
     async def run(self) -> DecodeResult:
         started = time.perf_counter()
@@ -176,7 +182,7 @@ class BeamSearch:
         )
 
     async def _search(self) -> tuple[list[FinishedTrace], float]:
-        live = [Beam(0, THINK_OPEN, self.segmenter.opening(1), [], 0, 0.0, 1)]
+        live = [Beam(0, THINK_OPEN, self.segmenter.opening(1), [], 0, 0.0, 1, None, self._route())]
         finished: list[Beam] = []
         answers: list[asyncio.Task[FinishedTrace | None]] = []
         async with asyncio.TaskGroup() as group:
@@ -254,6 +260,7 @@ class BeamSearch:
         candidates: list[Candidate],
         merged: dict[tuple[int, str, bool], Candidate],
     ) -> None:
+        use_routing_key(beam.route)
         proposals = await self._propose(step, beam, teacher)
         fresh: list[Candidate] = []
         for index, proposal in enumerate(proposals):
@@ -388,12 +395,21 @@ class BeamSearch:
             records = [c.record(selected=c in chosen) for c in candidates]
         live: list[Beam] = []
         done: list[Beam] = []
+        taken: set[str] = set()
         for index, candidate in enumerate(chosen):
             for name in candidate.proposers:
                 self.usage[name].selected += 1
             beam = self._extend(index, candidate, records)
+            # The best child keeps its parent's key (and replica, whose cache holds the
+            # parent's trace); every other child starts a key of its own.
+            route = candidate.beam.route
+            beam.route = route if route not in taken else self._route()
+            taken.add(beam.route)
             (done if beam.closed_by else live).append(beam)
         return live, done
+
+    def _route(self) -> str:
+        return f"{self._decode_key}-{next(self._routes)}"
 
     def _extend(
         self, index: int, candidate: Candidate, records: list[CandidateRecord] | None
@@ -430,6 +446,7 @@ class BeamSearch:
 
     async def _answer(self, beam: Beam) -> FinishedTrace | None:
         """The final answer, written by the teacher of the last step (others if it fails)."""
+        use_routing_key(beam.route)
         last = beam.steps[-1].proposers[0] if beam.steps else self.proposers[0].name
         ordered = sorted(
             (t for t in self.proposers if t.name not in self.dropped), key=lambda t: t.name != last

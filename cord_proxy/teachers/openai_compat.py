@@ -28,6 +28,7 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.base import (
     CallStats,
     FinishReason,
@@ -239,7 +240,9 @@ class OpenAICompatTeacher:
         async with self._slots:
             try:
                 async with self._client().post(
-                    self._base_url + path, data=orjson.dumps(body), headers=self._headers
+                    self._base_url + path,
+                    data=orjson.dumps(body),
+                    headers={**self._headers, **routing_headers()},
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
