@@ -90,6 +90,7 @@ def start_router(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CORD_ROUTER_PORT": str(port),
         "CORD_ROUTER_POLICY": policy,
+        "CORD_ROUTER_METRICS_PORT": str(free_port()),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(

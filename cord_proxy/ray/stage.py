@@ -142,8 +142,11 @@ class CordStage:
 
 
 def _drop_nulls(row: dict[str, Any]) -> dict[str, Any]:
-    """Columnar input gives every row every column; a problem has only its own fields."""
-    return {k: v for k, v in row.items() if v is not None}
+    """Columnar input gives every row every column, and every ``cord`` object every field
+    any row set (as None): a problem has only its own fields."""
+    return {
+        k: _drop_nulls(v) if isinstance(v, dict) else v for k, v in row.items() if v is not None
+    }
 
 
 def failure_row(problem_id: Any, error: ProblemFailed, attempts: int) -> dict[str, Any]:

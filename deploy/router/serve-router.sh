@@ -5,6 +5,10 @@
 #   deploy/router/serve-router.sh http://gpu-1:8000 http://gpu-2:8000
 #   CORD_ROUTER_PORT=8600 CORD_ROUTER_POLICY=round_robin deploy/router/serve-router.sh URL...
 #
+# Environment: CORD_ROUTER_HOST (127.0.0.1), CORD_ROUTER_PORT (8500), CORD_ROUTER_POLICY
+# (consistent_hash), CORD_ROUTER_METRICS_PORT (29000: the router's own Prometheus page; give
+# each router on one host its own), CORD_ROUTER_TIMEOUT (3600 s), VLLM_ROUTER (the binary).
+#
 # Replica URLs are server roots (no /v1). The default policy, consistent_hash, sends every
 # call carrying one X-Session-ID to one replica; cord-proxy sends one such key per beam
 # (cord_proxy/teachers/affinity.py), so a beam's proposals, scores and answer find its
@@ -27,6 +31,7 @@ exec "$ROUTER" \
   --port "${CORD_ROUTER_PORT:-8500}" \
   --policy "${CORD_ROUTER_POLICY:-consistent_hash}" \
   --worker-urls "$@" \
+  --prometheus-port "${CORD_ROUTER_METRICS_PORT:-29000}" \
   --request-timeout-secs "${CORD_ROUTER_TIMEOUT:-3600}" \
   --health-check-interval-secs 10 \
   --log-level "${CORD_ROUTER_LOG_LEVEL:-warning}"

@@ -1,4 +1,4 @@
-"""The shard files of `distill --ray`: which ids count as done, and the merge into the output."""
+"""`distill --ray` without Ray: which ids count as done, the merge of shards, row cleaning."""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ def test_merge_keeps_the_first_record_of_each_id_and_removes_the_shards(tmp_path
     ]
     assert shard_files(output) == []
     assert merge_shards(output) == 0
+
+
+def test_columnar_nulls_are_not_options() -> None:
+    from cord_proxy.ray.stage import _drop_nulls
+
+    row = {"id": 1, "question": "q", "messages": None, "cord": {"max_steps": 2, "beam_width": None}}
+    assert _drop_nulls(row) == {"id": 1, "question": "q", "cord": {"max_steps": 2}}
