@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "deploy" / "router" / "serve-router.sh"
 MODEL = "gemma3-270m"
 POLICIES = ("consistent_hash", "round_robin")
+ROUTER_START_S = 180.0
 COUNTERS = {
     "requests": "vllm:request_success_total",
     "queries": "vllm:prefix_cache_queries_total",
@@ -96,7 +97,7 @@ def start_router(
         proc = subprocess.Popen(
             ["bash", str(LAUNCHER), *replicas], stdout=out, stderr=subprocess.STDOUT, env=env
         )
-    deadline = time.monotonic() + 60.0
+    deadline = time.monotonic() + ROUTER_START_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"vllm-router exited: {log.read_text(errors='replace')[-2000:]}")
@@ -107,7 +108,7 @@ def start_router(
             pass
         time.sleep(0.5)
     stop(proc)
-    raise RuntimeError("vllm-router did not answer /v1/models within 60 s")
+    raise RuntimeError(f"vllm-router did not answer /v1/models within {ROUTER_START_S:g} s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -124,7 +125,7 @@ def start_replicas(count: int) -> list[LocalTeacherServer]:
     prepare()
     servers = [LocalTeacherServer() for _ in range(count)]
     with ThreadPoolExecutor(count) as pool:
-        list(pool.map(lambda s: s.start(port=free_port()), servers))
+        list(pool.map(lambda s: s.start(port=free_port(), timeout=900.0), servers))
     return servers
 
 

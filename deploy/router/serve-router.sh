@@ -33,5 +33,7 @@ exec "$ROUTER" \
   --worker-urls "$@" \
   --prometheus-port "${CORD_ROUTER_METRICS_PORT:-29000}" \
   --request-timeout-secs "${CORD_ROUTER_TIMEOUT:-3600}" \
+  --worker-startup-check-interval 2 \
   --health-check-interval-secs 10 \
+  --health-check-timeout-secs 30 \
   --log-level "${CORD_ROUTER_LOG_LEVEL:-warning}"
