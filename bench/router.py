@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +120,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_replicas(count: int) -> list[LocalTeacherServer]:
-    """`count` local teachers on free ports, started at once."""
+    """`count` local teachers on free ports, one after the other.
+
+    From this thread: a local teacher is stopped when the thread that started it ends.
+    """
     prepare()
-    servers = [LocalTeacherServer() for _ in range(count)]
-    with ThreadPoolExecutor(count) as pool:
-        list(pool.map(lambda s: s.start(port=free_port(), timeout=900.0), servers))
+    servers: list[LocalTeacherServer] = []
+    try:
+        for _ in range(count):
+            servers.append(LocalTeacherServer().start(port=free_port(), timeout=900.0))
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
     return servers
 
 
