@@ -146,9 +146,16 @@ def teachers_at(base_url: str) -> list[OpenAICompatTeacher]:
     ]
 
 
+# vLLM CPU caches prefixes in blocks of 128 tokens: a few hundred tokens of shared context
+# (as real reasoning prompts have) give a beam's later calls whole blocks to hit.
+FACTS = " ".join(f"Fact {i}: {i} plus {i} is {2 * i}." for i in range(1, 41))
+
+
 def problems(first: int, count: int) -> list[tuple[str, str]]:
-    return [(f"What is {a} + {a + 7}? Think step by step.", str(2 * a + 7)) for a in
-            range(first, first + count)]  # fmt: skip
+    return [
+        (f"{FACTS}\nProblem {a}: what is {a} + {a + 7}? Think step by step.", str(2 * a + 7))
+        for a in range(first, first + count)
+    ]
 
 
 async def run_decodes(
@@ -229,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--step-tokens", type=int, default=24)
+    parser.add_argument(
+        "--replica-urls", nargs=2, help="two running replicas (server roots) instead of new ones"
+    )
     args = parser.parse_args(argv)
     options = DecodeOptions(
         beam_width=args.beam_width,
@@ -238,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         answer_budget=12,
         seed=7,
     )
-    servers = start_replicas(2)
+    servers = [] if args.replica_urls else start_replicas(2)
     try:
-        replicas = [s.base_url.removesuffix("/v1") for s in servers]
+        replicas = args.replica_urls or [s.base_url.removesuffix("/v1") for s in servers]
         runs = [
             measure(p, replicas, problems(10 + 100 * i, args.decodes), options)
             for i, p in enumerate(POLICIES)

@@ -8,6 +8,7 @@ The replicas (about 5.5 GB each) are started here only, with the smallest budget
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -32,17 +33,31 @@ ONE_BEAM = DecodeOptions(
     beam_width=1, max_steps=2, max_step_tokens=12, thinking_budget=24, answer_budget=6, seed=3
 )
 TWO_BEAMS = ONE_BEAM.model_copy(update={"beam_width": 2})
+# vLLM CPU caches prefixes in blocks of 128 tokens: a question of a few hundred tokens
+# gives a beam's later calls whole blocks to hit.
+FACTS = " ".join(f"Fact {i}: {i} plus {i} is {2 * i}." for i in range(1, 41))
+
+
+def _question(a: int, b: int) -> str:
+    return f"{FACTS}\nUsing the facts if they help, what is {a} + {b}?"
 
 
 def _router_binary() -> str:
     found = shutil.which("vllm-router", path=str(Path(sys.executable).parent))
-    assert found, "vllm-router is not installed: pip install vllm-router==0.1.17 (.ci/run does)"
+    assert found, "vllm-router is not installed: bash scripts/setup.sh installs it"
     return found
 
 
 @pytest.fixture(scope="module")
 def replicas() -> Iterator[list[str]]:
+    """Two replicas started here, or CORD_TEST_REPLICA_URLS (two running server roots)."""
     _router_binary()
+    given = os.environ.get("CORD_TEST_REPLICA_URLS")
+    if given:
+        urls = given.split()
+        assert len(urls) == 2 and all(replica_counts(u) for u in urls)
+        yield urls
+        return
     servers = start_replicas(2)
     try:
         yield [s.base_url.removesuffix("/v1") for s in servers]
@@ -89,8 +104,8 @@ def test_consistent_hash_keeps_each_beam_on_one_replica(
     root = f"http://127.0.0.1:{port}"
     try:
         _check_routes(root)
-        one = _decode_on(root + "/v1", replicas, "What is 3 + 4?", ONE_BEAM)
-        two = _decode_on(root + "/v1", replicas, "What is 2 + 5?", TWO_BEAMS)
+        one = _decode_on(root + "/v1", replicas, _question(3, 4), ONE_BEAM)
+        two = _decode_on(root + "/v1", replicas, _question(2, 5), TWO_BEAMS)
     finally:
         stop(router)
     print(f"\nconsistent_hash, B=1: requests {[c.requests for c in one]}, "
@@ -109,7 +124,7 @@ def test_round_robin_spreads_one_beam_over_both_replicas(
     port = free_port()
     router = start_router("round_robin", replicas, port, tmp_path / "router.log")
     try:
-        one = _decode_on(f"http://127.0.0.1:{port}/v1", replicas, "What is 1 + 6?", ONE_BEAM)
+        one = _decode_on(f"http://127.0.0.1:{port}/v1", replicas, _question(1, 6), ONE_BEAM)
     finally:
         stop(router)
     print(f"\nround_robin, B=1: requests {[c.requests for c in one]}, "
