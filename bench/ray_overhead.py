@@ -37,7 +37,7 @@ def write_problems(path: Path, count: int) -> None:
 
 
 def run_distill(
-    folder: Path, name: str, teacher: str, concurrency: int, ray: bool
+    folder: Path, name: str, teacher: str, concurrency: int, ray: str | None
 ) -> tuple[float, float]:
     """(command wall s, the summary's run wall s) of one distill into a fresh output."""
     command = [
@@ -46,7 +46,7 @@ def run_distill(
         "--teacher-url", teacher, "--concurrency", str(concurrency), "--cord", json.dumps(CORD),
     ]  # fmt: skip
     if ray:
-        command += ["--ray", "local", "--ray-actors", "2"]
+        command += ["--ray", ray, "--ray-actors", "2"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -62,15 +62,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--teacher-url", default="http://127.0.0.1:8401/v1")
+    parser.add_argument(
+        "--ray-address",
+        default="local",
+        help="'local' (a Ray instance started per run) or a running cluster (`ray start --head`)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as name:
         folder = Path(name)
         write_problems(folder / "problems.jsonl", args.problems)
-        arms = [("in-process", False), ("ray-local", True)]
+        arms = [("in-process", None), (f"ray {args.ray_address}", args.ray_address)]
         results = {
             n: run_distill(folder, n, args.teacher_url, args.concurrency, r) for n, r in arms
         }
-    base, ray = results["in-process"], results["ray-local"]
+    base, ray = results["in-process"], results[f"ray {args.ray_address}"]
     print(f"{args.problems} problems, total concurrency {args.concurrency}")
     print("| arm | command wall s | run wall s (summary) |")
     print("|---|---|---|")
