@@ -1,6 +1,6 @@
 """vLLM Router in front of two local vLLM teacher replicas: consistent_hash against round_robin.
 
-    .venv/bin/python -m bench.router [--decodes 4] [--beam-width 2] [--max-steps 3]
+    .venv/bin/python -m bench.router [--decodes 4] [--beam-width 2] [--max-steps 4]
 
 Starts two replicas of the local CPU teacher (about 5.5 GB each) and, for each policy, a
 `vllm-router` (deploy/router/serve-router.sh) over them; runs the same number of CoRD decodes
@@ -34,7 +34,7 @@ from cord_proxy.teachers import OpenAICompatTeacher
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "deploy" / "router" / "serve-router.sh"
 MODEL = "gemma3-270m"
-POLICIES = ("consistent_hash", "round_robin")
+POLICIES = ("consistent_hash", "round_robin", "cache_aware")
 ROUTER_START_S = 180.0
 COUNTERS = {
     "requests": "vllm:request_success_total",
@@ -146,14 +146,15 @@ def teachers_at(base_url: str) -> list[OpenAICompatTeacher]:
     ]
 
 
-# vLLM CPU caches prefixes in blocks of 128 tokens: a few hundred tokens of shared context
-# (as real reasoning prompts have) give a beam's later calls whole blocks to hit.
-FACTS = " ".join(f"Fact {i}: {i} plus {i} is {2 * i}." for i in range(1, 41))
-
-
 def problems(first: int, count: int) -> list[tuple[str, str]]:
+    """`count` problems that share a few hundred tokens of context (as real prompts do).
+
+    vLLM CPU caches prefixes in blocks of 128 tokens, so the context gives every call whole
+    blocks to hit. Each `first` gets its own context: one policy never finds another's.
+    """
+    facts = " ".join(f"Fact {i}: {i} plus {i} is {2 * i}." for i in range(first, first + 40))
     return [
-        (f"{FACTS}\nProblem {a}: what is {a} + {a + 7}? Think step by step.", str(2 * a + 7))
+        (f"{facts}\nProblem {a}: what is {a} + {a + 7}? Think step by step.", str(2 * a + 7))
         for a in range(first, first + count)
     ]
 
@@ -234,8 +235,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decodes", type=int, default=4)
     parser.add_argument("--beam-width", type=int, default=2)
-    parser.add_argument("--max-steps", type=int, default=3)
-    parser.add_argument("--step-tokens", type=int, default=24)
+    parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--step-tokens", type=int, default=48)
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=POLICIES[:2])
     parser.add_argument(
         "--replica-urls", nargs=2, help="two running replicas (server roots) instead of new ones"
     )
@@ -252,8 +254,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         replicas = args.replica_urls or [s.base_url.removesuffix("/v1") for s in servers]
         runs = [
-            measure(p, replicas, problems(10 + 100 * i, args.decodes), options)
-            for i, p in enumerate(POLICIES)
+            measure(p, replicas, problems(10 + 100 * POLICIES.index(p), args.decodes), options)
+            for p in args.policies
         ]
     finally:
         for server in servers:
