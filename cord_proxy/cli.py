@@ -76,6 +76,17 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
         default="CORD_PROXY_API_KEY",
         help="with --url: the environment variable holding the proxy's key",
     )
+    distill.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode on Ray (pip install 'cord-proxy[ray]'): 'local' starts a local instance, "
+        "otherwise the address of a running cluster (see deploy/scaling.md)",
+    )
+    distill.add_argument(
+        "--ray-actors", type=int, default=2, help="with --ray: actors sharing --concurrency"
+    )
     distill.add_argument("--log-level", default="warning")
 
     export = commands.add_parser("export", help="convert trace records to a training format")

@@ -29,6 +29,7 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import (
     CallStats,
@@ -316,7 +317,7 @@ class OpenAICompatTeacher:
         async with self._slots:
             try:
                 async with self._client().post(
-                    url, data=orjson.dumps(body), headers=self._headers
+                    url, data=orjson.dumps(body), headers={**self._headers, **routing_headers()}
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
