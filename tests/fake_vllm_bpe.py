@@ -29,8 +29,10 @@ from tokenizers import Tokenizer
 
 MODEL = "deepseek-bpe"
 MAX_MODEL_LEN = 2048
-BOS = "<｜begin▁of▁sentence｜>"
-EOS = "<｜end▁of▁sentence｜>"
+BOS = "<\uff5cbegin\u2581of\u2581sentence\uff5c>"
+EOS = "<\uff5cend\u2581of\u2581sentence\uff5c>"
+USER = "<\uff5cUser\uff5c>"
+ASSISTANT = "<\uff5cAssistant\uff5c>"
 PROPOSAL = " Then we add them.\n\n"
 # tokenize_drops_last_token: /tokenize disagrees with the model's tokenizer (one id short).
 # detokenize_drops_last_char: /detokenize loses the last character of what it decodes.
@@ -105,14 +107,14 @@ def render_chat(
         role, content = message.get("role"), str(message.get("content") or "")
         last = index == len(messages) - 1
         if role == "user":
-            parts.append(f"<｜User｜>{content}")
+            parts.append(USER + content)
         elif role == "assistant":
             closed = not (last and continue_final)
-            parts.append(f"<｜Assistant｜>{content}" + (EOS if closed else ""))
+            parts.append(ASSISTANT + content + (EOS if closed else ""))
         else:
             parts.append(content)
     if add_generation and not continue_final:
-        parts.append("<｜Assistant｜>")
+        parts.append(ASSISTANT)
     return "".join(parts)
 
 

@@ -55,7 +55,7 @@ PAIRS: dict[str, tuple[str, str]] = {
     "mid-word": (OPENING + "The final ans", "wer is 42."),
     "one-token": (OPENING + "The final answer is 42", "."),
     "newline": (OPENING + "The product is 42.", "\n\n### Step 3. Done."),
-    "minus-sign": (OPENING + "The result is ", "−3 (minus three)."),
+    "minus-sign": (OPENING + "The result is ", "\u22123 (minus three)."),
     "thirty-tokens": (OPENING, LONG_TARGET),
 }
 

@@ -12,19 +12,28 @@ from typing import Any
 
 import pytest
 
-from cord_proxy.config import ChatPrompt, TeacherConfig, TemplatePrompt
 from cord_proxy import errors
+from cord_proxy.config import ChatPrompt, TeacherConfig, TemplatePrompt
 from cord_proxy.errors import TeacherError
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
-from tests.fake_vllm_bpe import MODEL, FakeVllmBpe, render_chat, scripted_logprob
+from tests.fake_vllm_bpe import (
+    ASSISTANT,
+    BOS,
+    EOS,
+    MODEL,
+    USER,
+    FakeVllmBpe,
+    render_chat,
+    scripted_logprob,
+)
 
 DEEPSEEK_TEMPLATE = TemplatePrompt(
-    system="<｜begin▁of▁sentence｜>{content}",
-    user="<｜User｜>{content}",
-    assistant="<｜Assistant｜>{content}<｜end▁of▁sentence｜>",
-    assistant_open="<｜Assistant｜>",
+    system=BOS + "{content}",
+    user=USER + "{content}",
+    assistant=ASSISTANT + "{content}" + EOS,
+    assistant_open=ASSISTANT,
 )
 CONVERSATION = [Message(role="user", content="How many elements has the field F_7?")]
 PREFIX = "<think>\nA prime field has p elements.\n</think>\n\nThe final answer is "
