@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-scoring", action="store_true", help="skip the scoring-cost arm")
     p.add_argument("--scoring-contexts", help="comma-separated context sizes (200,800,1600)")
     p.add_argument("--scoring-runs", type=int, help="runs per figure, the median is kept (3)")
+    p.add_argument("--scoring-methods", help="comma-separated methods (cached,prompt_logprobs)")
     p.add_argument("--scoring-mode", choices=["reference", "step"], help="target (reference)")
     p.add_argument("--skip-long", action="store_true", help="skip the long-decode arm")
     p.add_argument("--long-steps", type=int, help="max steps of the long decode (14)")
@@ -163,7 +164,10 @@ def _csv(text: str | None, kind: type) -> tuple[Any, ...] | None:
 def scoring_settings(args: argparse.Namespace) -> ScoringSettings:
     quick = {"contexts": (200, 800), "runs": 1} if args.quick else {}
     given = _given(
-        contexts=_csv(args.scoring_contexts, int), runs=args.scoring_runs, mode=args.scoring_mode
+        contexts=_csv(args.scoring_contexts, int),
+        runs=args.scoring_runs,
+        mode=args.scoring_mode,
+        methods=_csv(args.scoring_methods, str),
     )
     return ScoringSettings(base_url=args.real_url, model=args.real_model, **{**quick, **given})
 
