@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring-methods", help="comma-separated methods (cached,prompt_logprobs)")
     p.add_argument("--scoring-mode", choices=["reference", "step"], help="target (reference)")
     p.add_argument("--skip-long", action="store_true", help="skip the long-decode arm")
-    p.add_argument("--long-steps", type=int, help="max steps of the long decode (14)")
+    p.add_argument("--long-steps", type=int, help="max steps of the long decode (16)")
     p.add_argument("--long-step-tokens", type=int, help="tokens per step of the long decode (64)")
     p.add_argument("--long-methods", help="comma-separated methods (cached,prompt_logprobs)")
     p.add_argument(

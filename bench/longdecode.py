@@ -19,7 +19,7 @@ from cord_proxy import DecodeOptions, decode
 from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.teachers import Message, OpenAICompatTeacher
 
-PENS = 64
+PENS = 72
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class LongSettings:
     methods: tuple[ScoreMethod, ...] = ("cached", "prompt_logprobs")
     beam_width: int = 2
     teachers: int = 3
-    max_steps: int = 14
+    max_steps: int = 16
     step_tokens: int = 64
     answer_tokens: int = 16
     seed: int = 7
@@ -37,7 +37,7 @@ class LongSettings:
 
 
 def long_question() -> tuple[str, str]:
-    """A question of about 700 tokens and its answer."""
+    """A question of about 750 tokens and its answer."""
     counts = [3 + (i * 7) % 9 for i in range(1, PENS + 1)]
     rows = "\n".join(f"- Pen {i}: {c} cows" for i, c in enumerate(counts, start=1))
     text = (
