@@ -27,7 +27,7 @@ from cord_proxy.errors import ConfigError
 from cord_proxy.teachers.capabilities import litellm_score_problem
 
 Role = Literal["propose", "score"]
-ScoreMethod = Literal["auto", "prompt_logprobs", "echo"]
+ScoreMethod = Literal["auto", "cached", "prompt_logprobs", "echo"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$"
 SECRET_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 

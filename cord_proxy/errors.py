@@ -16,6 +16,7 @@ Every error the proxy can report maps to an OpenAI error object
     |   +-- TeacherTimeoutError (504)
     |   +-- TeacherHTTPError                               the teacher answered an error status
     |   +-- TeacherProtocolError                           malformed JSON or missing fields
+    |   |   +-- SpanMismatchError                          scored tokens do not spell the target
     |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
     +-- DecodeError (502, decode_error)                    no candidate survived a step
         +-- DecodeTimeoutError (504)                       over the server's request_timeout
@@ -117,6 +118,12 @@ class TeacherHTTPError(TeacherError):
 
 class TeacherProtocolError(TeacherError):
     code = "teacher_protocol_error"
+
+
+class SpanMismatchError(TeacherProtocolError):
+    """The tokens picked as a scored span do not decode to the target text: never scored."""
+
+    code = "span_mismatch"
 
 
 class TeacherCapabilityError(TeacherError):

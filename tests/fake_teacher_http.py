@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests import fake_vllm_wire as wire
+
 DELAYS = {"fast": 0.0, "slow": 30.0}
 
 
@@ -49,6 +51,9 @@ class CountingFakeTeacher:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/detokenize", self._detokenize)
         app.router.add_get("/v1/models", self._models)
         self.runner = web.AppRunner(app, handler_cancellation=True)
         await self.runner.setup()
@@ -81,9 +86,15 @@ class CountingFakeTeacher:
             raise
         finally:
             self.in_flight -= 1
-        if body.get("prompt_logprobs") is not None:
-            return web.json_response(_scored(body))
+        if wire.is_scoring(body):
+            return web.json_response(wire.score_completion(body, lambda _t, _p: -0.25))
         return web.json_response(_proposed(body))
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        return web.json_response(wire.tokenize(await request.json()))
+
+    async def _detokenize(self, request: web.Request) -> web.Response:
+        return web.json_response(wire.detokenize(await request.json()))
 
 
 def _proposed(body: dict[str, Any]) -> dict[str, Any]:
@@ -102,19 +113,4 @@ def _proposed(body: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "choices": choices,
         "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n},
-    }
-
-
-def _scored(body: dict[str, Any]) -> dict[str, Any]:
-    text = body["messages"][-1]["content"]
-    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
-    entries: list[Any] = [None] + [
-        {str(i): {"logprob": -0.25, "rank": 1, "decoded_token": p}} for i, p in enumerate(pieces)
-    ]
-    return {
-        "object": "chat.completion",
-        "prompt_logprobs": entries,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}
-        ],
     }

@@ -77,6 +77,7 @@ class Candidate:
     proposers: list[str]
     closes: ClosedBy | None
     parts: list[ScorerPart] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
     log_score: float | None = None
     ready_at: float = 0.0
 
@@ -147,7 +148,8 @@ class BeamSearch:
         self.failures: list[StepFailure] = []
         self.dropped: list[str] = []
         self.rounds: list[RoundTiming] = []
-        self._score_cache: dict[tuple[str, str, str], asyncio.Task[SpanScore]] = {}
+        self._round_scores: dict[tuple[str, str, str], asyncio.Task[SpanScore | None]] = {}
+        self._score_strikes: dict[str, int] = {}
         self._certain = 0
         self._prompt_tokens = 0
 
@@ -160,8 +162,7 @@ class BeamSearch:
             # an ExceptionGroup (after cancelling the answers in flight): raise it bare.
             raise failed.exceptions[0] from None
         finally:
-            for task in self._score_cache.values():
-                task.cancel()
+            self._end_round_scores()
         return DecodeResult(
             traces=sorted(traces, key=lambda t: -t.log_score),
             score_mode="reference" if self.reference is not None else "step",
@@ -222,9 +223,10 @@ class BeamSearch:
                     group.create_task(
                         self._propose_and_score(step, beam, order, teacher, candidates, merged)
                     )
-        if self.reference is None:
-            for candidate in candidates:
-                self._exclude_proposers(candidate)
+        left_out = self._left_out(candidates)
+        for candidate in candidates:
+            self._rejudge(candidate, left_out)
+        self._end_round_scores()
         ready = [c.ready_at - started for c in candidates if c.log_score is not None]
         self.rounds.append(
             RoundTiming(
@@ -232,18 +234,53 @@ class BeamSearch:
                 wall_s=time.perf_counter() - started,
                 critical_s=max(ready, default=0.0),
                 candidates=len(candidates),
+                scorers_left_out=left_out,
             )
         )
         return candidates
 
-    def _exclude_proposers(self, candidate: Candidate) -> None:
-        """In step mode a merged candidate's later proposers may have scored it: drop those."""
-        kept = [p for p in candidate.parts if p.scorer not in candidate.proposers]
-        if kept and len(kept) < len(candidate.parts):
-            candidate.parts = kept
-            candidate.log_score = weighted_mean(
-                [p.mean_logprob for p in kept], [p.weight for p in kept]
-            )
+    @staticmethod
+    def _left_out(candidates: Sequence[Candidate]) -> list[str]:
+        """The scorers that failed on some candidate of the round, to leave out for all.
+
+        When that would leave no scorer at all, none is left out: the candidates a scorer
+        failed on go unranked instead, and the rest keep the same, full set of judges.
+        """
+        failed = set().union(*(c.missing for c in candidates))
+        judging = {p.scorer for c in candidates for p in c.parts}
+        if failed and not judging - failed:
+            for candidate in candidates:
+                if candidate.missing:
+                    candidate.parts, candidate.log_score = [], None
+            return []
+        return sorted(failed)
+
+    def _rejudge(self, candidate: Candidate, left_out: Sequence[str]) -> None:
+        """Rank every candidate of a round by the same scorers.
+
+        The round's failed scorers are left out of every candidate. In step mode a merged
+        candidate's later proposers may have scored it: those parts go too.
+        """
+        excluded = set(left_out)
+        if self.reference is None:
+            excluded.update(candidate.proposers)
+        kept = [p for p in candidate.parts if p.scorer not in excluded]
+        if len(kept) == len(candidate.parts):
+            return
+        if self.reference is None and not kept and not left_out:
+            return  # a lone teacher scores its own proposals (scoring.step_scorers)
+        candidate.parts = kept
+        candidate.log_score = (
+            weighted_mean([p.mean_logprob for p in kept], [p.weight for p in kept])
+            if kept
+            else None
+        )
+
+    def _end_round_scores(self) -> None:
+        """Score state lives for one round: free it, and cancel what is still running."""
+        for task in self._round_scores.values():
+            task.cancel()
+        self._round_scores.clear()
 
     async def _propose_and_score(
         self,
@@ -317,6 +354,8 @@ class BeamSearch:
 
     async def _score(self, step: int, candidate: Candidate) -> None:
         prefix, target, names = self._score_question(candidate)
+        # Eq. 3 is the per-token mean; per-byte normalisation is for step mode only.
+        normalisation = self.options.score_normalisation if self.reference is None else "token"
         parts: list[ScorerPart] = []
         for name, span in zip(
             names,
@@ -326,14 +365,15 @@ class BeamSearch:
             strict=True,
         ):
             if span is None:
+                candidate.missing.add(name)
                 continue
-            value = normalised_logprob(span.logprobs, target, self.options.score_normalisation)
             parts.append(
                 ScorerPart(
                     scorer=name,
-                    mean_logprob=value,
+                    mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
                     tokens=len(span.logprobs),
                     weight=self.weights.get(name, 1.0),
+                    method=span.method,
                 )
             )
         if parts:
@@ -357,20 +397,33 @@ class BeamSearch:
         return next(s for s in self.scorers if s.name == name)
 
     async def _span(self, step: int, scorer: Teacher, prefix: str, target: str) -> SpanScore | None:
-        if scorer.name in self.dropped:
+        """One scorer's reading of a span, or None when its endpoint failed or is retired.
+
+        Teachers that share an endpoint, model and prompt format share one call per round.
+        """
+        identity = scorer.score_identity
+        retired = self._score_strikes.get(identity, 0) >= DROP_AFTER_FAILURES
+        if retired or scorer.name in self.dropped:
             return None
-        key = (scorer.score_identity, prefix, target)
-        usage = self.usage[scorer.name]
-        task = self._score_cache.get(key)
+        key = (identity, prefix, target)
+        task = self._round_scores.get(key)
         if task is None:
-            task = asyncio.ensure_future(scorer.score(self.conversation, prefix, target))
-            self._score_cache[key] = task
-            usage.score_calls += 1
+            task = asyncio.ensure_future(self._shared_span(step, scorer, prefix, target))
+            self._round_scores[key] = task
+        return await asyncio.shield(task)
+
+    async def _shared_span(
+        self, step: int, scorer: Teacher, prefix: str, target: str
+    ) -> SpanScore | None:
+        """The call behind `_span`: counted, and its failure recorded, once."""
+        usage = self.usage[scorer.name]
+        usage.score_calls += 1
         try:
-            span = await task
+            span = await scorer.score(self.conversation, prefix, target)
         except TeacherError as error:
-            self._fail(step, scorer.name, "score", error)
+            self._fail_score(step, scorer, error)
             return None
+        self._score_strikes[scorer.score_identity] = 0
         if not span.logprobs:
             return None
         usage.score_tokens += span.context_tokens + len(span.logprobs)
@@ -480,6 +533,21 @@ class BeamSearch:
         )
         if usage.failures >= DROP_AFTER_FAILURES and teacher not in self.dropped:
             self.dropped.append(teacher)
+
+    def _fail_score(self, step: int, scorer: Teacher, error: TeacherError) -> None:
+        """A failed scoring call counts once, against its endpoint; it never drops a proposer.
+
+        An endpoint whose scoring calls fail `DROP_AFTER_FAILURES` times in a row scores no
+        more in this decode.
+        """
+        self.usage[scorer.name].failures += 1
+        self.failures.append(
+            StepFailure.model_validate(
+                {"step": step, "teacher": scorer.name, "role": "score", "error": error.message}
+            )
+        )
+        identity = scorer.score_identity
+        self._score_strikes[identity] = self._score_strikes.get(identity, 0) + 1
 
     def _report(self, step: int, live: list[Beam], finished: list[Beam]) -> None:
         beams = [*live, *finished]

@@ -15,8 +15,9 @@ class ScorerPart(BaseModel):
 
     scorer: str
     mean_logprob: float
-    tokens: int
+    tokens: int = Field(description="how many target tokens the scorer read")
     weight: float
+    method: str | None = Field(None, description="how the log-probabilities were read")
 
 
 class CandidateRecord(BaseModel):
@@ -91,6 +92,10 @@ class RoundTiming(BaseModel):
     wall_s: float
     critical_s: float
     candidates: int
+    scorers_left_out: list[str] = Field(
+        default_factory=list,
+        description="scorers that failed in this round: every candidate is ranked without them",
+    )
 
 
 class DecodeResult(BaseModel):

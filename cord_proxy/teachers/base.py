@@ -35,13 +35,22 @@ class Proposal:
     cost_usd: float = 0.0
 
 
+ScoreMethodName = Literal["cached", "prompt_logprobs", "echo", "scripted"]
+
+
 @dataclass(frozen=True)
 class SpanScore:
-    """Log-probabilities of exactly the tokens of a target span after a prefix."""
+    """Log-probabilities of exactly the tokens of a target span after a prefix.
+
+    `token_ids` are the span's ids in the teacher's own tokenizer, `context_tokens` the
+    number of prompt tokens before it, and `method` how the values were read.
+    """
 
     tokens: tuple[str, ...]
     logprobs: tuple[float, ...]
     context_tokens: int = 0
+    token_ids: tuple[int, ...] = ()
+    method: ScoreMethodName = "scripted"
 
     @property
     def mean_logprob(self) -> float:

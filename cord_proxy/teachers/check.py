@@ -11,6 +11,7 @@ import httpx
 from cord_proxy.config import TeacherConfig, resolve_secret
 from cord_proxy.errors import CordError
 from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 PROBE = [Message(role="user", content="Reply with OK.")]
 
@@ -26,6 +27,7 @@ class TeacherCheck:
     can_score: bool | None
     latency_s: float | None
     error: str | None = None
+    score_method: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,8 +80,10 @@ async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck
             can_propose, error = False, failure.message
     latency = time.perf_counter() - started
     can_score: bool | None = None
+    method: str | None = None
     if teacher.can_score:
         try:
+            method = await _score_method(teacher)
             await teacher.score(PROBE, "", "OK")
             can_score = True
         except CordError as failure:
@@ -94,7 +98,15 @@ async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck
         can_score=can_score,
         latency_s=latency if can_propose else None,
         error=error,
+        score_method=method,
     )
+
+
+async def _score_method(teacher: Teacher) -> str | None:
+    """How the teacher scores: the configured method, or what the probe chose and why."""
+    if not isinstance(teacher, OpenAICompatTeacher):
+        return None
+    return (await teacher.scoring_choice()).describe()
 
 
 async def check_all(
@@ -118,6 +130,8 @@ def format_checks(checks: list[TeacherCheck]) -> str:
             f"{c.name:<20} {c.kind:<7} {c.model:<24} {mark(c.reachable):<9} "
             f"{mark(c.model_listed):<6} {mark(c.can_propose):<7} {mark(c.can_score):<5} {latency}"
         )
+        if c.score_method:
+            rows.append(f"    scoring: {c.score_method}")
         if c.error:
             rows.append(f"    error: {c.error}")
     return "\n".join(rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -44,9 +45,18 @@ from cord_proxy.teachers.retry import (
     is_retryable_status,
     parse_retry_after,
 )
-from cord_proxy.teachers.spans import span_from_lengths, span_from_offsets
+from cord_proxy.teachers.score_probe import (
+    PROBE_PREFIX,
+    PROBE_QUESTION,
+    PROBE_TARGET,
+    ScoringProbe,
+    judge,
+    refused,
+)
+from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 
 ERROR_BODY_EXCERPT = 300
+log = logging.getLogger("cord_proxy.teachers")
 
 
 class OpenAICompatTeacher:
@@ -60,6 +70,8 @@ class OpenAICompatTeacher:
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._headers = _auth_headers(resolve_secret(config.api_key))
         self._base_url = (config.base_url or "").rstrip("/")
+        self._reader = SpanReader(config.name, config.model, self._base_url, self._post_score)
+        self._probe: asyncio.Future[ScoringProbe] | None = None
 
     @property
     def name(self) -> str:
@@ -75,7 +87,15 @@ class OpenAICompatTeacher:
 
     @property
     def score_identity(self) -> str:
-        return f"{self._base_url}|{self.config.model}|{self.config.prompt.model_dump_json()}"
+        return "|".join(
+            (
+                self._base_url,
+                self.config.model,
+                self.config.prompt.model_dump_json(),
+                self.config.system_prompt or "",
+                self.config.score_method,
+            )
+        )
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -109,12 +129,12 @@ class OpenAICompatTeacher:
         if isinstance(self.config.prompt, TemplatePrompt):
             body["prompt"] = self._render(conversation, prefix)
             body["logprobs"] = 0
-            data = await self._post("/completions", body, kind="propose")
+            data = await self._post(self._base_url + "/completions", body, kind="propose")
             proposals = [_completion_proposal(c, stop) for c in _choices(data, self.name)]
         else:
             body["messages"] = self._messages(conversation, prefix)
             body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
-            data = await self._post("/chat/completions", body, kind="propose")
+            data = await self._post(self._base_url + "/chat/completions", body, kind="propose")
             proposals = [_chat_proposal(c, stop, self.name) for c in _choices(data, self.name)]
         self._count_usage(data)
         return _attach_prompt_tokens(proposals, data)
@@ -124,10 +144,13 @@ class OpenAICompatTeacher:
             raise TeacherCapabilityError(self.name, "this teacher does not have the score role")
         if not target:
             return SpanScore(tokens=(), logprobs=())
-        method = self._score_method()
-        if method == "echo":
-            return await self._score_by_echo(conversation, prefix, target)
-        return await self._score_by_prompt_logprobs(conversation, prefix, target)
+        method = await self.scoring_method()
+        return await self._reader.score(
+            self._tokenize_prompt(conversation, prefix),
+            self._tokenize_prompt(conversation, prefix + target),
+            target,
+            method,
+        )
 
     async def score_many(
         self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
@@ -137,58 +160,45 @@ class OpenAICompatTeacher:
             await asyncio.gather(*(self.score(conversation, r.prefix, r.target) for r in requests))
         )
 
-    def _score_method(self) -> str:
-        method = self.config.score_method
-        if method == "echo" and not isinstance(self.config.prompt, TemplatePrompt):
-            raise TeacherCapabilityError(
-                self.name, "score_method 'echo' needs a proxy-side template prompt"
-            )
-        return "prompt_logprobs" if method == "auto" else method
+    async def scoring_method(self) -> ReadMethod:
+        return (await self.scoring_choice()).method
 
-    async def _score_by_echo(
-        self, conversation: Sequence[Message], prefix: str, target: str
-    ) -> SpanScore:
-        body = {
-            "model": self.config.model,
-            "prompt": self._render(conversation, prefix + target),
-            "max_tokens": 0,
-            "echo": True,
-            "logprobs": 0,
-            "temperature": 0.0,
-        }
-        data = await self._post("/completions", body, kind="score")
-        logprobs = _field(_choices(data, self.name)[0], "logprobs", self.name)
+    async def scoring_choice(self) -> ScoringProbe:
+        """The configured method; for ``auto``, the probe's choice (probed once, kept)."""
+        if self.config.score_method != "auto":
+            return ScoringProbe(self.config.score_method, None, "configured")
+        if self._probe is None or _failed(self._probe):
+            self._probe = asyncio.ensure_future(self.probe_scoring())
+        return await asyncio.shield(self._probe)
+
+    async def probe_scoring(self) -> ScoringProbe:
+        """Score one known span by ``cached`` and ``prompt_logprobs`` and compare them."""
+        conversation = [Message(role="user", content=PROBE_QUESTION)]
+        span = await self._reader.span(
+            self._tokenize_prompt(conversation, PROBE_PREFIX),
+            self._tokenize_prompt(conversation, PROBE_PREFIX + PROBE_TARGET),
+        )
+        reference = await self._reader.read(span, "prompt_logprobs")
         try:
-            return span_from_offsets(
-                logprobs["tokens"], logprobs["token_logprobs"], logprobs["text_offset"], len(target)
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise TeacherProtocolError(self.name, f"unusable echo logprobs: {error}") from None
-
-    async def _score_by_prompt_logprobs(
-        self, conversation: Sequence[Message], prefix: str, target: str
-    ) -> SpanScore:
-        body: dict[str, Any] = {
-            "model": self.config.model,
-            "max_tokens": 1,
-            "prompt_logprobs": 0,
-            "temperature": 0.0,
-        }
-        if isinstance(self.config.prompt, TemplatePrompt):
-            body["prompt"] = self._render(conversation, prefix + target)
-            data = await self._post("/completions", body, kind="score")
-            entries = _field(_choices(data, self.name)[0], "prompt_logprobs", self.name)
+            cached = await self._reader.read(span, "cached")
+        except TeacherError as error:
+            probe = refused(error.message)
         else:
-            body["messages"] = self._messages(conversation, prefix + target)
-            body.update(continue_final_message=True, add_generation_prompt=False)
-            data = await self._post("/chat/completions", body, kind="score")
-            entries = _field(data, "prompt_logprobs", self.name)
-        skipped, tokens, logprobs = _unpack_prompt_tail(entries, len(target), self.name)
-        try:
-            span = span_from_lengths(tokens, logprobs, len(target))
-        except ValueError as error:
-            raise TeacherProtocolError(self.name, str(error)) from None
-        return dataclasses.replace(span, context_tokens=span.context_tokens + skipped)
+            probe = judge(cached, reference)
+        level = logging.INFO if probe.method == "cached" else logging.WARNING
+        log.log(level, "scoring probe", extra={"teacher": self.name, "method": probe.describe()})
+        return probe
+
+    def _tokenize_prompt(self, conversation: Sequence[Message], prefix: str) -> dict[str, Any]:
+        """The ``/tokenize`` body that renders the prompt exactly as the teacher reads it."""
+        if isinstance(self.config.prompt, TemplatePrompt):
+            return {"prompt": self._render(conversation, prefix), "add_special_tokens": True}
+        return {
+            "messages": self._messages(conversation, prefix),
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+            "add_special_tokens": False,
+        }
 
     def _sampling_body(
         self, *, n: int, stop: Sequence[str], max_tokens: int, seed: int | None
@@ -215,11 +225,14 @@ class OpenAICompatTeacher:
         full = with_system_prompt(conversation, self.config.system_prompt)
         return render_template(self.config.prompt, full, prefix)
 
-    async def _post(self, path: str, body: dict[str, Any], *, kind: str) -> dict[str, Any]:
+    async def _post_score(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post(url, body, kind="score")
+
+    async def _post(self, url: str, body: dict[str, Any], *, kind: str) -> dict[str, Any]:
         started = time.perf_counter()
         policy = RetryPolicy(max_retries=self.config.max_retries, deadline_s=self.config.timeout)
         try:
-            return await call_with_retries(lambda _left: self._attempt(path, body), policy)
+            return await call_with_retries(lambda _left: self._attempt(url, body), policy)
         except TeacherError as error:
             self._record_failure(error)
             raise
@@ -234,12 +247,12 @@ class OpenAICompatTeacher:
             else:
                 self.stats.score_calls += 1
 
-    async def _attempt(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _attempt(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One try; a 429, 5xx or lost connection is `Retryable` (retry.py)."""
         async with self._slots:
             try:
                 async with self._client().post(
-                    self._base_url + path, data=orjson.dumps(body), headers=self._headers
+                    url, data=orjson.dumps(body), headers=self._headers
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
@@ -278,6 +291,10 @@ class OpenAICompatTeacher:
         if isinstance(usage, dict):
             self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
             self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> list[Proposal]:
@@ -355,37 +372,3 @@ def _completion_proposal(choice: dict[str, Any], stop: Sequence[str]) -> Proposa
     return Proposal(
         text=choice.get("text") or "", finish_reason=reason, tokens=tokens, stop_string=stop_string
     )
-
-
-def _unpack_prompt_tail(
-    entries: Any, target_chars: int, teacher: str
-) -> tuple[int, list[str], list[float | None]]:
-    """The end of vLLM's ``prompt_logprobs`` that covers the target, and how many came before.
-
-    Each entry is ``{token_id: {logprob, decoded_token}}``; only the last few are read, so a
-    long context costs no Python work per token.
-    """
-    if not isinstance(entries, list):
-        raise TeacherProtocolError(teacher, "prompt_logprobs is not a list")
-    tokens: list[str] = []
-    logprobs: list[float | None] = []
-    covered = 0
-    start = len(entries)
-    while start > 0 and covered <= target_chars:
-        start -= 1
-        token, logprob = _prompt_entry(entries[start], teacher)
-        tokens.append(token)
-        logprobs.append(logprob)
-        covered += len(token)
-    return start, tokens[::-1], logprobs[::-1]
-
-
-def _prompt_entry(entry: Any, teacher: str) -> tuple[str, float | None]:
-    if entry is None:
-        return "", None
-    if not isinstance(entry, dict) or len(entry) != 1:
-        raise TeacherProtocolError(teacher, "expected one prompt log-probability per token")
-    (info,) = entry.values()
-    if not isinstance(info, dict) or not isinstance(info.get("logprob"), int | float):
-        raise TeacherProtocolError(teacher, "a prompt log-probability has no number")
-    return str(info.get("decoded_token") or ""), float(info["logprob"])

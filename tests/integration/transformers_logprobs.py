@@ -4,7 +4,7 @@ Reads JSON from stdin: ``{"model_dir": DIR, "dtype": "float32", "threads": 1, "i
 [{"text": T, "target_start": C}, ...]}``. For each item it tokenizes `text` with the BOS (as vLLM's
 ``/v1/completions`` does), runs one forward pass, and takes the log-probabilities of the
 tokens that overlap the characters ``text[target_start:]`` (by ``offset_mapping``).
-Prints JSON: ``{"items": [{"tokens", "logprobs", "count", "mean", "span_text",
+Prints JSON: ``{"items": [{"tokens", "ids", "logprobs", "count", "mean", "span_text",
 "span_start", "prompt_tokens"}, ...]}``, where `span_text` is the text the span's tokens cover and
 `span_start` the character where the first span token starts.
 
@@ -49,6 +49,7 @@ def span_logprobs(model: Any, tokenizer: Any, text: str, target_start: int) -> d
     span_start = offsets[first][0]
     return {
         "tokens": tokens,
+        "ids": token_ids[first:],
         "logprobs": logprobs,
         "count": len(logprobs),
         "mean": sum(logprobs) / len(logprobs),

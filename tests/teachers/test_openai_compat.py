@@ -20,14 +20,13 @@ from aiohttp import web
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
 from cord_proxy.errors import (
-    TeacherCapabilityError,
     TeacherError,
     TeacherHTTPError,
     TeacherProtocolError,
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
-from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
 
@@ -69,35 +68,6 @@ def completion_choice(
         "finish_reason": finish,
         "stop_reason": stop_reason,
     }
-
-
-# "<start_of_turn>user\n...": echo of "The capital of France is Paris." after <bos>.
-ECHO = {
-    "choices": [
-        {
-            "index": 0,
-            "text": "The capital of France is Paris.",
-            "logprobs": {
-                "text_offset": [0, 5, 8, 16, 19, 26, 29, 35],
-                "token_logprobs": [None, -2.89, -9.69, -0.88, -5.07, -1.32, -2.43, -0.81],
-                "tokens": ["<bos>", "The", " capital", " of", " France", " is", " Paris", "."],
-                "top_logprobs": None,
-            },
-            "finish_reason": "length",
-            "stop_reason": None,
-        }
-    ],
-    "usage": {"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8},
-}
-
-
-def prompt_logprobs_entries() -> list[Any]:
-    pieces = [(818, "The", -2.89), (5279, " capital", -9.69), (529, " of", -0.88)]
-    pieces += [(7001, " France", -5.07), (563, " is", -1.32), (9079, " Paris", -2.43)]
-    pieces += [(236761, ".", -0.81)]
-    return [None] + [
-        {str(i): {"logprob": lp, "rank": 1, "decoded_token": tok}} for i, tok, lp in pieces
-    ]
 
 
 class FakeOpenAIServer:
@@ -240,81 +210,6 @@ async def test_api_key_reference_becomes_a_bearer_header(monkeypatch: pytest.Mon
     assert fake.requests[0][2]["Authorization"] == "Bearer sk-test-123"
 
 
-# --- score -----------------------------------------------------------------------------
-
-
-async def test_score_by_echo_reads_text_offsets() -> None:
-    config = {"prompt": GEMMA_TEMPLATE, "score_method": "echo"}
-    async with teacher_on(answer_json(ECHO), **config) as (teacher, fake):
-        span = await teacher.score(CONVERSATION, "The capital of France is", " Paris.")
-    (path, body, _headers) = fake.requests[0]
-    assert path == "/v1/completions"
-    assert (body["echo"], body["max_tokens"], body["logprobs"]) == (True, 0, 0)
-    assert body["prompt"] == render_template(
-        GEMMA_TEMPLATE, CONVERSATION, "The capital of France is Paris."
-    )
-    assert span.tokens == (" Paris", ".")
-    assert span.logprobs == (-2.43, -0.81)
-    assert teacher.stats.score_calls == 1
-
-
-async def test_score_by_prompt_logprobs_on_completions() -> None:
-    data = {"choices": [{"index": 0, "text": " It", "prompt_logprobs": prompt_logprobs_entries()}]}
-    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, fake):
-        span = await teacher.score(CONVERSATION, "The capital of France is Pa", "ris.")
-    body = fake.requests[0][1]
-    assert body["prompt_logprobs"] == 0
-    assert span.tokens == (" Paris", ".")  # " Paris" straddles the boundary
-    assert span.logprobs == (-2.43, -0.81)
-
-
-async def test_score_by_prompt_logprobs_on_chat_reads_the_top_level_field() -> None:
-    data = {
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "\n"}}],
-        "prompt_logprobs": prompt_logprobs_entries(),
-    }
-    async with teacher_on(answer_json(data)) as (teacher, fake):
-        span = await teacher.score(CONVERSATION, "The capital of France is", " Paris.")
-    (path, body, _headers) = fake.requests[0]
-    assert path == "/v1/chat/completions"
-    assert body["messages"][-1] == {
-        "role": "assistant",
-        "content": "The capital of France is Paris.",
-    }
-    assert body["continue_final_message"] is True
-    assert span.tokens == (" Paris", ".")
-
-
-async def test_score_many_returns_one_span_per_request_in_order() -> None:
-    data = {"choices": [{"index": 0, "prompt_logprobs": prompt_logprobs_entries()}]}
-    requests = [ScoreRequest(prefix="x", target=t) for t in (".", " Paris.", "is Paris.")]
-    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, fake):
-        spans = await teacher.score_many(CONVERSATION, requests)
-    assert [s.tokens for s in spans] == [(".",), (" Paris", "."), (" is", " Paris", ".")]
-    assert len(fake.requests) == 3
-
-
-async def test_empty_target_needs_no_call() -> None:
-    async with teacher_on(answer_json(ECHO)) as (teacher, fake):
-        span = await teacher.score(CONVERSATION, "abc", "")
-    assert span.tokens == () and fake.requests == []
-
-
-async def test_score_without_the_score_role_is_a_capability_error() -> None:
-    async with teacher_on(answer_json(ECHO), roles=["propose"]) as (teacher, fake):
-        with pytest.raises(TeacherCapabilityError) as caught:
-            await teacher.score(CONVERSATION, "a", "b")
-    assert_names_teacher(caught.value)
-    assert fake.requests == []
-
-
-async def test_echo_with_a_chat_prompt_is_a_capability_error() -> None:
-    async with teacher_on(answer_json(ECHO), score_method="echo") as (teacher, _fake):
-        with pytest.raises(TeacherCapabilityError) as caught:
-            await teacher.score(CONVERSATION, "a", "b")
-    assert_names_teacher(caught.value)
-
-
 # --- failures: every error names the teacher ---------------------------------------------
 
 
@@ -363,12 +258,12 @@ async def test_invalid_json_is_a_protocol_error() -> None:
 @pytest.mark.parametrize(
     "data",
     [[1, 2], {"choices": []}, {"object": "chat.completion"}, {"choices": [{"index": 0}]}],
-    ids=["array", "no-choices", "no-choices-key", "no-prompt-logprobs"],
+    ids=["array", "no-choices", "no-choices-key", "no-message"],
 )
 async def test_malformed_answers_are_protocol_errors(data: Any) -> None:
-    async with teacher_on(answer_json(data), prompt=GEMMA_TEMPLATE) as (teacher, _fake):
+    async with teacher_on(answer_json(data)) as (teacher, _fake):
         with pytest.raises(TeacherProtocolError) as caught:
-            await teacher.score(CONVERSATION, "a", "b")
+            await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=4)
     assert_names_teacher(caught.value)
 
 
@@ -387,7 +282,7 @@ async def test_http_400_is_not_retried() -> None:
     error_body = {"error": {"message": "max_tokens must be at least 1", "type": "BadRequest"}}
     async with teacher_on(answer_json(error_body, status=400), max_retries=2) as (teacher, fake):
         with pytest.raises(TeacherHTTPError) as caught:
-            await teacher.score(CONVERSATION, "a", "b")
+            await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=0)
     assert caught.value.http_status == 400
     assert_names_teacher(caught.value)
     assert len(fake.requests) == 1

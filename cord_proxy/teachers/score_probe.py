@@ -1,0 +1,55 @@
+"""The scoring capability probe: does the prefix-cached method read the model's own values?
+
+It scores one known span by ``cached`` and by ``prompt_logprobs``. On a vLLM server in its
+default ``raw_logprobs`` mode they agree to bf16 noise (up to about 0.08 nats a token, from
+a cached against a fresh prefill). A server started with ``--logprobs-mode
+processed_logprobs`` reads a forced token as 0.0, and a server without
+``allowed_token_ids`` refuses the request: either way the teacher falls back to
+``prompt_logprobs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+PROBE_QUESTION = "What is 6 times 7?"
+PROBE_PREFIX = "6 times 7 is"
+PROBE_TARGET = " 42, so the final answer is 42."
+MAX_MEAN_DIFFERENCE = 0.25
+
+
+@dataclass(frozen=True)
+class ScoringProbe:
+    """Which method a teacher scores with, and why."""
+
+    method: Literal["cached", "prompt_logprobs", "echo"]
+    mean_abs_diff: float | None
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.method} ({self.reason})"
+
+
+def judge(cached: Sequence[float], reference: Sequence[float]) -> ScoringProbe:
+    """The method to use, given one span read both ways."""
+    if len(cached) != len(reference) or not reference:
+        return ScoringProbe("prompt_logprobs", None, "the two methods read different spans")
+    difference = float(np.mean(np.abs(np.asarray(cached) - np.asarray(reference))))
+    if difference > MAX_MEAN_DIFFERENCE:
+        return ScoringProbe(
+            "prompt_logprobs",
+            difference,
+            f"forced-token log-probabilities differ from prompt_logprobs by {difference:.3f} "
+            f"nats/token (limit {MAX_MEAN_DIFFERENCE}); is the server in processed_logprobs mode?",
+        )
+    return ScoringProbe(
+        "cached", difference, f"agrees with prompt_logprobs within {difference:.3f} nats/token"
+    )
+
+
+def refused(error: str) -> ScoringProbe:
+    return ScoringProbe("prompt_logprobs", None, f"forced-token scoring failed: {error}")

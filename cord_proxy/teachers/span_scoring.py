@@ -1,0 +1,246 @@
+"""Score a target span on the teacher's own token ids, at a vLLM endpoint.
+
+A span is token ids. The target's tokens are those of the rendered ``prefix + target`` that
+follow their longest common prefix with the rendered ``prefix`` alone, both tokenized by
+the teacher itself (``POST /tokenize``, with the same prompt format the teacher reads).
+Before a score is used, the span's ids are decoded (``POST /detokenize``) and must spell
+the target: a span that does not is a `SpanMismatchError`, never a silent score.
+
+Every method sends the prompt as token ids to ``/v1/completions``:
+
+- ``cached``: one one-token completion per target token, on the prompt up to that token,
+  with the token forced by ``allowed_token_ids``. vLLM's default ``logprobs_mode``
+  (``raw_logprobs``) reports the model's own log-probability, taken before the mask acts,
+  and these requests read the prefix cache. The first target token of a span goes first,
+  so that the context is in the cache when the rest arrive together.
+- ``prompt_logprobs`` and ``echo``: one request that returns every prompt token's
+  log-probability. vLLM skips its prefix cache for both, so each re-reads the whole trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cord_proxy.errors import SpanMismatchError, TeacherProtocolError
+from cord_proxy.teachers.base import SpanScore
+
+ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
+PostJSON = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """A prompt's token ids, of which the last ones, from `start`, are the target."""
+
+    prompt: tuple[int, ...]
+    start: int
+    pieces: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> tuple[int, ...]:
+        return self.prompt[self.start :]
+
+
+def server_root(base_url: str) -> str:
+    """vLLM serves ``/tokenize`` beside ``/v1``, at the server's root."""
+    url = base_url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def spells_target(decoded: str, target: str) -> bool:
+    """Whether a span's decoded text ends with the target.
+
+    SentencePiece decoders drop the word-start space of the first token of a fragment, so
+    a target's single leading space may be missing from its own decoding.
+    """
+    return decoded.endswith(target) or (target.startswith(" ") and decoded == target[1:])
+
+
+class SpanReader:
+    """Token-id spans, and their log-probabilities, at one OpenAI-compatible vLLM endpoint."""
+
+    def __init__(self, teacher: str, model: str, base_url: str, post: PostJSON):
+        self.teacher = teacher
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.root = server_root(base_url)
+        self._post = post
+
+    async def score(
+        self,
+        prefix_prompt: dict[str, Any],
+        full_prompt: dict[str, Any],
+        target: str,
+        method: ReadMethod,
+    ) -> SpanScore:
+        """The log-probabilities of exactly the target's tokens, read by `method`."""
+        span = await self.span(prefix_prompt, full_prompt)
+        await self.check(span, target)
+        values = await self.read(span, method)
+        return SpanScore(
+            tokens=span.pieces,
+            logprobs=tuple(values),
+            context_tokens=span.start,
+            token_ids=span.target,
+            method=method,
+        )
+
+    async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
+        (prefix_ids, _), (full_ids, pieces) = await asyncio.gather(
+            self.tokenize(prefix_prompt), self.tokenize(full_prompt)
+        )
+        start = common_prefix_length(prefix_ids, full_ids)
+        if start == 0 or start >= len(full_ids):
+            raise SpanMismatchError(
+                self.teacher, "the rendered target adds no token after the rendered prefix"
+            )
+        return TokenSpan(tuple(full_ids), start, tuple(pieces[start:]))
+
+    async def tokenize(self, prompt: dict[str, Any]) -> tuple[list[int], list[str]]:
+        body = {"model": self.model, "return_token_strs": True, **prompt}
+        data = await self._post(self.root + "/tokenize", body)
+        ids = _int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'")
+        pieces = data.get("token_strs")
+        if not isinstance(pieces, list) or len(pieces) != len(ids):
+            pieces = [""] * len(ids)
+        return ids, [str(p) for p in pieces]
+
+    async def check(self, span: TokenSpan, target: str) -> None:
+        data = await self._post(
+            self.root + "/detokenize", {"model": self.model, "tokens": list(span.target)}
+        )
+        decoded = data.get("prompt")
+        if not isinstance(decoded, str):
+            raise TeacherProtocolError(self.teacher, "detokenize answered no 'prompt' text")
+        if not spells_target(decoded, target):
+            raise SpanMismatchError(
+                self.teacher,
+                f"the {len(span.target)} scored tokens decode to {decoded[-80:]!r}, "
+                f"which does not end with the target {target[-80:]!r}",
+            )
+
+    async def read(self, span: TokenSpan, method: ReadMethod) -> list[float]:
+        if method == "cached":
+            return await self._read_cached(span)
+        if method == "echo":
+            return await self._read_echo(span)
+        return await self._read_prompt_logprobs(span)
+
+    async def _read_cached(self, span: TokenSpan) -> list[float]:
+        first = await self._forced_logprob(span, 0)
+        rest = await asyncio.gather(
+            *(self._forced_logprob(span, i) for i in range(1, len(span.target)))
+        )
+        return [first, *rest]
+
+    async def _forced_logprob(self, span: TokenSpan, offset: int) -> float:
+        token = span.target[offset]
+        body = {
+            "model": self.model,
+            "prompt": list(span.prompt[: span.start + offset]),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 0,
+            "allowed_token_ids": [token],
+            "return_tokens_as_token_ids": True,
+        }
+        logprobs = _first_choice_logprobs(await self._post(self.base_url + "/completions", body))
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if not isinstance(tokens, list) or not isinstance(values, list) or not tokens:
+            raise TeacherProtocolError(self.teacher, "a forced completion returned no logprobs")
+        if tokens[0] != f"token_id:{token}":
+            raise TeacherProtocolError(
+                self.teacher, f"forced token {token} came back as {str(tokens[0])[:40]!r}"
+            )
+        return _finite(values[0], self.teacher)
+
+    async def _read_prompt_logprobs(self, span: TokenSpan) -> list[float]:
+        body = {
+            "model": self.model,
+            "prompt": list(span.prompt),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+        }
+        data = await self._post(self.base_url + "/completions", body)
+        entries = _first_choice(data, self.teacher).get("prompt_logprobs")
+        if not isinstance(entries, list) or len(entries) != len(span.prompt):
+            raise TeacherProtocolError(self.teacher, "prompt_logprobs do not match the prompt")
+        return [
+            _entry_logprob(entries[span.start + i], token, self.teacher)
+            for i, token in enumerate(span.target)
+        ]
+
+    async def _read_echo(self, span: TokenSpan) -> list[float]:
+        body = {
+            "model": self.model,
+            "prompt": list(span.prompt),
+            "max_tokens": 0,
+            "temperature": 0.0,
+            "echo": True,
+            "logprobs": 0,
+            "return_tokens_as_token_ids": True,
+        }
+        logprobs = _first_choice_logprobs(await self._post(self.base_url + "/completions", body))
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if not isinstance(tokens, list) or not isinstance(values, list):
+            raise TeacherProtocolError(self.teacher, "echo returned no logprobs")
+        if len(tokens) < len(span.prompt) or len(values) < len(span.prompt):
+            raise TeacherProtocolError(self.teacher, "echo logprobs do not cover the prompt")
+        expected = [f"token_id:{t}" for t in span.target]
+        if tokens[span.start : len(span.prompt)] != expected:
+            raise TeacherProtocolError(self.teacher, "echoed tokens differ from the prompt's")
+        return [_finite(v, self.teacher) for v in values[span.start : len(span.prompt)]]
+
+
+def _first_choice(data: dict[str, Any], teacher: str) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise TeacherProtocolError(teacher, "response has no choices")
+    choice: dict[str, Any] = choices[0]
+    return choice
+
+
+def _first_choice_logprobs(data: dict[str, Any]) -> dict[str, Any]:
+    choices = data.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    return logprobs if isinstance(logprobs, dict) else {}
+
+
+def _entry_logprob(entry: Any, token: int, teacher: str) -> float:
+    """One ``prompt_logprobs`` entry, ``{token_id: {logprob, ...}}``, for a known token."""
+    info = entry.get(str(token)) if isinstance(entry, dict) else None
+    if not isinstance(info, dict):
+        raise TeacherProtocolError(teacher, f"prompt_logprobs have no entry for token {token}")
+    return _finite(info.get("logprob"), teacher)
+
+
+def _finite(value: Any, teacher: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TeacherProtocolError(teacher, "a log-probability is not a number")
+    number = float(value)
+    if not (math.isfinite(number) and number <= 0.0):
+        raise TeacherProtocolError(teacher, f"a log-probability is {number!r}")
+    return number
+
+
+def _int_list(value: Any, teacher: str, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise TeacherProtocolError(teacher, f"{what} is not a list of token ids")
+    return value

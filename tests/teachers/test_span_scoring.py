@@ -1,0 +1,262 @@
+"""Scoring on token ids, against a FAKE vLLM with a character-level tokenizer.
+
+The fake answers vLLM 0.32's ``/tokenize``, ``/detokenize`` and token-id ``/v1/completions``
+(``prompt_logprobs``, ``echo``, forced one-token completions) with scripted
+log-probabilities: the value of token ``t`` at position ``p`` is ``-(t % 7 + p % 3 + 1) / 10``.
+It can break on purpose (a forced token read as 0.0, as ``processed_logprobs`` does; a
+detokenizer that drops a character). The real server is exercised in
+tests/integration/test_teacher_client.py and tests/integration/test_exact_spans.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
+from cord_proxy.errors import (
+    SpanMismatchError,
+    TeacherCapabilityError,
+    TeacherError,
+    TeacherProtocolError,
+)
+from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.prompting import render_template
+from cord_proxy.teachers.span_scoring import common_prefix_length, server_root, spells_target
+from tests import fake_vllm_wire as wire
+
+CONVERSATION = [Message(role="user", content="What is 6 times 7?")]
+
+
+def scripted_logprob(token: int, position: int) -> float:
+    return -((token % 7) + (position % 3) + 1) / 10
+
+
+class FakeCharVLLM:
+    """A FAKE vLLM whose tokenizer maps each character to its code point (tests/fake_vllm_wire)."""
+
+    def __init__(self, forced_reads_zero: bool = False, detokenize_drops: int = 0) -> None:
+        self.forced_reads_zero = forced_reads_zero
+        self.detokenize_drops = detokenize_drops
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append((request.path, body))
+        if request.path == "/tokenize":
+            return web.json_response(wire.tokenize(body))
+        if request.path == "/detokenize":
+            text = wire.detokenize(body)["prompt"]
+            return web.json_response({"prompt": text[self.detokenize_drops :]})
+        return web.json_response(self.complete(body))
+
+    def complete(self, body: dict[str, Any]) -> Any:
+        return wire.score_completion(body, scripted_logprob, self.forced_reads_zero)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    def forced(self) -> list[dict[str, Any]]:
+        return [b for p, b in self.requests if p == "/v1/completions" and "allowed_token_ids" in b]
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        finally:
+            await runner.cleanup()
+
+
+@asynccontextmanager
+async def fake_teacher(fake: FakeCharVLLM, **overrides: Any) -> AsyncIterator[OpenAICompatTeacher]:
+    async with fake.running() as base_url:
+        settings: dict[str, Any] = {
+            "name": "fake-scorer",
+            "base_url": base_url,
+            "model": "fake-model",
+            "max_retries": 0,
+            "timeout": 5.0,
+            "prompt": GEMMA_TEMPLATE,
+            **overrides,
+        }
+        teacher = OpenAICompatTeacher(TeacherConfig(**settings))
+        try:
+            yield teacher
+        finally:
+            await teacher.aclose()
+
+
+def expected_values(prefix_ids: int, target: str) -> list[float]:
+    return [scripted_logprob(ord(c), prefix_ids + i) for i, c in enumerate(target)]
+
+
+def rendered_length(prefix: str) -> int:
+    return 1 + len(render_template(GEMMA_TEMPLATE, CONVERSATION, prefix))
+
+
+@pytest.mark.parametrize("method", ["cached", "prompt_logprobs", "echo"])
+async def test_each_method_reads_exactly_the_target_tokens(method: str) -> None:
+    prefix, target = "6 times 7 is", " 42 ½ 🙂"
+    async with fake_teacher(FakeCharVLLM(), score_method=method) as teacher:
+        span = await teacher.score(CONVERSATION, prefix, target)
+    assert span.token_ids == tuple(ord(c) for c in target)
+    assert span.logprobs == pytest.approx(expected_values(rendered_length(prefix), target))
+    assert span.context_tokens == rendered_length(prefix)
+    assert span.method == method
+
+
+async def test_cached_forces_each_token_on_its_own_prefix_first_position_first() -> None:
+    fake = FakeCharVLLM()
+    prefix, target = "6 times 7 is", " 42"
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        await teacher.score(CONVERSATION, prefix, target)
+    forced = fake.forced()
+    context = rendered_length(prefix)
+    assert len(forced[0]["prompt"]) == context
+    assert sorted(len(b["prompt"]) for b in forced) == [context, context + 1, context + 2]
+    assert all(b["max_tokens"] == 1 and b["return_tokens_as_token_ids"] for b in forced)
+    assert sorted(b["allowed_token_ids"][0] for b in forced) == sorted(ord(c) for c in target)
+    assert "prompt_logprobs" not in str(forced)
+
+
+async def test_chat_prompts_are_tokenized_as_continued_messages() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake, prompt={"kind": "chat"}, score_method="echo") as teacher:
+        span = await teacher.score(CONVERSATION, "6 times 7 is", " 42")
+    tokenize = [b for p, b in fake.requests if p == "/tokenize"]
+    assert all(b["continue_final_message"] and not b["add_generation_prompt"] for b in tokenize)
+    assert {b["messages"][-1]["content"] for b in tokenize} == {"6 times 7 is", "6 times 7 is 42"}
+    assert span.token_ids == (ord(" "), ord("4"), ord("2"))
+
+
+async def test_a_span_that_does_not_spell_the_target_is_a_typed_error() -> None:
+    fake = FakeCharVLLM(detokenize_drops=2)
+    async with fake_teacher(fake, score_method="prompt_logprobs") as teacher:
+        with pytest.raises(SpanMismatchError) as caught:
+            await teacher.score(CONVERSATION, "6 times 7 is", " 42 cows")
+    assert caught.value.teacher == "fake-scorer"
+    assert "/v1/completions" not in fake.paths()
+
+
+async def test_probe_chooses_cached_when_both_methods_agree() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake) as teacher:
+        spans = await asyncio.gather(
+            *(teacher.score(CONVERSATION, "6 times 7 is", t) for t in (" 42", " 41"))
+        )
+        probe = await teacher.probe_scoring()
+    assert {s.method for s in spans} == {"cached"}
+    assert probe.method == "cached" and probe.mean_abs_diff == 0.0
+    probe_calls = [b for p, b in fake.requests if p == "/v1/completions" and "prompt_logprobs" in b]
+    assert len(probe_calls) == 2  # one by the first score (probed once), one asked directly
+
+
+async def test_probe_falls_back_when_forced_tokens_read_zero() -> None:
+    fake = FakeCharVLLM(forced_reads_zero=True)
+    async with fake_teacher(fake) as teacher:
+        span = await teacher.score(CONVERSATION, "6 times 7 is", " 42")
+        probe = await teacher.probe_scoring()
+    assert span.method == "prompt_logprobs"
+    assert probe.method == "prompt_logprobs"
+    assert probe.mean_abs_diff is not None and probe.mean_abs_diff > 0.25
+    assert "processed_logprobs" in probe.reason
+
+
+async def test_a_forced_token_that_comes_back_different_is_a_protocol_error() -> None:
+    fake = FakeCharVLLM()
+
+    def wrong_token(body: dict[str, Any]) -> dict[str, Any]:
+        logprobs = {"tokens": ["token_id:1"], "token_logprobs": [-0.5]}
+        return {"choices": [{"index": 0, "text": "?", "logprobs": logprobs}]}
+
+    fake.complete = wrong_token  # type: ignore[method-assign]
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        with pytest.raises(TeacherProtocolError, match="forced token"):
+            await teacher.score(CONVERSATION, "a", "b")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"choices": []},
+        {"choices": [{"index": 0, "prompt_logprobs": "junk"}]},
+        {"choices": [{"index": 0, "prompt_logprobs": [None, {"98": {"logprob": "NaN"}}]}]},
+    ],
+    ids=["no-choices", "not-a-list", "not-a-number"],
+)
+async def test_malformed_score_answers_are_protocol_errors(answer: dict[str, Any]) -> None:
+    fake = FakeCharVLLM()
+    fake.complete = lambda body: answer  # type: ignore[method-assign]
+    async with fake_teacher(fake, score_method="prompt_logprobs") as teacher:
+        with pytest.raises(TeacherProtocolError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+    assert caught.value.teacher == "fake-scorer"
+
+
+async def test_a_nan_log_probability_is_refused() -> None:
+    fake = FakeCharVLLM()
+
+    def nan_value(body: dict[str, Any]) -> dict[str, Any]:
+        logprobs = {"tokens": [f"token_id:{body['allowed_token_ids'][0]}"]}
+        return {"choices": [{"logprobs": {**logprobs, "token_logprobs": [float("nan")]}}]}
+
+    fake.complete = nan_value  # type: ignore[method-assign]
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        with pytest.raises(TeacherError, match="log-probability"):
+            await teacher.score(CONVERSATION, "a", "b")
+
+
+async def test_score_many_returns_one_span_per_request_in_order() -> None:
+    requests = [ScoreRequest(prefix="x", target=t) for t in (".", " Paris.", "is Paris.")]
+    async with fake_teacher(FakeCharVLLM(), score_method="echo") as teacher:
+        spans = await teacher.score_many(CONVERSATION, requests)
+    assert [len(s.token_ids) for s in spans] == [1, 7, 9]
+
+
+async def test_empty_target_needs_no_call() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake) as teacher:
+        span = await teacher.score(CONVERSATION, "abc", "")
+    assert span.tokens == () and fake.requests == []
+
+
+async def test_score_without_the_score_role_is_a_capability_error() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake, roles=["propose"]) as teacher:
+        with pytest.raises(TeacherCapabilityError):
+            await teacher.score(CONVERSATION, "a", "b")
+    assert fake.requests == []
+
+
+def test_span_helpers() -> None:
+    assert server_root("http://h:8000/v1/") == "http://h:8000"
+    assert server_root("http://h:8000") == "http://h:8000"
+    assert common_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert common_prefix_length([1, 2], [1, 2, 3]) == 2
+    assert spells_target(" 42", " 42") and spells_target("x 42", " 42")
+    assert spells_target("42", " 42")  # a SentencePiece decoder's stripped word-start space
+    assert not spells_target("2", " 42") and not spells_target("42", "  42")
+
+
+def test_score_identity_covers_everything_that_changes_the_prompt() -> None:
+    def identity(**overrides: Any) -> str:
+        config = {"name": "t", "base_url": "http://h/v1", "model": "m", **overrides}
+        return OpenAICompatTeacher(TeacherConfig(**config)).score_identity
+
+    assert identity() == identity(name="other", temperature=0.1)
+    assert identity() != identity(system_prompt="Think step by step.")
+    assert identity() != identity(prompt=GEMMA_TEMPLATE)
+    assert identity() != identity(model="m2")
+    assert identity() != identity(base_url="http://h2/v1")
