@@ -29,7 +29,18 @@ MAX_MEAN_GAP = 0.1  # nats/token between vLLM (bf16) and transformers (float32)
 METHODS = ("cached", "prompt_logprobs")
 
 CONVERSATION = [Message(role="user", content="What is 6 times 7? Explain briefly.")]
-OPENING = "<think>\n### Step 1. Six groups of seven make 6 x 7, which is 42.\n\n### Step 2. "
+OPENING = (
+    "<think>\n### Step 1. Read the problem. We need the product of 6 and 7, and a short "
+    "explanation of why it is right. Six times seven means six equal groups of seven things, "
+    "or seven equal groups of six; both give the same total.\n\n"
+    "### Step 2. Build it from facts we know. Five sevens are 35, because five times seven is "
+    "half of ten times seven, and ten sevens are 70. One more seven is 7, so six sevens are "
+    "35 + 7. Adding, 35 + 7 = 42.\n\n"
+    "### Step 3. Check it another way. Six sixes are 36, and seven sixes are one more six, "
+    "so 36 + 6 = 42. Both ways agree, so the product of 6 and 7 is 42. As a last check, 42 "
+    "is even, as a product with the even factor 6 must be, and 42 divided by 7 is 6.\n\n"
+    "### Step 4. "
+)  # about 250 tokens with the template: past vLLM's 128-token cache block, so reads hit it
 LONG_TARGET = (
     "We check it another way: seven sixes are 6 + 6 + 6 + 6 + 6 + 6 + 6, which is 42 again, "
     "so the product is right."
@@ -54,7 +65,7 @@ PAIRS: dict[str, tuple[str, str]] = {
     "superscripts": (OPENING + "Thus ", "x² + y² = z²"),
     "mid-word": (OPENING + "The final ans", "wer is 42."),
     "one-token": (OPENING + "The final answer is 42", "."),
-    "newline": (OPENING + "The product is 42.", "\n\n### Step 3. Done."),
+    "newline": (OPENING + "The product is 42.", "\n\n### Step 5. Done."),
     "minus-sign": (OPENING + "The result is ", "\u22123 (minus three)."),
     "thirty-tokens": (OPENING, LONG_TARGET),
 }
@@ -86,17 +97,28 @@ def reference_spans(local_teacher: str) -> Iterator[dict[str, dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def gaps() -> Iterator[dict[str, dict[str, float]]]:
-    """Per method, per pair: |mean by vLLM - mean by transformers|; printed at the end."""
-    found: dict[str, dict[str, float]] = {method: {} for method in METHODS}
+def gaps() -> Iterator[dict[str, dict[str, Any]]]:
+    """Per method, per pair: |mean by vLLM - mean by transformers| and the span's values.
+
+    Printed at the end, with the largest per-token difference between the two methods.
+    """
+    found: dict[str, dict[str, Any]] = {method: {} for method in METHODS}
     yield found
     for method, by_pair in found.items():
         if by_pair:
-            worst = max(by_pair, key=lambda name: by_pair[name])
+            worst = max(by_pair, key=lambda name: by_pair[name][0])
             print(
-                f"\n[exact spans] {method}: largest mean gap {by_pair[worst]:.4f} nats/token "
+                f"\n[exact spans] {method}: largest mean gap {by_pair[worst][0]:.4f} nats/token "
                 f"({worst}), over {len(by_pair)} pairs"
             )
+    both = set.intersection(*(set(by_pair) for by_pair in found.values()))
+    diffs = [
+        abs(a - b)
+        for pair in both
+        for a, b in zip(*(found[m][pair][1] for m in METHODS), strict=True)
+    ]
+    if diffs:
+        print(f"[exact spans] largest per-token difference between the methods: {max(diffs):.4f}")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +165,7 @@ def test_the_pairs_are_what_they_claim(reference_spans: dict[str, dict[str, Any]
 async def test_span_ids_and_mean_agree_with_transformers(
     teachers: dict[str, OpenAICompatTeacher],
     reference_spans: dict[str, dict[str, Any]],
-    gaps: dict[str, dict[str, float]],
+    gaps: dict[str, dict[str, Any]],
     method: str,
     pair: str,
 ) -> None:
@@ -155,5 +177,5 @@ async def test_span_ids_and_mean_agree_with_transformers(
     assert len(span.logprobs) == reference["count"]
     assert span.context_tokens == reference["context_tokens"]
     gap = abs(span.mean_logprob - reference["mean"])
-    gaps[method][pair] = gap
+    gaps[method][pair] = (gap, span.logprobs)
     assert gap < MAX_MEAN_GAP
