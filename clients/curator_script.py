@@ -13,21 +13,47 @@ whole chat completion, so the trace (``message.reasoning_content``) and the prov
 
 Curator caches responses under ``$CURATOR_CACHE_DIR`` (default ``~/.cache/curator``): a rerun
 of the same input reuses them, which is how an interrupted run resumes. Curator counts
-tokens with tiktoken, which downloads its encodings on first use; offline, point
-``TIKTOKEN_CACHE_DIR`` at litellm's bundled copies
-(``.../site-packages/litellm/litellm_core_utils/tokenizers``).
+tokens with tiktoken, which downloads its encodings on first use: the script points
+``TIKTOKEN_CACHE_DIR`` at the copies litellm ships, so it runs offline, and turns Curator's
+telemetry off (``TELEMETRY_ENABLED=false``).
+
+``--batch`` uses Curator's batch mode instead: Curator uploads the requests as a file and runs
+them as one OpenAI batch (``/v1/files``, ``/v1/batches``) on the proxy, polling every
+``--batch-check-interval`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from bespokelabs import curator
-from datasets import Dataset
+
+def run_offline() -> None:
+    """Nothing leaves the machine but the calls to the proxy: telemetry off, and tiktoken's
+    encodings read from the copies litellm ships (tiktoken downloads them on first use)."""
+    os.environ.setdefault("TELEMETRY_ENABLED", "false")  # Curator's usage events (PostHog)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return
+    spec = importlib.util.find_spec("litellm")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(root) / "litellm_core_utils" / "tokenizers"
+        if folder.is_dir():
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+            return
+
+
+run_offline()
+
+from bespokelabs import curator  # noqa: E402
+from datasets import Dataset  # noqa: E402
 
 
 class CordReasoner(curator.LLM):
@@ -81,22 +107,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="cord", help="the ensemble")
     parser.add_argument("--cord", default="{}", help="cord options for every row (JSON)")
     parser.add_argument("--requests-per-minute", type=int, default=60)
+    parser.add_argument("--batch", action="store_true", help="run as one OpenAI batch")
+    parser.add_argument("--batch-check-interval", type=int, default=5, help="seconds")
     args = parser.parse_args(argv)
 
+    params: dict[str, Any] = {
+        "base_url": args.base_url,
+        "api_key": args.api_key,
+        "max_retries": 3,
+        "require_all_responses": False,
+        # an answer cut by the ensemble's answer budget ("length") is still a trace to keep
+        "invalid_finish_reasons": ["content_filter"],
+    }
+    if args.batch:
+        params.update(batch_check_interval=args.batch_check_interval, completion_window="24h")
+    else:
+        params.update(
+            max_requests_per_minute=args.requests_per_minute,
+            max_tokens_per_minute=10_000_000,
+            request_timeout=3600,
+        )
     reasoner = CordReasoner(
-        model_name=args.model,
-        backend="openai",
-        backend_params={
-            "base_url": args.base_url,
-            "api_key": args.api_key,
-            "max_requests_per_minute": args.requests_per_minute,
-            "max_tokens_per_minute": 10_000_000,
-            "request_timeout": 3600,
-            "max_retries": 3,
-            "require_all_responses": False,
-            # an answer cut by the ensemble's answer budget ("length") is still a trace to keep
-            "invalid_finish_reasons": ["content_filter"],
-        },
+        model_name=args.model, backend="openai", batch=args.batch, backend_params=params
     )
     result = reasoner(rows_of(args.input, json.loads(args.cord)))
     dataset = result.dataset if hasattr(result, "dataset") else result

@@ -12,21 +12,45 @@ to the request as ``cord.reference_answer``: the task puts it on the user turn u
 ``reasoning_format: inline``, so the completion's content is
 ``<think>\\n{trace}\\n</think>\\n\\n{answer}`` (distilabel keeps only the content); the task
 splits it into ``reasoning`` and ``final_answer``.
+
+It runs offline: Hugging Face Hub telemetry and look-ups are off, and tiktoken (which litellm,
+installed next to distilabel, imports) reads the encodings litellm ships.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from distilabel.models import OpenAILLM
-from distilabel.pipeline import Pipeline
-from distilabel.steps import LoadDataFromDicts
-from distilabel.steps.tasks import Task
-from pydantic import Field
+
+def run_offline() -> None:
+    """Nothing leaves the machine but the calls to the proxy: telemetry off, and tiktoken's
+    encodings read from the copies litellm ships (tiktoken downloads them on first use)."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return
+    spec = importlib.util.find_spec("litellm")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(root) / "litellm_core_utils" / "tokenizers"
+        if folder.is_dir():
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+            return
+
+
+run_offline()
+
+from distilabel.models import OpenAILLM  # noqa: E402
+from distilabel.pipeline import Pipeline  # noqa: E402
+from distilabel.steps import LoadDataFromDicts  # noqa: E402
+from distilabel.steps.tasks import Task  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 REFERENCE_KEY = "reference_answer"
 

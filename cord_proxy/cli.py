@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dataset_commands(commands)
 
+    view = commands.add_parser("view", help="serve the web page over a trace file (no teachers)")
+    view.add_argument("file", help="JSONL of trace records (a distill output or the sink)")
+    _add_listen_options(view)
+
     teachers = commands.add_parser("teachers", help="teacher tools")
     teacher_commands = teachers.add_subparsers(dest="teachers_command", required=True)
     check = teacher_commands.add_parser("check", help="check every configured teacher")
@@ -182,11 +186,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from cord_proxy.ui.view import run_view
+
+    return run_view(args.file, args.host or "127.0.0.1", args.port or 8400)
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-COMMANDS = {"serve": cmd_serve, "up": cmd_up, "distill": cmd_distill, "export": cmd_export}
+COMMANDS = {
+    "serve": cmd_serve,
+    "up": cmd_up,
+    "distill": cmd_distill,
+    "export": cmd_export,
+    "view": cmd_view,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Configuration models and TOML loading.
 
-One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]`` and ``[dataset]``.
+One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]``, ``[dataset]`` and ``[batches]``.
 Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
 """
 
@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -24,6 +25,7 @@ from pydantic import (
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError
+from cord_proxy.redact import remember_secret
 from cord_proxy.teachers.capabilities import litellm_score_problem
 
 Role = Literal["propose", "score"]
@@ -89,6 +91,7 @@ def resolve_secret(ref: str | None) -> str | None:
     value = os.environ.get(match.group(1))
     if not value:
         raise ConfigError(f"environment variable {match.group(1)} is not set", [ref])
+    remember_secret(value)
     return value
 
 
@@ -112,6 +115,11 @@ class TeacherConfig(BaseModel):
     prompt: PromptFormat = ChatPrompt()
     score_method: ScoreMethod = "auto"
     max_retries: int = Field(2, ge=0, le=10)
+    # the endpoint's circuit breaker: open after this many failed calls in a row, for this long
+    breaker_threshold: int = Field(5, ge=1, le=1000)
+    breaker_cooldown: float = Field(30.0, gt=0.0, le=3600.0)
+    # tokens; None: read the server's max_model_len (vLLM's /tokenize)
+    context_length: int | None = Field(None, ge=16, le=10_000_000)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # kind 'litellm' only: continue a prefilled assistant turn (None: ask litellm's model map)
     assistant_prefill: bool | None = None
@@ -136,6 +144,11 @@ class TeacherConfig(BaseModel):
             raise ValueError("base_url is required for kind 'openai'")
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if value is not None and _has_credentials(value):
+            raise ValueError(
+                "base_url must not hold credentials (user:password@); "
+                'give the key as api_key = "env:NAME"'
+            )
         return value
 
     @field_validator("roles")
@@ -154,6 +167,14 @@ class TeacherConfig(BaseModel):
         if self.kind != "litellm" and self.assistant_prefill is not None:
             raise ValueError("assistant_prefill applies to kind 'litellm' only")
         return self
+
+
+def _has_credentials(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return bool(parts.username or parts.password or "@" in parts.netloc)
+    except ValueError:
+        return True
 
 
 class EnsembleConfig(BaseModel):
@@ -185,6 +206,10 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_concurrent_requests: int = Field(256, ge=1)
     request_timeout: float = Field(3600.0, gt=0)
+    header_timeout: float = Field(10.0, gt=0, le=3600)  # a request's headers, from first byte
+    body_timeout: float = Field(60.0, gt=0, le=3600)  # its body, once the headers are in
+    keepalive_timeout: float = Field(75.0, gt=0, le=3600)  # an idle kept-alive connection
+    metrics_public: bool = False  # False: /metrics needs a key, as /v1/ does
 
     @field_validator("api_keys")
     @classmethod
@@ -194,10 +219,45 @@ class ServerConfig(BaseModel):
         return value
 
 
+class LimitsConfig(BaseModel):
+    """Caps on what one request may cost; a request over one gets a 400 that names it.
+
+    The defaults fit the paper's set-up (B = 4, K = 3, 64 steps, 3 scorers: 3,084 calls at
+    worst) with room.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_candidates_per_step: int = Field(64, ge=1, le=100_000)
+    max_teacher_calls: int = Field(10_000, ge=1, le=10_000_000)
+
+
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str | None = None
+
+
+class BatchesConfig(BaseModel):
+    """The Files and Batches API: where files live, and how batches run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: str | None = None  # default: $XDG_DATA_HOME/cord-proxy (~/.local/share/...)
+    max_upload_bytes: int = Field(209_715_200, ge=1024)
+    max_active_batches: int = Field(16, ge=1)
+    concurrency: int = Field(4, ge=1, le=4096)
+    retries: int = Field(2, ge=0, le=10)
+    owners: dict[str, str] = Field(default_factory=dict)  # "env:KEY" -> owner: a key sees its own
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_refs(cls, value: dict[str, str]) -> dict[str, str]:
+        for ref, owner in value.items():
+            _check_secret_ref(ref)
+            if not owner.strip():
+                raise ValueError(f"the owner of {ref} is empty")
+        return value
 
 
 class CordConfig(BaseModel):
@@ -208,7 +268,9 @@ class CordConfig(BaseModel):
     server: ServerConfig = ServerConfig()
     teachers: tuple[TeacherConfig, ...] = Field(min_length=1)
     ensembles: tuple[EnsembleConfig, ...] = Field(min_length=1)
+    limits: LimitsConfig = LimitsConfig()
     dataset: DatasetConfig = DatasetConfig()
+    batches: BatchesConfig = BatchesConfig()
 
     @model_validator(mode="after")
     def _references(self) -> CordConfig:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cord_proxy.config import DatasetConfig
+from cord_proxy.redact import clean
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.options import DecodeOptions
@@ -273,7 +274,7 @@ def trace_record(
             "answer_wait_s": result.answer_wait_s,
             "rounds": [r.model_dump(mode="json") for r in result.rounds],
         },
-        "failures": [f.model_dump(mode="json") for f in result.failures],
+        "failures": [clean(f.model_dump(mode="json")) for f in result.failures],
         "dropped": list(result.dropped),
         "alternatives": [_alternative(t) for t in result.traces[1:]],
         "settings": settings,
@@ -335,7 +336,7 @@ def record_from_completion(
             "request_s": round(finished - started_at, 3),
             "rounds": cord.get("rounds", []),
         },
-        "failures": cord.get("failures", []),
+        "failures": clean(cord.get("failures", [])),
         "dropped": [],
         "alternatives": [],
         "settings": requested,

@@ -17,10 +17,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -40,6 +40,12 @@ from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher
 from cord_proxy.teachers.check import fetch_model_ids
 
+if TYPE_CHECKING:
+    from cord_proxy.decoding.trace import DecodeResult
+    from cord_proxy.runtime import DecodePlan
+
+T = TypeVar("T")
+
 DEFAULT_TEACHER_URL = "http://127.0.0.1:8401/v1"
 ROLES = ("system", "developer", "user", "assistant")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -52,13 +58,55 @@ class DistillError(Exception):
 
 
 class ProblemFailed(Exception):
-    """One problem failed; `transient` failures are retried."""
+    """One problem failed; `transient` failures are retried. `status`: its HTTP status."""
 
-    def __init__(self, message: str, kind: str, transient: bool):
+    def __init__(self, message: str, kind: str, transient: bool, status: int = 500):
         super().__init__(message)
         self.message = message
         self.kind = kind
         self.transient = transient
+        self.status = status
+
+
+async def decode_or_fail(plan: DecodePlan, timeout_s: float) -> DecodeResult:
+    """The plan's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
+    from cord_proxy.runtime import run_decode
+
+    try:
+        return await run_decode(plan, timeout_s)
+    except DecodeTimeoutError as error:
+        raise ProblemFailed(
+            f"no trace within {timeout_s:g} s", "timeout", transient=True, status=error.status
+        ) from None
+    except (TeacherError, DecodeError) as error:
+        raise ProblemFailed(
+            error.message, type(error).__name__, transient=True, status=error.status
+        ) from None
+    except CordError as error:
+        raise ProblemFailed(
+            error.message, type(error).__name__, transient=False, status=error.status
+        ) from None
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]], retries: int, backoff_s: float
+) -> tuple[T | None, ProblemFailed | None, int]:
+    """``(result, None, attempts)``, or ``(None, failure, attempts)`` once a failure is not
+    transient or `retries` retries are spent (exponential backoff between attempts)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await call(), None, attempts
+        except ProblemFailed as error:
+            if not error.transient or attempts > retries:
+                return None, error, attempts
+        except Exception as error:  # a bug must not lose the run: record it as a failure
+            failure = ProblemFailed(
+                f"{type(error).__name__}: {error}"[:500], "internal", transient=False
+            )
+            return None, failure, attempts
+        await asyncio.sleep(backoff_s * 2 ** (attempts - 1))
 
 
 # --- input -----------------------------------------------------------------------------------
@@ -187,7 +235,6 @@ class LocalEngine:
 
     async def solve(self, problem: Problem) -> dict[str, Any]:
         from cord_proxy.completion import completion_id
-        from cord_proxy.runtime import run_decode
 
         try:
             request = ChatCompletionRequest.model_validate(
@@ -206,16 +253,7 @@ class LocalEngine:
             ) from None
         except CordError as error:
             raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
-        try:
-            result = await run_decode(plan, self.timeout_s)
-        except DecodeTimeoutError:
-            raise ProblemFailed(
-                f"no trace within {self.timeout_s:g} s", "timeout", transient=True
-            ) from None
-        except (TeacherError, DecodeError) as error:
-            raise ProblemFailed(error.message, type(error).__name__, transient=True) from None
-        except CordError as error:
-            raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
+        result = await decode_or_fail(plan, self.timeout_s)
         return trace_record(completion_id(), plan, result, problem_id=problem.id)
 
     async def aclose(self) -> None:
@@ -503,23 +541,9 @@ async def run_distill(
 async def _attempt(
     engine: Engine, problem: Problem, settings: DistillSettings
 ) -> tuple[dict[str, Any] | None, ProblemFailed | None, int]:
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            return await engine.solve(problem), None, attempts
-        except ProblemFailed as error:
-            if not error.transient or attempts > settings.retries:
-                return None, error, attempts
-        except Exception as error:  # a bug must not lose the run: record it as a failure
-            return (
-                None,
-                ProblemFailed(
-                    f"{type(error).__name__}: {error}"[:500], "internal", transient=False
-                ),
-                attempts,
-            )
-        await asyncio.sleep(settings.retry_backoff_s * 2 ** (attempts - 1))
+    return await with_retries(
+        lambda: engine.solve(problem), settings.retries, settings.retry_backoff_s
+    )
 
 
 def _on_signals(workers: Sequence[asyncio.Future[None]]) -> Any:

@@ -6,20 +6,26 @@ Every error the proxy can report maps to an OpenAI error object
     CordError (500, server_error)
     +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
     |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
+    |   +-- ContextLengthExceededError (400)               the messages fill every context
     |   +-- RequestTooLargeError (413)
+    |   +-- RequestTimeoutError (408)                      a request's body did not arrive in time
     +-- AuthenticationError (401, authentication_error)
     +-- ModelNotFoundError (404, invalid_request_error / model_not_found)
-    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit
+    +-- NotFoundError (404, invalid_request_error / not_found)   no such file or batch
+    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit; Retry-After
     +-- ConfigError (500, server_error)                    a bad config; raised at start
     +-- TeacherError (502, teacher_error)                  one teacher failed; names it
     |   +-- TeacherUnreachableError                        connection refused, DNS, reset
+    |   |   +-- CircuitOpenError                           the endpoint's breaker is open
     |   +-- TeacherTimeoutError (504)
     |   +-- TeacherHTTPError                               the teacher answered an error status
     |   +-- TeacherProtocolError                           malformed JSON or missing fields
     |   |   +-- SpanMismatchError                          scored tokens do not spell the target
     |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
+    |       +-- ScoredPromptTooLongError                   a scored prompt over its context
     +-- DecodeError (502, decode_error)                    no candidate survived a step
         +-- DecodeTimeoutError (504)                       over the server's request_timeout
+        +-- TeachersTimedOutError (504)                    every failure of the step was a timeout
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class CordError(Exception):
         if code is not None:
             self.code = code
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries (none but for a few errors)."""
+        return {}
+
     def to_openai(self) -> dict[str, Any]:
         return {
             "error": {
@@ -55,6 +65,10 @@ class InvalidRequestError(CordError):
     error_type = "invalid_request_error"
 
 
+class ContextLengthExceededError(InvalidRequestError):
+    code = "context_length_exceeded"
+
+
 class UnsupportedFieldError(InvalidRequestError):
     code = "unsupported_parameter"
 
@@ -62,6 +76,11 @@ class UnsupportedFieldError(InvalidRequestError):
 class RequestTooLargeError(InvalidRequestError):
     status = 413
     code = "request_too_large"
+
+
+class RequestTimeoutError(InvalidRequestError):
+    status = 408
+    code = "body_timeout"
 
 
 class AuthenticationError(CordError):
@@ -76,10 +95,20 @@ class ModelNotFoundError(CordError):
     code = "model_not_found"
 
 
+class NotFoundError(CordError):
+    status = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
 class RateLimitError(CordError):
     status = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    retry_after_s = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ConfigError(CordError):
@@ -101,6 +130,12 @@ class TeacherError(CordError):
 
 class TeacherUnreachableError(TeacherError):
     code = "teacher_unreachable"
+
+
+class CircuitOpenError(TeacherUnreachableError):
+    """The endpoint failed too often in a row: calls fail at once until its cool-down ends."""
+
+    code = "circuit_open"
 
 
 class TeacherTimeoutError(TeacherError):
@@ -132,6 +167,10 @@ class TeacherCapabilityError(TeacherError):
     code = "teacher_capability"
 
 
+class ScoredPromptTooLongError(TeacherCapabilityError):
+    code = "context_length_exceeded"
+
+
 class DecodeError(CordError):
     status = 502
     error_type = "decode_error"
@@ -141,3 +180,8 @@ class DecodeError(CordError):
 class DecodeTimeoutError(DecodeError):
     status = 504
     code = "request_timeout"
+
+
+class TeachersTimedOutError(DecodeError):
+    status = 504
+    code = "teacher_timeout"

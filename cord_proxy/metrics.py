@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from cord_proxy.decoding.trace import TeacherUsage
 
 LATENCY_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
+LATENCY_SAMPLES = 1000
 
 
 class Metrics:
@@ -20,7 +22,13 @@ class Metrics:
         self.teacher_failures: Counter[str] = Counter()
         self.teacher_latency: dict[str, float] = {}
         self.teacher_selected: Counter[str] = Counter()
+        self.teacher_proposals: Counter[str] = Counter()
+        self.teacher_tokens: Counter[str] = Counter()
+        self.teacher_cost: dict[str, float] = {}
+        self.teacher_call_latency: dict[str, deque[float]] = {}
         self.in_flight = 0
+        self.unhandled = 0
+        self.rejected: Counter[str] = Counter()
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         self.requests[(route, status)] += 1
@@ -30,6 +38,14 @@ class Metrics:
             if seconds <= bound:
                 self.latency_buckets[index] += 1
 
+    def observe_unhandled(self) -> None:
+        """An error only the catch-all handler caught: a bug, counted so it is seen."""
+        self.unhandled += 1
+
+    def observe_rejected(self, reason: str) -> None:
+        """A connection answered before any route: malformed HTTP, headers too slow."""
+        self.rejected[reason] += 1
+
     def observe_decode(self, usage: Iterable[TeacherUsage]) -> None:
         for teacher in usage:
             self.teacher_calls[teacher.name] += teacher.propose_calls + teacher.score_calls
@@ -38,6 +54,32 @@ class Metrics:
                 self.teacher_latency.get(teacher.name, 0.0) + teacher.latency_s
             )
             self.teacher_selected[teacher.name] += teacher.selected
+            self._observe_teacher_work(teacher)
+
+    def _observe_teacher_work(self, teacher: TeacherUsage) -> None:
+        name = teacher.name
+        self.teacher_proposals[name] += teacher.proposals
+        self.teacher_tokens[name] += (
+            teacher.prompt_tokens + teacher.completion_tokens + teacher.score_tokens
+        )
+        self.teacher_cost[name] = self.teacher_cost.get(name, 0.0) + teacher.cost_usd
+        if teacher.propose_calls:
+            samples = self.teacher_call_latency.setdefault(name, deque(maxlen=LATENCY_SAMPLES))
+            samples.append(teacher.latency_s / teacher.propose_calls)
+
+    def teacher_stats(self, name: str) -> dict[str, Any]:
+        """One teacher's counters; latency is a propose call's, averaged per decode."""
+        samples = sorted(self.teacher_call_latency.get(name, ()))
+        return {
+            "calls": self.teacher_calls[name],
+            "failures": self.teacher_failures[name],
+            "latency_p50_s": _quantile(samples, 0.50),
+            "latency_p99_s": _quantile(samples, 0.99),
+            "proposals": self.teacher_proposals[name],
+            "selected": self.teacher_selected[name],
+            "tokens": self.teacher_tokens[name],
+            "cost_usd": self.teacher_cost.get(name, 0.0),
+        }
 
     def render(self) -> str:
         lines = [
@@ -59,6 +101,15 @@ class Metrics:
             "# HELP cord_requests_in_flight Chat completions being decoded now.",
             "# TYPE cord_requests_in_flight gauge",
             f"cord_requests_in_flight {self.in_flight}",
+            "# HELP cord_unhandled_errors_total Errors that reached the catch-all handler.",
+            "# TYPE cord_unhandled_errors_total counter",
+            f"cord_unhandled_errors_total {self.unhandled}",
+            "# HELP cord_rejected_requests_total Requests refused before routing, by reason.",
+            "# TYPE cord_rejected_requests_total counter",
+            *(
+                f'cord_rejected_requests_total{{reason="{_label(reason)}"}} {count}'
+                for reason, count in sorted(self.rejected.items())
+            ),
         ]
         lines += _per_teacher("cord_teacher_calls_total", "Teacher calls.", self.teacher_calls)
         lines += _per_teacher(
@@ -71,6 +122,12 @@ class Metrics:
             "cord_teacher_selected_steps_total", "Steps selected.", self.teacher_selected
         )
         return "\n".join(lines) + "\n"
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _per_teacher(name: str, help_text: str, values: Mapping[str, float]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -72,7 +73,7 @@ class CordOptions(BaseModel):
     thinking_budget: int | None = Field(None, ge=1, le=1_000_000)
     answer_budget: int | None = Field(None, ge=1, le=1_000_000)
     max_step_tokens: int | None = Field(None, ge=1, le=100_000)
-    max_steps: int | None = Field(None, ge=1, le=10_000)
+    max_steps: int | None = Field(None, ge=1, le=1024)
     include_candidates: bool | None = None
     reasoning_format: Literal["field", "inline"] = "field"
 
@@ -145,3 +146,44 @@ def asks_nothing(value: Any) -> bool:
 def unsupported_fields(body: dict[str, Any]) -> list[str]:
     """Fields in the body the proxy cannot honour, ignoring values that ask for nothing."""
     return [name for name in UNSUPPORTED_FIELDS if name in body and not asks_nothing(body[name])]
+
+
+PARAM_LIMIT = 200
+
+
+def param_name(location: Iterable[object]) -> str | None:
+    """A field's path as the `param` of an error (``messages.0.content``), kept short."""
+    name = ".".join(str(part) for part in location)
+    if len(name) > PARAM_LIMIT:
+        name = name[: PARAM_LIMIT - 1] + "…"
+    return name or None
+
+
+def unencodable_text(body: Any) -> str | None:
+    """The path of the first string (value or key, at any depth) that is not Unicode text.
+
+    JSON escapes can spell a lone UTF-16 surrogate (``"\\ud800"``), which no encoder of
+    UTF-8 accepts. Walked without recursion, since the body may nest deeply.
+    """
+    pending: list[tuple[Any, tuple[object, ...]]] = [(body, ())]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return param_name(path) or "(body)"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _encodable(str(key)):
+                    return param_name(path) or "(body)"
+                pending.append((item, (*path, key)))
+        elif isinstance(value, list):
+            pending.extend((item, (*path, index)) for index, item in enumerate(value))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -9,14 +9,21 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from cord_proxy.config import CordConfig, EnsembleConfig, ensemble_scorers, format_validation_error
+from cord_proxy.config import (
+    CordConfig,
+    EnsembleConfig,
+    LimitsConfig,
+    ensemble_scorers,
+    format_validation_error,
+)
 from cord_proxy.decoding.beam import BeamSearch, DecodeProgress
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import DecodeTimeoutError, InvalidRequestError, ModelNotFoundError
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.teachers.base import Message, Teacher
-from cord_proxy.teachers.factory import build_teacher
+from cord_proxy.teachers.breaker import BreakerRegistry
+from cord_proxy.teachers.factory import build_teacher, endpoint_key
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,21 @@ class Runtime:
 
     def __init__(self, config: CordConfig, teachers: Mapping[str, Teacher] | None = None):
         self.config = config
+        self.breakers = BreakerRegistry()
         self.teachers: dict[str, Teacher] = (
             dict(teachers)
             if teachers is not None
-            else {t.name: build_teacher(t) for t in config.teachers}
+            else {t.name: build_teacher(t, self.breakers) for t in config.teachers}
         )
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each configured teacher's circuit breaker state: closed, open or half_open."""
+        return {
+            t.name: self.breakers.get(
+                endpoint_key(t), t.breaker_threshold, t.breaker_cooldown
+            ).state
+            for t in self.config.teachers
+        }
 
     @property
     def ensemble_names(self) -> list[str]:
@@ -69,6 +86,7 @@ class Runtime:
                 param="cord.scorers",
             )
         options = self._options(ensemble, request)
+        check_cost(self.config.limits, options, len(proposers), len(scorers))
         return DecodePlan(
             ensemble=ensemble.name,
             conversation=[Message(role=m.role, content=m.text()) for m in request.messages],
@@ -109,6 +127,8 @@ class Runtime:
             updates["seed"] = request.seed
         if request.temperature is not None:
             updates["temperature"] = request.temperature
+        if request.top_p is not None:
+            updates["top_p"] = request.top_p
         merged = {**ensemble.defaults.model_dump(), **updates}
         merged.update(_split_limit(request.completion_limit(), merged))
         try:
@@ -124,6 +144,26 @@ class Runtime:
                 param="n",
             )
         return options
+
+
+def check_cost(limits: LimitsConfig, options: DecodeOptions, proposers: int, scorers: int) -> None:
+    """Refuse a request whose worst case is over the configured caps, naming the cap."""
+    per_step = options.beam_width * options.proposals_per_teacher * proposers
+    if per_step > limits.max_candidates_per_step:
+        raise InvalidRequestError(
+            f"beam_width x proposals_per_teacher x teachers = {per_step} candidates a step, over "
+            f"the limit of {limits.max_candidates_per_step} ([limits] max_candidates_per_step)",
+            param="cord.beam_width",
+            code="cost_limit",
+        )
+    calls = options.max_steps * per_step * (1 + scorers) + options.beam_width * proposers
+    if calls > limits.max_teacher_calls:
+        raise InvalidRequestError(
+            f"up to {calls} teacher calls (max_steps x candidates x (1 + scorers) + answers), "
+            f"over the limit of {limits.max_teacher_calls} ([limits] max_teacher_calls)",
+            param="cord.max_steps",
+            code="cost_limit",
+        )
 
 
 def _split_limit(limit: int | None, options: dict[str, Any]) -> dict[str, int]:

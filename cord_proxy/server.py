@@ -11,11 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
+from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, TeacherConfig, resolve_secret
+from cord_proxy.connections import GuardedRunner
 from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
@@ -24,13 +27,21 @@ from cord_proxy.errors import (
     CordError,
     InvalidRequestError,
     RateLimitError,
+    RequestTimeoutError,
     RequestTooLargeError,
     UnsupportedFieldError,
 )
 from cord_proxy.metrics import Metrics
-from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
+from cord_proxy.protocol import (
+    ChatCompletionRequest,
+    param_name,
+    unencodable_text,
+    unsupported_fields,
+)
+from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
 from cord_proxy.teachers.check import listed_models
+from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
 
@@ -38,13 +49,31 @@ RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 KEEPALIVE_S = 15.0
 READY_TIMEOUT_S = 5.0
+READY_CACHE_S = 5.0
+CLIENT_CLOSED = 499  # nginx's status for a client that went away before its answer
+LINGERING_S = 2.0
+ERROR_MESSAGE_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
 SINK: web.AppKey[TraceSink] = web.AppKey("sink")
 
 
+def openai_error(error: CordError) -> dict[str, Any]:
+    """The error's OpenAI object, its message cleaned of endpoints and credentials."""
+    body = error.to_openai()
+    body["error"]["message"] = excerpt(error.message, ERROR_MESSAGE_LIMIT)
+    return body
+
+
 def error_response(error: CordError) -> web.Response:
-    return web.json_response(error.to_openai(), status=error.status)
+    return web.json_response(openai_error(error), status=error.status, headers=error.headers())
+
+
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    kind = "not_found" if exc.status == 404 else "invalid_request_error"
+    body = {"error": {"message": exc.reason, "type": kind, "param": None, "code": None}}
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    return web.json_response(body, status=exc.status, headers=headers)
 
 
 @web.middleware
@@ -59,30 +88,43 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        kind = "not_found" if exc.status == 404 else "invalid_request_error"
-        body = {"error": {"message": exc.reason, "type": kind, "param": None, "code": None}}
-        return web.json_response(body, status=exc.status)
-    except asyncio.CancelledError:
+        return _http_error_response(exc)
+    except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        body = {
-            "error": {
-                "message": "internal error",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-        }
-        return web.json_response(body, status=500)
+        request.app[METRICS].observe_unhandled()
+        log.exception("unhandled error", extra={"path": request.path})  # cleaned by logs.py
+        return error_response(CordError("internal error"))
+
+
+def bearer_token(header: str | None) -> bytes | None:
+    """The key of an ``Authorization: Bearer <key>`` header (scheme in any case, RFC 7235)."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return token.encode("utf-8")
+    except UnicodeEncodeError:  # header bytes that were not UTF-8
+        return None
+
+
+def _needs_key(request: web.Request) -> bool:
+    if request.path.startswith("/v1/"):
+        return True
+    return request.path == "/metrics" and not request.app[RUNTIME].config.server.metrics_public
 
 
 def auth_middleware(keys: list[str]) -> Middleware:
+    encoded = [k.encode("utf-8") for k in keys]
+
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if keys and request.path.startswith("/v1/"):
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        if encoded and _needs_key(request):
+            given = bearer_token(request.headers.get("Authorization"))
+            if given is None or not any(hmac.compare_digest(given, k) for k in encoded):
                 raise AuthenticationError(
                     "Incorrect or missing API key: send 'Authorization: Bearer <key>'"
                 )
@@ -92,10 +134,21 @@ def auth_middleware(keys: list[str]) -> Middleware:
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
-    limit = request.app[RUNTIME].config.server.max_body_bytes
+    server = request.app[RUNTIME].config.server
+    limit = server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLargeError(f"request body is over the limit of {limit} bytes")
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(server.body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {server.body_timeout:g} s"
+        ) from None
+    except (HttpProcessingError, web.RequestPayloadError) as error:
+        raise InvalidRequestError(
+            f"the request body could not be read ({type(error).__name__})"
+        ) from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -108,6 +161,13 @@ async def read_body(request: web.Request) -> dict[str, Any]:
 
 
 def parse_request(body: dict[str, Any]) -> ChatCompletionRequest:
+    bad_text = unencodable_text(body)
+    if bad_text is not None:
+        raise InvalidRequestError(
+            f"Invalid value for '{bad_text}': a string holds a lone UTF-16 surrogate, "
+            "which is not Unicode text",
+            param=bad_text,
+        )
     refused = unsupported_fields(body)
     if refused:
         raise UnsupportedFieldError(
@@ -121,12 +181,16 @@ def parse_request(body: dict[str, Any]) -> ChatCompletionRequest:
 
 def _validation_error(error: ValidationError) -> InvalidRequestError:
     first = error.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
+    param = param_name(first["loc"])
     if first["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     else:
         message = f"Invalid value for '{param}': {first['msg'].removeprefix('Value error, ')}"
     return InvalidRequestError(message, param=param)
+
+
+STATUS = web.RequestKey("status", int)
+"""The status a request ends with when its response does not say it (a failed stream)."""
 
 
 class RequestSlot:
@@ -157,10 +221,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         with RequestSlot(request.app):
             handle = stream_completion if parsed.stream else whole_completion
             response = await handle(request, parsed, plan)
-        status = response.status
+        status = request.get(STATUS, response.status)
         return response
     except CordError as error:
         status = error.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = CLIENT_CLOSED
+        raise
+    except Exception:
+        status = 500
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -200,7 +270,7 @@ async def whole_completion(
     request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
 ) -> web.StreamResponse:
     request_id = completion_id()
-    result = await run_decode(plan, request.app[RUNTIME].config.server.request_timeout)
+    result = _cleaned(await run_decode(plan, request.app[RUNTIME].config.server.request_timeout))
     await _finish_decode(request, plan, result, request_id)
     body = completion_body(
         result,
@@ -230,7 +300,7 @@ async def stream_completion(
     try:
         await _send(response, writer.role(parsed.n))
         streamed = await _stream_certain_steps(response, writer, decode, progress, inline)
-        result = decode.result()
+        result = _cleaned(decode.result())
         await _finish_decode(request, plan, result, request_id)
         await _stream_traces(response, writer, result, parsed.n, streamed, inline)
         cord = provenance(result, plan.ensemble, parsed.n)
@@ -238,17 +308,28 @@ async def stream_completion(
         if parsed.stream_options and parsed.stream_options.include_usage:
             await _send(response, writer.usage(usage_of(result, result.traces[: parsed.n])))
     except CordError as error:
-        await _send(response, error.to_openai())
+        request[STATUS] = error.status
+        await _send(response, openai_error(error))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
+        request[STATUS] = 500
+        request.app[METRICS].observe_unhandled()
         log.exception("stream failed", extra={"request_id": request_id})
-        await _send(response, CordError("internal error").to_openai())
+        await _send(response, openai_error(CordError("internal error")))
     finally:
         decode.cancel()
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
+
+
+def _cleaned(result: DecodeResult) -> DecodeResult:
+    """The result with each teacher failure's text cut to a clean excerpt (it is sent out)."""
+    if not result.failures:
+        return result
+    failures = [f.model_copy(update={"error": excerpt(f.error)}) for f in result.failures]
+    return result.model_copy(update={"failures": failures})
 
 
 async def _stream_certain_steps(
@@ -312,10 +393,34 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+class Readiness:
+    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
+
+    Concurrent requests share one check, so a burst of probes makes one round of calls.
+    """
+
+    def __init__(self, teachers: tuple[TeacherConfig, ...]):
+        self.teachers = teachers
+        self.checked_at = -READY_CACHE_S
+        self.current: asyncio.Future[dict[str, bool]] | None = None
+
+    async def get(self) -> dict[str, bool]:
+        now = time.monotonic()
+        if self.current is None or now - self.checked_at >= READY_CACHE_S:
+            self.checked_at = now
+            self.current = asyncio.ensure_future(self._check())
+        return await asyncio.shield(self.current)
+
+    async def _check(self) -> dict[str, bool]:
+        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
+        return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
 async def ready(request: web.Request) -> web.Response:
-    config = request.app[RUNTIME].config
-    checks = await asyncio.gather(*(_reachable(t) for t in config.teachers))
-    teachers = {t.name: ok for t, ok in zip(config.teachers, checks, strict=True)}
+    teachers = await request.app[READINESS].get()
     is_ready = all(teachers.values())
     return web.json_response(
         {"status": "ready" if is_ready else "not_ready", "teachers": teachers},
@@ -341,8 +446,11 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
         middlewares=[errors_middleware, auth_middleware(keys)],
         client_max_size=config.server.max_body_bytes,
     )
+    for teacher in config.teachers:
+        remember_endpoint(teacher.base_url)
     app[RUNTIME] = runtime
     app[METRICS] = Metrics()
+    app[READINESS] = Readiness(config.teachers)
     if sink is not None:
         app[SINK] = sink
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -350,6 +458,8 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
+    install_batches(app, runtime, sink)
+    add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:
         await runtime.aclose()
@@ -360,7 +470,16 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Start serving; cancel the handler of a request whose client disconnects."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    settings = app[RUNTIME].config.server
+    runner = GuardedRunner(
+        app,
+        header_timeout=settings.header_timeout,
+        on_rejected=app[METRICS].observe_rejected,
+        handler_cancellation=True,
+        access_log=None,
+        keepalive_timeout=settings.keepalive_timeout,
+        lingering_time=LINGERING_S,
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

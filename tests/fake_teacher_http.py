@@ -25,6 +25,7 @@ class CountingFakeTeacher:
         self.in_flight = 0
         self.started = 0
         self.cancelled = 0
+        self.models_calls = 0
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -69,6 +70,7 @@ class CountingFakeTeacher:
             await self.runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.models_calls += 1
         data = [{"id": name, "object": "model"} for name in (*DELAYS, "broken")]
         return web.json_response({"object": "list", "data": data})
 

@@ -2,9 +2,9 @@
 
 Each character is one token, its code point; ``<bos>`` is token 2. The routes answer what
 vLLM 0.32 answers: ``/tokenize`` (a text prompt or chat messages), ``/detokenize``, and
-token-id ``/v1/completions`` with ``prompt_logprobs``, ``echo`` or a forced one-token
-completion (``allowed_token_ids``). Log-probabilities come from a scripted function of the
-token and its position.
+token-id ``/v1/completions`` with ``prompt_logprobs``, ``echo``, or one-token completions
+on a list of prompts asking for given tokens' values (``logprob_token_ids``).
+Log-probabilities come from a scripted function of the token and its position.
 """
 
 from __future__ import annotations
@@ -39,13 +39,28 @@ def is_scoring(body: dict[str, Any]) -> bool:
     return isinstance(body.get("prompt"), list)
 
 
+def asked_values(body: dict[str, Any], logprob: Logprob, forced_zero: bool = False) -> Any:
+    """A list of token-id prompts, each answered with the values of ``logprob_token_ids``.
+
+    `forced_zero` reads every asked value as 0.0, as a server in ``processed_logprobs``
+    mode does for a forced token.
+    """
+    prompts = body["prompt"] if isinstance(body["prompt"][0], list) else [body["prompt"]]
+    choices = []
+    for index, prompt in enumerate(prompts):
+        asked = {
+            f"token_id:{t}": 0.0 if forced_zero else logprob(t, len(prompt))
+            for t in body["logprob_token_ids"]
+        }
+        logprobs = {"tokens": ["token_id:0"], "token_logprobs": [-1.0], "top_logprobs": [asked]}
+        choices.append({"index": index, "text": "?", "logprobs": logprobs})
+    return {"choices": choices}
+
+
 def score_completion(body: dict[str, Any], logprob: Logprob, forced_zero: bool = False) -> Any:
+    if body.get("logprob_token_ids"):
+        return asked_values(body, logprob, forced_zero)
     prompt: list[int] = body["prompt"]
-    if body.get("allowed_token_ids"):
-        (token,) = body["allowed_token_ids"]
-        value = 0.0 if forced_zero else logprob(token, len(prompt))
-        logprobs = {"tokens": [f"token_id:{token}"], "token_logprobs": [value]}
-        return {"choices": [{"index": 0, "text": chr(token), "logprobs": logprobs}]}
     values = [None] + [logprob(t, p) for p, t in enumerate(prompt) if p > 0]
     if body.get("echo"):
         tokens = [f"token_id:{t}" for t in prompt]

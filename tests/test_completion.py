@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from cord_proxy.completion import ChunkWriter, completion_body
-from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord, TeacherUsage
+from cord_proxy.decoding.trace import (
+    CandidateRecord,
+    DecodeResult,
+    FinishedTrace,
+    StepRecord,
+    TeacherUsage,
+)
 
 
 def step(index: int, text: str, by: str) -> StepRecord:
@@ -89,3 +97,18 @@ def test_stream_chunks_are_valid_and_rebuild_the_message() -> None:
     assert reasoning.strip() == best.reasoning and content == "5"
     assert parsed[0].choices[0].delta.role == "assistant"
     assert parsed[-1].choices[0].finish_reason == "stop"
+
+
+def test_an_unscored_candidate_is_null_in_the_json_not_infinity() -> None:
+    record = CandidateRecord(
+        parent=0,
+        text="### Step 1. x",
+        proposers=["a"],
+        score=None,
+        log_score=None,
+        scorers=[],
+        tokens=1,
+        finish_reason="stop",
+    )
+    text = json.dumps(record.model_dump(), allow_nan=False)
+    assert '"score": null' in text and '"log_score": null' in text

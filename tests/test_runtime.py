@@ -96,3 +96,28 @@ def test_unsupported_fields_ignore_values_that_ask_for_nothing() -> None:
 def test_blank_reference_answer_is_refused() -> None:
     with pytest.raises(ValueError, match="reference_answer"):
         request(cord={"reference_answer": "  "})
+
+
+def test_cost_caps_refuse_an_amplifying_request_by_name() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        runtime().plan(request(cord={"beam_width": 64, "proposals_per_teacher": 16}))
+    assert caught.value.param == "cord.beam_width"
+    assert "max_candidates_per_step" in caught.value.message
+    with pytest.raises(InvalidRequestError) as caught:
+        runtime().plan(request(cord={"beam_width": 16, "max_steps": 1024}))
+    assert caught.value.param == "cord.max_steps"
+    assert "max_teacher_calls" in caught.value.message
+
+
+def test_the_papers_setting_fits_the_default_caps() -> None:
+    plan = runtime().plan(request(cord={"beam_width": 4, "max_steps": 64}))
+    assert plan.options.beam_width == 4
+
+
+def test_max_steps_has_a_lower_ceiling() -> None:
+    with pytest.raises(ValueError, match="1024"):
+        request(cord={"max_steps": 10_000})
+
+
+def test_top_p_overrides_every_teacher() -> None:
+    assert runtime().plan(request(top_p=0.5)).options.top_p == 0.5

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
+from cord_proxy.decoding.candidates import Beam, Candidate, Selection, select_top, step_weight
+from cord_proxy.decoding.failures import FailureLog
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.scoring import (
     as_probability,
@@ -30,18 +33,21 @@ from cord_proxy.decoding.trace import (
     FinishedTrace,
     RoundTiming,
     ScorerPart,
-    StepFailure,
     StepRecord,
     TeacherUsage,
 )
-from cord_proxy.errors import DecodeError, TeacherError
+from cord_proxy.errors import (
+    ContextLengthExceededError,
+    CordError,
+    DecodeError,
+    ScoredPromptTooLongError,
+    TeacherError,
+    TeachersTimedOutError,
+)
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 
-# A teacher whose calls fail this often in one request (each call after its own retries,
-# teachers/retry.py) is dropped for the rest of the request: it is sent no more calls of any
-# kind, and `DecodeResult.dropped` names it. The answer is degraded, not failed; when every
-# proposer is dropped, the decode fails with `DecodeError` (502).
-DROP_AFTER_FAILURES = 2
+Merged = dict[tuple[int, str, bool], Candidate]
+TOO_LONG = frozenset({ScoredPromptTooLongError.code})
 
 
 @dataclass(frozen=True)
@@ -55,49 +61,6 @@ class DecodeProgress:
 
 
 ProgressCallback = Callable[[DecodeProgress], None]
-
-
-@dataclass
-class Beam:
-    index: int
-    text: str
-    opening: str
-    steps: list[StepRecord]
-    tokens: int
-    log_score: float
-    step_number: int
-    closed_by: ClosedBy | None = None
-
-
-@dataclass
-class Candidate:
-    order: tuple[int, int, int]
-    beam: Beam
-    proposal: Proposal
-    proposers: list[str]
-    closes: ClosedBy | None
-    parts: list[ScorerPart] = field(default_factory=list)
-    missing: set[str] = field(default_factory=set)
-    log_score: float | None = None
-    ready_at: float = 0.0
-
-    @property
-    def body(self) -> str:
-        return self.proposal.text
-
-    def record(self, selected: bool) -> CandidateRecord:
-        log_score = self.log_score if self.log_score is not None else float("-inf")
-        return CandidateRecord(
-            parent=self.beam.index,
-            text=self.beam.opening + self.body,
-            proposers=list(self.proposers),
-            score=as_probability(log_score),
-            log_score=log_score,
-            scorers=self.parts,
-            tokens=self.proposal.tokens,
-            finish_reason=self.proposal.finish_reason,
-            selected=selected,
-        )
 
 
 def call_seed(seed: int | None, *parts: object) -> int | None:
@@ -116,14 +79,13 @@ def normalise_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
-def select_top(candidates: Sequence[Candidate], capacity: int) -> list[Candidate]:
-    """The `capacity` best scored candidates; ties keep the proposal order."""
-    scored = [c for c in candidates if c.log_score is not None]
-    return sorted(scored, key=lambda c: (-(c.log_score or 0.0), c.order))[:capacity]
-
-
 class BeamSearch:
-    """One decode. Create, `await run()`, read the result. Cancelling `run` cancels every call."""
+    """One decode. Create, `await run()`, read the result. Cancelling `run` cancels every call.
+
+    With a seed, the result does not depend on the order in which answers arrive: each
+    beam's proposals are merged in (teacher order in the ensemble, proposal index) order,
+    ties are broken by (beam, teacher, proposal), and the answer teacher is chosen the same way.
+    """
 
     def __init__(
         self,
@@ -141,90 +103,124 @@ class BeamSearch:
         self.scorers = list(scorers)
         self.options = options
         self.reference = reference_answer
+        self.step_mode = reference_answer is None
         self.weights = dict(scorer_weights or {})
         self.on_progress = on_progress
         self.segmenter: Segmenter = segmenter_for(options)
         self.usage = {t.name: TeacherUsage(name=t.name) for t in [*proposers, *scorers]}
-        self.failures: list[StepFailure] = []
-        self.dropped: list[str] = []
+        self.log = FailureLog(self.usage)
         self.rounds: list[RoundTiming] = []
+        self._rank = {t.name: i for i, t in enumerate(self.proposers)}
         self._round_scores: dict[tuple[str, str, str], asyncio.Task[SpanScore | None]] = {}
-        self._score_strikes: dict[str, int] = {}
+        self._cancelled_calls: list[tuple[str, str]] = []
         self._certain = 0
         self._prompt_tokens = 0
 
     async def run(self) -> DecodeResult:
         started = time.perf_counter()
         try:
-            traces, answer_wait = await self._search()
-        except* DecodeError as failed:
+            survivors, alternatives, answer_wait = await self._search()
+        except* CordError as failed:
             # `_search` raises "no candidate survived" inside its TaskGroup, which wraps it in
             # an ExceptionGroup (after cancelling the answers in flight): raise it bare.
             raise failed.exceptions[0] from None
         finally:
             self._end_round_scores()
         return DecodeResult(
-            traces=sorted(traces, key=lambda t: -t.log_score),
-            score_mode="reference" if self.reference is not None else "step",
-            reference_used=self.reference is not None,
+            traces=_best_first(survivors) + _best_first(alternatives),
+            score_mode="step" if self.step_mode else "reference",
+            reference_used=not self.step_mode,
             prompt_tokens=self._prompt_tokens,
             teachers=list(self.usage.values()),
-            failures=self.failures,
-            dropped=self.dropped,
+            failures=self.log.records,
+            dropped=self.log.dropped,
             rounds=self.rounds,
             wall_s=time.perf_counter() - started,
             answer_wait_s=answer_wait,
         )
 
-    async def _search(self) -> tuple[list[FinishedTrace], float]:
+    async def _search(self) -> tuple[list[FinishedTrace], list[FinishedTrace], float]:
         live = [Beam(0, THINK_OPEN, self.segmenter.opening(1), [], 0, 0.0, 1)]
         finished: list[Beam] = []
-        answers: list[asyncio.Task[FinishedTrace | None]] = []
+        answers: dict[int, asyncio.Task[FinishedTrace | None]] = {}
         async with asyncio.TaskGroup() as group:
             for step in range(1, self.options.max_steps + 1):
                 if not live:
                     break
                 try:
-                    candidates = await self._round(step, live)
-                    live, done = self._select(
-                        step, candidates, self.options.beam_width - len(finished)
-                    )
+                    selection, records = await self._step(step, live, finished)
                 except DecodeError:
-                    if not finished:
+                    if not answers:
                         raise
                     live = []
                     break
-                finished += done
-                answers += [group.create_task(self._answer(beam)) for beam in done]
+                live, newly = self._advance(selection, records)
+                finished = [*selection.kept, *newly]
+                answers.update({id(b): group.create_task(self._answer(b)) for b in newly})
                 self._report(step, live, finished)
             leftovers = [self._close(beam, "max_steps") for beam in live]
-            answers += [group.create_task(self._answer(beam)) for beam in leftovers]
+            answers.update({id(b): group.create_task(self._answer(b)) for b in leftovers})
             search_done = time.perf_counter()
-        traces = [trace for task in answers if (trace := task.result()) is not None]
+        final = {id(b) for b in [*finished, *leftovers]}
+        traces = {key: t for key, task in answers.items() if (t := task.result()) is not None}
+        survivors = [t for key, t in traces.items() if key in final]
+        alternatives = [t for key, t in traces.items() if key not in final]
         if not traces:
-            raise DecodeError("no teacher could write the final answer of any finished trace")
-        return traces, time.perf_counter() - search_done
+            raise DecodeError(
+                "no teacher could write the final answer of any finished trace: "
+                + self.log.role_errors("answer")
+            )
+        return survivors, alternatives, time.perf_counter() - search_done
+
+    async def _step(
+        self, step: int, live: list[Beam], finished: list[Beam]
+    ) -> tuple[Selection, list[CandidateRecord] | None]:
+        """One round and its top B, with every candidate's record when they are asked for."""
+        candidates = await self._round(step, live)
+        if step == 1 and candidates and all(c.proposal.context_full for c in candidates):
+            raise ContextLengthExceededError(
+                "the messages leave no room in any proposer's context; shorten them",
+                param="messages",
+            )
+        selection = select_top(candidates, finished, self.options.beam_width, self.step_mode)
+        if not selection.chosen and not selection.kept:
+            raise self._nothing_survived(step)
+        if not self.options.include_candidates:
+            return selection, None
+        chosen = {id(c) for c in selection.chosen}
+        return selection, [c.record(selected=id(c) in chosen) for c in candidates]
+
+    def _nothing_survived(self, step: int) -> CordError:
+        """Why no candidate survived: the client's input, timeouts, or failing teachers."""
+        if step == 1 and self.log.only_codes(step, TOO_LONG):
+            param = "messages" if self.step_mode else "cord.reference_answer"
+            return ContextLengthExceededError(
+                f"the scored prompt is longer than every scorer's context ({param}); "
+                + self.log.step_errors(step),
+                param=param,
+            )
+        error = TeachersTimedOutError if self.log.only_timeouts(step) else DecodeError
+        return error(f"step {step}: no candidate survived ({self.log.step_errors(step)})")
+
+    # --- one round: propose and score, within the round's deadline -------------------------
 
     async def _round(self, step: int, beams: Sequence[Beam]) -> list[Candidate]:
         started = time.perf_counter()
         candidates: list[Candidate] = []
-        merged: dict[tuple[int, str, bool], Candidate] = {}
-        if all(t.name in self.dropped for t in self.proposers):
-            last = self.failures[-1].error if self.failures else "no error recorded"
-            raise DecodeError(
-                f"step {step}: every proposer has failed and was dropped "
-                f"({', '.join(self.dropped)}); last error: {last}"
-            )
-        async with asyncio.TaskGroup() as group:
-            for beam in beams:
-                for order, teacher in enumerate(self.proposers):
-                    if teacher.name in self.dropped:
-                        continue
-                    group.create_task(
-                        self._propose_and_score(step, beam, order, teacher, candidates, merged)
-                    )
+        merged: Merged = {}
+        self._check_proposers_left(step)
+        cut: list[str] = []
+        try:
+            async with asyncio.timeout(self.options.round_timeout):
+                async with asyncio.TaskGroup() as group:
+                    for beam in beams:
+                        group.create_task(self._beam_round(step, beam, candidates, merged))
+        except TimeoutError:
+            cut = self._record_cuts(step)
+        candidates.sort(key=lambda c: c.order)
         left_out = self._left_out(candidates)
         for candidate in candidates:
+            candidate.proposers.sort(key=self._rank.__getitem__)
             self._rejudge(candidate, left_out)
         self._end_round_scores()
         ready = [c.ready_at - started for c in candidates if c.log_score is not None]
@@ -235,9 +231,218 @@ class BeamSearch:
                 critical_s=max(ready, default=0.0),
                 candidates=len(candidates),
                 scorers_left_out=left_out,
+                cut=cut,
             )
         )
         return candidates
+
+    def _check_proposers_left(self, step: int) -> None:
+        if all(self.log.is_dropped(t.name) for t in self.proposers):
+            last = self.log.records[-1].error if self.log.records else "no error recorded"
+            error = TeachersTimedOutError if self.log.only_timeouts(step - 1) else DecodeError
+            raise error(
+                f"step {step}: every proposer has failed and was dropped "
+                f"({', '.join(self.log.dropped)}); last error: {last}"
+            )
+
+    def _record_cuts(self, step: int) -> list[str]:
+        """Record the calls the round deadline cancelled; the round goes on without them."""
+        cut = list(dict.fromkeys(self._cancelled_calls))
+        self._cancelled_calls.clear()
+        for teacher, role in cut:
+            self.log.cut(step, teacher, role, self.options.round_timeout)
+        return sorted({teacher for teacher, _ in cut})
+
+    @contextlib.contextmanager
+    def _call(self, teacher: str, role: str) -> Iterator[None]:
+        """Notes a call that is cancelled (by the round deadline, or the client leaving)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._cancelled_calls.append((teacher, role))
+            raise
+
+    async def _beam_round(
+        self, step: int, beam: Beam, candidates: list[Candidate], merged: Merged
+    ) -> None:
+        """Every proposer continues one beam. Seeded: merged in teacher order, then scored."""
+        active = [(o, t) for o, t in enumerate(self.proposers) if not self.log.is_dropped(t.name)]
+        if self.options.seed is None:
+            async with asyncio.TaskGroup() as group:
+                for order, teacher in active:
+                    group.create_task(
+                        self._propose_and_score(step, beam, order, teacher, candidates, merged)
+                    )
+            return
+        proposals = await asyncio.gather(*(self._propose(step, beam, t) for _, t in active))
+        fresh: list[Candidate] = []
+        for (order, teacher), made in zip(active, proposals, strict=True):
+            fresh += self._merge(beam, order, teacher, made, candidates, merged)
+        await asyncio.gather(*(self._score(step, c) for c in fresh))
+
+    async def _propose_and_score(
+        self,
+        step: int,
+        beam: Beam,
+        order: int,
+        teacher: Teacher,
+        candidates: list[Candidate],
+        merged: Merged,
+    ) -> None:
+        proposals = await self._propose(step, beam, teacher)
+        fresh = self._merge(beam, order, teacher, proposals, candidates, merged)
+        await asyncio.gather(*(self._score(step, c) for c in fresh))
+
+    def _merge(
+        self,
+        beam: Beam,
+        order: int,
+        teacher: Teacher,
+        proposals: Sequence[Proposal],
+        candidates: list[Candidate],
+        merged: Merged,
+    ) -> list[Candidate]:
+        """New candidates from one teacher's proposals; the same text joins its twin."""
+        fresh: list[Candidate] = []
+        for index, proposal in enumerate(proposals):
+            closes = self._closing(beam, proposal)
+            if not proposal.text.strip() and closes is None:
+                continue
+            key = (beam.index, normalise_whitespace(proposal.text), closes is not None)
+            twin = merged.get(key)
+            if twin is not None:
+                if teacher.name not in twin.proposers:
+                    twin.proposers.append(teacher.name)
+                twin.order = min(twin.order, (beam.index, order, index))
+                continue
+            candidate = Candidate(
+                (beam.index, order, index), beam, proposal, [teacher.name], closes
+            )
+            merged[key] = candidate
+            candidates.append(candidate)
+            fresh.append(candidate)
+        return fresh
+
+    async def _propose(self, step: int, beam: Beam, teacher: Teacher) -> list[Proposal]:
+        options = self.options
+        started = time.perf_counter()
+        usage = self.usage[teacher.name]
+        usage.propose_calls += 1
+        try:
+            with self._call(teacher.name, "propose"):
+                proposals = await teacher.propose(
+                    self.conversation,
+                    beam.text + beam.opening,
+                    n=options.proposals_per_teacher,
+                    stop=self.segmenter.stop_strings,
+                    max_tokens=min(options.max_step_tokens, options.thinking_budget - beam.tokens),
+                    seed=call_seed(options.seed, teacher.name, step, beam.index),
+                    temperature=options.temperature,
+                    top_p=options.top_p,
+                    reserve=options.answer_budget,
+                )
+        except TeacherError as error:
+            self.log.proposer_failed(step, teacher.name, "propose", error)
+            return []
+        finally:
+            usage.latency_s += time.perf_counter() - started
+        self.log.proposer_succeeded(teacher.name)
+        self._count_proposals(step, usage, proposals)
+        return proposals
+
+    def _count_proposals(self, step: int, usage: TeacherUsage, proposals: list[Proposal]) -> None:
+        usage.proposals += len(proposals)
+        usage.completion_tokens += sum(p.tokens for p in proposals)
+        usage.prompt_tokens += sum(p.prompt_tokens for p in proposals)
+        usage.cost_usd += sum(p.cost_usd for p in proposals)
+        if step == 1:
+            seen = [p.prompt_tokens for p in proposals if p.prompt_tokens > 0]
+            if seen and (self._prompt_tokens == 0 or min(seen) < self._prompt_tokens):
+                self._prompt_tokens = min(seen)
+
+    def _closing(self, beam: Beam, proposal: Proposal) -> ClosedBy | None:
+        if proposal.stop_string == THINK_CLOSE:
+            return "think"
+        if proposal.context_full:
+            return "context"
+        if proposal.finish_reason == "closed":
+            return "eos"
+        if beam.tokens + proposal.tokens >= self.options.thinking_budget:
+            return "budget"
+        return None
+
+    # --- scoring --------------------------------------------------------------------------
+
+    async def _score(self, step: int, candidate: Candidate) -> None:
+        prefix, target, names = self._score_question(candidate)
+        # Eq. 3 is the per-token mean; per-byte normalisation is for step mode only.
+        normalisation = self.options.score_normalisation if self.step_mode else "token"
+        spans = await asyncio.gather(
+            *(self._span(step, self._scorer(n), prefix, target) for n in names)
+        )
+        parts: list[ScorerPart] = []
+        for name, span in zip(names, spans, strict=True):
+            if span is None:
+                candidate.missing.add(name)
+                continue
+            parts.append(
+                ScorerPart(
+                    scorer=name,
+                    mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
+                    tokens=len(span.logprobs),
+                    weight=self.weights.get(name, 1.0),
+                    method=span.method,
+                )
+            )
+        if parts:
+            candidate.parts = parts
+            candidate.log_score = _combined(parts)
+        candidate.ready_at = time.perf_counter()
+
+    def _score_question(self, candidate: Candidate) -> tuple[str, str, list[str]]:
+        """The scored context, the scored span and the scorers of one candidate."""
+        beam = candidate.beam
+        names = [s.name for s in self.scorers]
+        if self.reference is not None:
+            prefix = beam.text + beam.opening + candidate.body + self.options.answer_prompt
+            return prefix, self.reference, names
+        target = candidate.body if candidate.body.strip() else THINK_CLOSE
+        return beam.text + beam.opening, target, step_scorers(names, candidate.proposers)
+
+    def _scorer(self, name: str) -> Teacher:
+        return next(s for s in self.scorers if s.name == name)
+
+    async def _span(self, step: int, scorer: Teacher, prefix: str, target: str) -> SpanScore | None:
+        """One scorer's reading of a span, or None when its endpoint failed or is retired.
+
+        Teachers that share an endpoint, model and prompt format share one call per round.
+        """
+        if not self.log.can_score(scorer):
+            return None
+        key = (scorer.score_identity, prefix, target)
+        task = self._round_scores.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._shared_span(step, scorer, prefix, target))
+            self._round_scores[key] = task
+        with self._call(scorer.name, "score"):
+            return await asyncio.shield(task)
+
+    async def _shared_span(
+        self, step: int, scorer: Teacher, prefix: str, target: str
+    ) -> SpanScore | None:
+        """The call behind `_span`: counted, and its failure recorded, once."""
+        usage = self.usage[scorer.name]
+        usage.score_calls += 1
+        try:
+            span = await scorer.score(self.conversation, prefix, target)
+        except TeacherError as error:
+            self.log.scorer_failed(step, scorer, error)
+            return None
+        self.log.scorer_succeeded(scorer)
+        if not span.logprobs:
+            return None
+        usage.score_tokens += span.context_tokens + len(span.logprobs)
+        return span
 
     @staticmethod
     def _left_out(candidates: Sequence[Candidate]) -> list[str]:
@@ -262,19 +467,15 @@ class BeamSearch:
         candidate's later proposers may have scored it: those parts go too.
         """
         excluded = set(left_out)
-        if self.reference is None:
+        if self.step_mode:
             excluded.update(candidate.proposers)
         kept = [p for p in candidate.parts if p.scorer not in excluded]
         if len(kept) == len(candidate.parts):
             return
-        if self.reference is None and not kept and not left_out:
+        if self.step_mode and not kept and not left_out:
             return  # a lone teacher scores its own proposals (scoring.step_scorers)
         candidate.parts = kept
-        candidate.log_score = (
-            weighted_mean([p.mean_logprob for p in kept], [p.weight for p in kept])
-            if kept
-            else None
-        )
+        candidate.log_score = _combined(kept) if kept else None
 
     def _end_round_scores(self) -> None:
         """Score state lives for one round: free it, and cancel what is still running."""
@@ -282,166 +483,15 @@ class BeamSearch:
             task.cancel()
         self._round_scores.clear()
 
-    async def _propose_and_score(
-        self,
-        step: int,
-        beam: Beam,
-        order: int,
-        teacher: Teacher,
-        candidates: list[Candidate],
-        merged: dict[tuple[int, str, bool], Candidate],
-    ) -> None:
-        proposals = await self._propose(step, beam, teacher)
-        fresh: list[Candidate] = []
-        for index, proposal in enumerate(proposals):
-            closes = self._closing(beam, proposal)
-            if not proposal.text.strip() and closes is None:
-                continue
-            key = (beam.index, normalise_whitespace(proposal.text), closes is not None)
-            if key in merged:
-                if teacher.name not in merged[key].proposers:
-                    merged[key].proposers.append(teacher.name)
-                continue
-            candidate = Candidate(
-                (beam.index, order, index), beam, proposal, [teacher.name], closes
-            )
-            merged[key] = candidate
-            candidates.append(candidate)
-            fresh.append(candidate)
-        await asyncio.gather(*(self._score(step, c) for c in fresh))
+    # --- selection and the final answer ---------------------------------------------------
 
-    async def _propose(self, step: int, beam: Beam, teacher: Teacher) -> list[Proposal]:
-        options = self.options
-        started = time.perf_counter()
-        usage = self.usage[teacher.name]
-        usage.propose_calls += 1
-        try:
-            proposals = await teacher.propose(
-                self.conversation,
-                beam.text + beam.opening,
-                n=options.proposals_per_teacher,
-                stop=self.segmenter.stop_strings,
-                max_tokens=min(options.max_step_tokens, options.thinking_budget - beam.tokens),
-                seed=call_seed(options.seed, teacher.name, step, beam.index),
-                temperature=options.temperature,
-            )
-        except TeacherError as error:
-            self._fail(step, teacher.name, "propose", error)
-            return []
-        finally:
-            usage.latency_s += time.perf_counter() - started
-        self._count_proposals(step, usage, proposals)
-        return proposals
-
-    def _count_proposals(self, step: int, usage: TeacherUsage, proposals: list[Proposal]) -> None:
-        usage.proposals += len(proposals)
-        usage.completion_tokens += sum(p.tokens for p in proposals)
-        usage.prompt_tokens += sum(p.prompt_tokens for p in proposals)
-        usage.cost_usd += sum(p.cost_usd for p in proposals)
-        if step == 1:
-            seen = [p.prompt_tokens for p in proposals if p.prompt_tokens > 0]
-            if seen and (self._prompt_tokens == 0 or min(seen) < self._prompt_tokens):
-                self._prompt_tokens = min(seen)
-
-    def _closing(self, beam: Beam, proposal: Proposal) -> ClosedBy | None:
-        if proposal.stop_string == THINK_CLOSE:
-            return "think"
-        if proposal.finish_reason == "closed":
-            return "eos"
-        if beam.tokens + proposal.tokens >= self.options.thinking_budget:
-            return "budget"
-        return None
-
-    async def _score(self, step: int, candidate: Candidate) -> None:
-        prefix, target, names = self._score_question(candidate)
-        # Eq. 3 is the per-token mean; per-byte normalisation is for step mode only.
-        normalisation = self.options.score_normalisation if self.reference is None else "token"
-        parts: list[ScorerPart] = []
-        for name, span in zip(
-            names,
-            await asyncio.gather(
-                *(self._span(step, self._scorer(n), prefix, target) for n in names)
-            ),
-            strict=True,
-        ):
-            if span is None:
-                candidate.missing.add(name)
-                continue
-            parts.append(
-                ScorerPart(
-                    scorer=name,
-                    mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
-                    tokens=len(span.logprobs),
-                    weight=self.weights.get(name, 1.0),
-                    method=span.method,
-                )
-            )
-        if parts:
-            candidate.parts = parts
-            candidate.log_score = weighted_mean(
-                [p.mean_logprob for p in parts], [p.weight for p in parts]
-            )
-        candidate.ready_at = time.perf_counter()
-
-    def _score_question(self, candidate: Candidate) -> tuple[str, str, list[str]]:
-        """The scored context, the scored span and the scorers of one candidate."""
-        beam = candidate.beam
-        names = [s.name for s in self.scorers]
-        if self.reference is not None:
-            prefix = beam.text + beam.opening + candidate.body + self.options.answer_prompt
-            return prefix, self.reference, names
-        target = candidate.body if candidate.body.strip() else THINK_CLOSE
-        return beam.text + beam.opening, target, step_scorers(names, candidate.proposers)
-
-    def _scorer(self, name: str) -> Teacher:
-        return next(s for s in self.scorers if s.name == name)
-
-    async def _span(self, step: int, scorer: Teacher, prefix: str, target: str) -> SpanScore | None:
-        """One scorer's reading of a span, or None when its endpoint failed or is retired.
-
-        Teachers that share an endpoint, model and prompt format share one call per round.
-        """
-        identity = scorer.score_identity
-        retired = self._score_strikes.get(identity, 0) >= DROP_AFTER_FAILURES
-        if retired or scorer.name in self.dropped:
-            return None
-        key = (identity, prefix, target)
-        task = self._round_scores.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._shared_span(step, scorer, prefix, target))
-            self._round_scores[key] = task
-        return await asyncio.shield(task)
-
-    async def _shared_span(
-        self, step: int, scorer: Teacher, prefix: str, target: str
-    ) -> SpanScore | None:
-        """The call behind `_span`: counted, and its failure recorded, once."""
-        usage = self.usage[scorer.name]
-        usage.score_calls += 1
-        try:
-            span = await scorer.score(self.conversation, prefix, target)
-        except TeacherError as error:
-            self._fail_score(step, scorer, error)
-            return None
-        self._score_strikes[scorer.score_identity] = 0
-        if not span.logprobs:
-            return None
-        usage.score_tokens += span.context_tokens + len(span.logprobs)
-        return span
-
-    def _select(
-        self, step: int, candidates: list[Candidate], capacity: int
+    def _advance(
+        self, selection: Selection, records: list[CandidateRecord] | None
     ) -> tuple[list[Beam], list[Beam]]:
-        chosen = select_top(candidates, capacity)
-        if not chosen:
-            reasons = "; ".join(f.error for f in self.failures if f.step == step) or "no proposal"
-            raise DecodeError(f"step {step}: no candidate survived ({reasons})")
-        records = None
-        if self.options.include_candidates:
-            records = [c.record(selected=c in chosen) for c in candidates]
+        """The chosen candidates as beams: still thinking, and newly finished."""
         live: list[Beam] = []
         done: list[Beam] = []
-        for index, candidate in enumerate(chosen):
+        for index, candidate in enumerate(selection.chosen):
             for name in candidate.proposers:
                 self.usage[name].selected += 1
             beam = self._extend(index, candidate, records)
@@ -452,26 +502,30 @@ class BeamSearch:
         self, index: int, candidate: Candidate, records: list[CandidateRecord] | None
     ) -> Beam:
         parent = candidate.beam
-        log_score = candidate.log_score if candidate.log_score is not None else float("-inf")
+        step_score = candidate.log_score if candidate.log_score is not None else float("-inf")
         text = self.segmenter.join(parent.text, parent.opening, candidate.body)
         record = StepRecord(
             index=parent.step_number,
             text=text[len(parent.text) :],
             proposers=list(candidate.proposers),
-            score=as_probability(log_score),
-            log_score=log_score,
+            score=as_probability(step_score),
+            log_score=step_score,
             scorers=candidate.parts,
             tokens=candidate.proposal.tokens,
             candidates=records,
         )
+        weight = step_weight(candidate.proposal)
+        trace_score = candidate.trace_score(self.step_mode)
         beam = Beam(
             index=index,
             text=text,
             opening=self.segmenter.opening(parent.step_number + 1, candidate.proposal),
             steps=[*parent.steps, record],
             tokens=parent.tokens + candidate.proposal.tokens,
-            log_score=log_score,
+            log_score=step_score if trace_score is None else trace_score,
             step_number=parent.step_number + 1,
+            weighted_sum=parent.weighted_sum + step_score * weight,
+            weight=parent.weight + weight,
         )
         return self._close(beam, candidate.closes) if candidate.closes else beam
 
@@ -485,7 +539,8 @@ class BeamSearch:
         """The final answer, written by the teacher of the last step (others if it fails)."""
         last = beam.steps[-1].proposers[0] if beam.steps else self.proposers[0].name
         ordered = sorted(
-            (t for t in self.proposers if t.name not in self.dropped), key=lambda t: t.name != last
+            (t for t in self.proposers if not self.log.is_dropped(t.name)),
+            key=lambda t: t.name != last,
         )
         for teacher in ordered:
             try:
@@ -497,10 +552,12 @@ class BeamSearch:
                     max_tokens=self.options.answer_budget,
                     seed=call_seed(self.options.seed, teacher.name, "answer", beam.index),
                     temperature=self.options.temperature,
+                    top_p=self.options.top_p,
                 )
             except TeacherError as error:
-                self._fail(len(beam.steps), teacher.name, "answer", error)
+                self.log.proposer_failed(len(beam.steps), teacher.name, "answer", error)
                 continue
+            self.log.proposer_succeeded(teacher.name)
             self._count_proposals(0, self.usage[teacher.name], proposals)
             if proposals:
                 return self._finished(beam, teacher.name, proposals[0])
@@ -522,33 +579,6 @@ class BeamSearch:
             answer_tokens=answer.tokens,
         )
 
-    def _fail(self, step: int, teacher: str, role: str, error: TeacherError) -> None:
-        """Record a failed call; a teacher failing `DROP_AFTER_FAILURES` times is dropped."""
-        usage = self.usage[teacher]
-        usage.failures += 1
-        self.failures.append(
-            StepFailure.model_validate(
-                {"step": step, "teacher": teacher, "role": role, "error": error.message}
-            )
-        )
-        if usage.failures >= DROP_AFTER_FAILURES and teacher not in self.dropped:
-            self.dropped.append(teacher)
-
-    def _fail_score(self, step: int, scorer: Teacher, error: TeacherError) -> None:
-        """A failed scoring call counts once, against its endpoint; it never drops a proposer.
-
-        An endpoint whose scoring calls fail `DROP_AFTER_FAILURES` times in a row scores no
-        more in this decode.
-        """
-        self.usage[scorer.name].failures += 1
-        self.failures.append(
-            StepFailure.model_validate(
-                {"step": step, "teacher": scorer.name, "role": "score", "error": error.message}
-            )
-        )
-        identity = scorer.score_identity
-        self._score_strikes[identity] = self._score_strikes.get(identity, 0) + 1
-
     def _report(self, step: int, live: list[Beam], finished: list[Beam]) -> None:
         beams = [*live, *finished]
         shared = 0
@@ -560,3 +590,11 @@ class BeamSearch:
         self._certain = max(self._certain, shared)
         if self.on_progress is not None:
             self.on_progress(DecodeProgress(step, list(new), len(live), len(finished)))
+
+
+def _combined(parts: Sequence[ScorerPart]) -> float:
+    return weighted_mean([p.mean_logprob for p in parts], [p.weight for p in parts])
+
+
+def _best_first(traces: list[FinishedTrace]) -> list[FinishedTrace]:
+    return sorted(traces, key=lambda t: -t.log_score)

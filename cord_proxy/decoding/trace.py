@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ClosedBy = Literal["think", "eos", "budget", "max_steps"]
+ClosedBy = Literal["think", "eos", "budget", "context", "max_steps"]
 ScoreMode = Literal["reference", "step"]
 
 
@@ -26,8 +26,8 @@ class CandidateRecord(BaseModel):
     parent: int = Field(description="index of the beam it extends, in that step's beam")
     text: str
     proposers: list[str]
-    score: float
-    log_score: float
+    score: float | None = Field(description="null when no scorer could score it")
+    log_score: float | None
     scorers: list[ScorerPart]
     tokens: int
     finish_reason: str
@@ -52,6 +52,7 @@ class StepFailure(BaseModel):
     teacher: str
     role: Literal["propose", "score", "answer"]
     error: str
+    code: str | None = Field(None, description="the error's code, e.g. teacher_timeout")
 
 
 class TeacherUsage(BaseModel):
@@ -95,6 +96,10 @@ class RoundTiming(BaseModel):
     scorers_left_out: list[str] = Field(
         default_factory=list,
         description="scorers that failed in this round: every candidate is ranked without them",
+    )
+    cut: list[str] = Field(
+        default_factory=list,
+        description="teachers whose calls were still running at the round deadline, cancelled",
     )
 
 

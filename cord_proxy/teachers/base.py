@@ -24,7 +24,8 @@ class Proposal:
 
     `finish_reason` is ``stop`` when a stop string ended it (`stop_string` says which),
     ``closed`` when the teacher ended its output (end of sequence), ``length`` when it ran
-    into `max_tokens`.
+    into `max_tokens`. `context_full` says that the teacher's context, not the step budget,
+    cut it (or left no room for it at all).
     """
 
     text: str
@@ -33,6 +34,7 @@ class Proposal:
     stop_string: str | None = None
     prompt_tokens: int = 0
     cost_usd: float = 0.0
+    context_full: bool = False
 
 
 ScoreMethodName = Literal["cached", "prompt_logprobs", "echo", "scripted"]
@@ -107,6 +109,8 @@ class Teacher(Protocol):
         max_tokens: int,
         seed: int | None = None,
         temperature: float | None = None,
+        top_p: float | None = None,
+        reserve: int = 0,
     ) -> list[Proposal]: ...
 
     async def score(

@@ -5,15 +5,23 @@ from __future__ import annotations
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import ConfigError
 from cord_proxy.teachers.base import Teacher
+from cord_proxy.teachers.breaker import BreakerRegistry
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
-def build_teacher(config: TeacherConfig) -> Teacher:
-    """The client for one configured teacher."""
+def endpoint_key(config: TeacherConfig) -> str:
+    """Teachers with the same key share one circuit breaker."""
+    return config.base_url or f"{config.kind}:{config.model}"
+
+
+def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None) -> Teacher:
+    """The client for one configured teacher; `breakers` shares a breaker per endpoint."""
+    registry = breakers or BreakerRegistry()
+    breaker = registry.get(endpoint_key(config), config.breaker_threshold, config.breaker_cooldown)
     if config.kind == "openai":
-        return OpenAICompatTeacher(config)
+        return OpenAICompatTeacher(config, breaker=breaker)
     if config.kind == "litellm":
         from cord_proxy.teachers.hosted import HostedTeacher  # import litellm only when used
 
-        return HostedTeacher(config)
+        return HostedTeacher(config, breaker=breaker)
     raise ConfigError(f"teacher '{config.name}': kind '{config.kind}' is not available yet")

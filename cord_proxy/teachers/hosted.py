@@ -60,6 +60,7 @@ from cord_proxy.teachers.base import (  # noqa: E402
     ScoreRequest,
     SpanScore,
 )
+from cord_proxy.teachers.breaker import CircuitBreaker  # noqa: E402
 from cord_proxy.teachers.capabilities import (  # noqa: E402
     HostedCapabilities,
     litellm_capabilities,
@@ -97,7 +98,12 @@ ANSWER_INSTRUCTION = (
 class HostedTeacher:
     """A teacher reached through ``litellm.acompletion``: it proposes and never scores."""
 
-    def __init__(self, config: TeacherConfig, capabilities: HostedCapabilities | None = None):
+    def __init__(
+        self,
+        config: TeacherConfig,
+        capabilities: HostedCapabilities | None = None,
+        breaker: CircuitBreaker | None = None,
+    ):
         if config.kind != "litellm":
             raise ConfigError(f"teacher '{config.name}': HostedTeacher needs kind 'litellm'")
         if capabilities is None:
@@ -107,6 +113,7 @@ class HostedTeacher:
                 raise ConfigError(f"teacher '{config.name}': {error}") from None
         self.config = config
         self.capabilities = capabilities
+        self.breaker = breaker or CircuitBreaker(config.breaker_threshold, config.breaker_cooldown)
         self.stats = CallStats()
         self.retries = 0
         self._api_key = resolve_secret(config.api_key)
@@ -157,7 +164,10 @@ class HostedTeacher:
         max_tokens: int,
         seed: int | None = None,
         temperature: float | None = None,
+        top_p: float | None = None,
+        reserve: int = 0,
     ) -> list[Proposal]:
+        """The next step(s); a provider's context limit is its own (`reserve` is not used)."""
         caps = self.capabilities
         answering = prefix.rstrip().endswith(THINK_CLOSE)
         marker = "" if caps.assistant_prefill or answering else step_marker(prefix, stop)
@@ -165,6 +175,8 @@ class HostedTeacher:
         request = self._request(conversation, prefix, marker, answering, sent, max_tokens, seed)
         if temperature is not None:
             request["temperature"] = temperature
+        if top_p is not None:
+            request["top_p"] = top_p
         calls = [n] if n == 1 or caps.supports("n") else [1] * n
         responses = await asyncio.gather(*(self._complete(request, k) for k in calls))
         exact = caps.assistant_prefill and caps.reports_stop_reason
@@ -224,8 +236,11 @@ class HostedTeacher:
         started = time.perf_counter()
         self.stats.propose_calls += 1
         try:
-            return await call_with_retries(
-                lambda left: self._attempt(body, left), self._policy, on_retry=self._on_retry
+            return await self.breaker.call(
+                self.name,
+                lambda: call_with_retries(
+                    lambda left: self._attempt(body, left), self._policy, on_retry=self._on_retry
+                ),
             )
         except TimeoutError:
             error: TeacherError = TeacherTimeoutError(

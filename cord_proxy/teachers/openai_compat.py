@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -29,14 +29,15 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import (
     CallStats,
-    FinishReason,
     Message,
     Proposal,
     ScoreRequest,
     SpanScore,
 )
+from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
 from cord_proxy.teachers.retry import (
     Retryable,
@@ -56,14 +57,22 @@ from cord_proxy.teachers.score_probe import (
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 
 ERROR_BODY_EXCERPT = 300
+CallKind = Literal["propose", "score", "measure"]
+AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
 log = logging.getLogger("cord_proxy.teachers")
 
 
 class OpenAICompatTeacher:
     """A teacher at an OpenAI-compatible endpoint (vLLM for scoring)."""
 
-    def __init__(self, config: TeacherConfig, session: aiohttp.ClientSession | None = None):
+    def __init__(
+        self,
+        config: TeacherConfig,
+        session: aiohttp.ClientSession | None = None,
+        breaker: CircuitBreaker | None = None,
+    ):
         self.config = config
+        self.breaker = breaker or CircuitBreaker(config.breaker_threshold, config.breaker_cooldown)
         self.stats = CallStats()
         self._owns_session = session is None
         self._session = session
@@ -72,6 +81,7 @@ class OpenAICompatTeacher:
         self._base_url = (config.base_url or "").rstrip("/")
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_score)
         self._probe: asyncio.Future[ScoringProbe] | None = None
+        self._no_tokenize = False
 
     @property
     def name(self) -> str:
@@ -122,22 +132,71 @@ class OpenAICompatTeacher:
         max_tokens: int,
         seed: int | None = None,
         temperature: float | None = None,
+        top_p: float | None = None,
+        reserve: int = 0,
     ) -> list[Proposal]:
-        body = self._sampling_body(n=n, stop=stop, max_tokens=max_tokens, seed=seed)
-        if temperature is not None:
-            body["temperature"] = temperature
-        if isinstance(self.config.prompt, TemplatePrompt):
-            body["prompt"] = self._render(conversation, prefix)
-            body["logprobs"] = 0
-            data = await self._post(self._base_url + "/completions", body, kind="propose")
-            proposals = [_completion_proposal(c, stop) for c in _choices(data, self.name)]
-        else:
+        """The continuations of `prefix`, each within the room the teacher's context leaves.
+
+        `reserve` tokens (at most a quarter of the context) are kept free for what follows
+        the step: the answer and its scoring. When no room is left, the one proposal is an
+        empty one marked `context_full`.
+        """
+        room = await self._room(conversation, prefix, reserve)
+        if room is not None and room < 1:
+            return [Proposal(text="", finish_reason="length", tokens=0, context_full=True)]
+        allowed = max_tokens if room is None else min(max_tokens, room)
+        body = self._sampling_body(n=n, stop=stop, max_tokens=allowed, seed=seed)
+        body.update(_overrides(temperature=temperature, top_p=top_p))
+        chat = not isinstance(self.config.prompt, TemplatePrompt)
+        if chat:
             body["messages"] = self._messages(conversation, prefix)
             body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
             data = await self._post(self._base_url + "/chat/completions", body, kind="propose")
-            proposals = [_chat_proposal(c, stop, self.name) for c in _choices(data, self.name)]
-        self._count_usage(data)
-        return _attach_prompt_tokens(proposals, data)
+        else:
+            body["prompt"] = self._render(conversation, prefix)
+            body["logprobs"] = 0
+            data = await self._post(self._base_url + "/completions", body, kind="propose")
+        proposals, usage = read_proposals(data, stop, self.name, chat=chat)
+        self.stats.prompt_tokens += usage.prompt_tokens
+        self.stats.completion_tokens += usage.completion_tokens
+        if allowed < max_tokens:
+            proposals = [_mark_context_full(p) for p in proposals]
+        return proposals
+
+    async def context_length(self) -> int | None:
+        """The teacher's context in tokens: the server's ``max_model_len``, else the config's."""
+        if self.config.context_length is not None:
+            return self.config.context_length
+        measured = await self._measure([Message(role="user", content=".")], "")
+        return measured[1] if measured else None
+
+    async def _room(self, conversation: Sequence[Message], prefix: str, reserve: int) -> int | None:
+        """Tokens left after the prompt and the reserve; None when the server cannot tell."""
+        measured = await self._measure(conversation, prefix)
+        if measured is None:
+            return None
+        prompt_tokens, context = measured
+        context = self.config.context_length or context
+        return context - prompt_tokens - min(reserve, context // 4)
+
+    async def _measure(
+        self, conversation: Sequence[Message], prefix: str
+    ) -> tuple[int, int] | None:
+        """(prompt tokens, max_model_len) from ``/tokenize``; None where it is not served."""
+        if self._no_tokenize:
+            return None
+        body = {"model": self.config.model, **self._tokenize_prompt(conversation, prefix)}
+        try:
+            data = await self._post(self._reader.root + "/tokenize", body, kind="measure")
+        except TeacherHTTPError as error:
+            if not _not_served(error):
+                raise
+            self._no_tokenize = True
+            return None
+        count, context = data.get("count"), data.get("max_model_len")
+        if not isinstance(count, int) or not isinstance(context, int) or context < 1:
+            raise TeacherProtocolError(self.name, "tokenize answered no count or max_model_len")
+        return count, context
 
     async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
         if not self.can_score:
@@ -228,13 +287,18 @@ class OpenAICompatTeacher:
     async def _post_score(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._post(url, body, kind="score")
 
-    async def _post(self, url: str, body: dict[str, Any], *, kind: str) -> dict[str, Any]:
+    async def _post(self, url: str, body: dict[str, Any], *, kind: CallKind) -> dict[str, Any]:
         started = time.perf_counter()
         policy = RetryPolicy(max_retries=self.config.max_retries, deadline_s=self.config.timeout)
         try:
-            return await call_with_retries(lambda _left: self._attempt(url, body), policy)
+            return await self.breaker.call(
+                self.name,
+                lambda: call_with_retries(lambda _left: self._attempt(url, body), policy),
+                auxiliary=url.endswith(AUXILIARY_ROUTES),
+            )
         except TeacherError as error:
-            self._record_failure(error)
+            if not (kind == "measure" and _not_served(error)):
+                self._record_failure(error)
             raise
         except TimeoutError:
             timeout = TeacherTimeoutError(self.name, f"no answer within {self.config.timeout:g} s")
@@ -244,7 +308,7 @@ class OpenAICompatTeacher:
             self.stats.latency_s += time.perf_counter() - started
             if kind == "propose":
                 self.stats.propose_calls += 1
-            else:
+            elif kind == "score":
                 self.stats.score_calls += 1
 
     async def _attempt(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -286,25 +350,26 @@ class OpenAICompatTeacher:
         self.stats.failures += 1
         self.stats.errors.append(error.message)
 
-    def _count_usage(self, data: dict[str, Any]) -> None:
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+def _not_served(error: TeacherError) -> bool:
+    """An optional route the server does not have (not vLLM): not the teacher's failure."""
+    return isinstance(error, TeacherHTTPError) and error.http_status in (404, 405)
+
+
+def _overrides(**values: float | None) -> dict[str, float]:
+    """A request's sampling settings that override the teacher's own."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _mark_context_full(proposal: Proposal) -> Proposal:
+    """A proposal cut by the room its context left, rather than by the step budget."""
+    if proposal.finish_reason != "length":
+        return proposal
+    return dataclasses.replace(proposal, context_full=True)
 
 
 def _failed(future: asyncio.Future[Any]) -> bool:
     return future.done() and (future.cancelled() or future.exception() is not None)
-
-
-def _attach_prompt_tokens(proposals: list[Proposal], data: dict[str, Any]) -> list[Proposal]:
-    """The call's prompt was read once: its tokens go on the first proposal."""
-    usage = data.get("usage")
-    prompt_tokens = int(usage.get("prompt_tokens") or 0) if isinstance(usage, dict) else 0
-    if not proposals or not prompt_tokens:
-        return proposals
-    first = dataclasses.replace(proposals[0], prompt_tokens=prompt_tokens)
-    return [first, *proposals[1:]]
 
 
 def _excerpt(raw: bytes) -> str:
@@ -331,44 +396,3 @@ def _auth_headers(api_key: str | None) -> dict[str, str]:
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     return headers
-
-
-def _field(container: Any, key: str, teacher: str) -> Any:
-    if not isinstance(container, dict) or container.get(key) is None:
-        raise TeacherProtocolError(teacher, f"response has no '{key}'")
-    return container[key]
-
-
-def _choices(data: dict[str, Any], teacher: str) -> list[dict[str, Any]]:
-    choices = _field(data, "choices", teacher)
-    if not isinstance(choices, list) or not choices:
-        raise TeacherProtocolError(teacher, "response has no choices")
-    return sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-
-
-def _finish(choice: dict[str, Any], stop: Sequence[str]) -> tuple[FinishReason, str | None]:
-    reason = choice.get("finish_reason")
-    stop_reason = choice.get("stop_reason")
-    if reason == "length":
-        return "length", None
-    if isinstance(stop_reason, str) and stop_reason in stop:
-        return "stop", stop_reason
-    return "closed", None
-
-
-def _chat_proposal(choice: dict[str, Any], stop: Sequence[str], teacher: str) -> Proposal:
-    message = _field(choice, "message", teacher)
-    text = message.get("content") or ""
-    logprobs = choice.get("logprobs") or {}
-    tokens = len(logprobs.get("content") or []) if isinstance(logprobs, dict) else 0
-    reason, stop_string = _finish(choice, stop)
-    return Proposal(text=text, finish_reason=reason, tokens=tokens, stop_string=stop_string)
-
-
-def _completion_proposal(choice: dict[str, Any], stop: Sequence[str]) -> Proposal:
-    logprobs = choice.get("logprobs") or {}
-    tokens = len(logprobs.get("tokens") or []) if isinstance(logprobs, dict) else 0
-    reason, stop_string = _finish(choice, stop)
-    return Proposal(
-        text=choice.get("text") or "", finish_reason=reason, tokens=tokens, stop_string=stop_string
-    )

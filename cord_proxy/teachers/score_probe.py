@@ -3,9 +3,9 @@
 It scores one known span by ``cached`` and by ``prompt_logprobs``. On a vLLM server in its
 default ``raw_logprobs`` mode they agree to bf16 noise (up to about 0.08 nats a token, from
 a cached against a fresh prefill). A server started with ``--logprobs-mode
-processed_logprobs`` reads a forced token as 0.0, and a server without
-``allowed_token_ids`` refuses the request: either way the teacher falls back to
-``prompt_logprobs``.
+processed_logprobs`` reports values after temperature and the other processors, and a
+server without ``logprob_token_ids`` refuses the request: either way the teacher falls back
+to ``prompt_logprobs``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def judge(cached: Sequence[float], reference: Sequence[float]) -> ScoringProbe:
         return ScoringProbe(
             "prompt_logprobs",
             difference,
-            f"forced-token log-probabilities differ from prompt_logprobs by {difference:.3f} "
+            f"cached log-probabilities differ from prompt_logprobs by {difference:.3f} "
             f"nats/token (limit {MAX_MEAN_DIFFERENCE}); is the server in processed_logprobs mode?",
         )
     return ScoringProbe(
@@ -52,4 +52,4 @@ def judge(cached: Sequence[float], reference: Sequence[float]) -> ScoringProbe:
 
 
 def refused(error: str) -> ScoringProbe:
-    return ScoringProbe("prompt_logprobs", None, f"forced-token scoring failed: {error}")
+    return ScoringProbe("prompt_logprobs", None, f"cached scoring failed: {error}")

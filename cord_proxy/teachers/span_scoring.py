@@ -8,11 +8,11 @@ the target: a span that does not is a `SpanMismatchError`, never a silent score.
 
 Every method sends the prompt as token ids to ``/v1/completions``:
 
-- ``cached``: one one-token completion per target token, on the prompt up to that token,
-  with the token forced by ``allowed_token_ids``. vLLM's default ``logprobs_mode``
-  (``raw_logprobs``) reports the model's own log-probability, taken before the mask acts,
-  and these requests read the prefix cache. The first target token of a span goes first,
-  so that the context is in the cache when the rest arrive together.
+- ``cached``: a one-token completion on the prompt up to each target token, asking for that
+  token's log-probability with ``logprob_token_ids``. vLLM's default ``logprobs_mode``
+  (``raw_logprobs``) reports the model's own value, and these requests read the prefix
+  cache. The first target position goes first, alone, so that the context is in the cache;
+  the rest follow as lists of prompts (`CACHED_CHUNK` a request), which vLLM batches.
 - ``prompt_logprobs`` and ``echo``: one request that returns every prompt token's
   log-probability. vLLM skips its prefix cache for both, so each re-reads the whole trace.
 """
@@ -25,10 +25,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cord_proxy.errors import SpanMismatchError, TeacherProtocolError
+from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
 from cord_proxy.teachers.base import SpanScore
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
+CACHED_CHUNK = 64  # target positions (prompts) per cached read; each returns as many values
 PostJSON = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -99,9 +100,15 @@ class SpanReader:
         )
 
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
-        (prefix_ids, _), (full_ids, pieces) = await asyncio.gather(
+        (prefix_ids, _, _), (full_ids, pieces, context) = await asyncio.gather(
             self.tokenize(prefix_prompt), self.tokenize(full_prompt)
         )
+        if context is not None and len(full_ids) > context:
+            raise ScoredPromptTooLongError(
+                self.teacher,
+                f"the scored prompt has {len(full_ids)} tokens, over the teacher's context of "
+                f"{context}",
+            )
         start = common_prefix_length(prefix_ids, full_ids)
         if start == 0 or start >= len(full_ids):
             raise SpanMismatchError(
@@ -109,14 +116,16 @@ class SpanReader:
             )
         return TokenSpan(tuple(full_ids), start, tuple(pieces[start:]))
 
-    async def tokenize(self, prompt: dict[str, Any]) -> tuple[list[int], list[str]]:
+    async def tokenize(self, prompt: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
+        """The prompt's token ids, their pieces, and the server's ``max_model_len``."""
         body = {"model": self.model, "return_token_strs": True, **prompt}
         data = await self._post(self.root + "/tokenize", body)
         ids = _int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'")
         pieces = data.get("token_strs")
         if not isinstance(pieces, list) or len(pieces) != len(ids):
             pieces = [""] * len(ids)
-        return ids, [str(p) for p in pieces]
+        context = data.get("max_model_len")
+        return ids, [str(p) for p in pieces], context if isinstance(context, int) else None
 
     async def check(self, span: TokenSpan, target: str) -> None:
         data = await self._post(
@@ -140,32 +149,30 @@ class SpanReader:
         return await self._read_prompt_logprobs(span)
 
     async def _read_cached(self, span: TokenSpan) -> list[float]:
-        first = await self._forced_logprob(span, 0)
-        rest = await asyncio.gather(
-            *(self._forced_logprob(span, i) for i in range(1, len(span.target)))
-        )
-        return [first, *rest]
+        first = await self._read_positions(span, range(1))
+        rest = range(1, len(span.target))
+        chunks = [rest[i : i + CACHED_CHUNK] for i in range(0, len(rest), CACHED_CHUNK)]
+        read = await asyncio.gather(*(self._read_positions(span, chunk) for chunk in chunks))
+        return [*first, *(value for values in read for value in values)]
 
-    async def _forced_logprob(self, span: TokenSpan, offset: int) -> float:
-        token = span.target[offset]
+    async def _read_positions(self, span: TokenSpan, offsets: range) -> list[float]:
+        """One request: the prompt up to each target position, asking for that token's value."""
+        wanted = sorted({span.target[i] for i in offsets})
         body = {
             "model": self.model,
-            "prompt": list(span.prompt[: span.start + offset]),
+            "prompt": [list(span.prompt[: span.start + i]) for i in offsets],
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": 0,
-            "allowed_token_ids": [token],
+            "logprob_token_ids": wanted,
             "return_tokens_as_token_ids": True,
         }
-        logprobs = _first_choice_logprobs(await self._post(self.base_url + "/completions", body))
-        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
-        if not isinstance(tokens, list) or not isinstance(values, list) or not tokens:
-            raise TeacherProtocolError(self.teacher, "a forced completion returned no logprobs")
-        if tokens[0] != f"token_id:{token}":
-            raise TeacherProtocolError(
-                self.teacher, f"forced token {token} came back as {str(tokens[0])[:40]!r}"
-            )
-        return _finite(values[0], self.teacher)
+        data = await self._post(self.base_url + "/completions", body)
+        choices = _indexed_choices(data, len(offsets), self.teacher)
+        return [
+            _asked_logprob(choice, span.target[i], self.teacher)
+            for choice, i in zip(choices, offsets, strict=True)
+        ]
 
     async def _read_prompt_logprobs(self, span: TokenSpan) -> list[float]:
         body = {
@@ -212,6 +219,29 @@ def _first_choice(data: dict[str, Any], teacher: str) -> dict[str, Any]:
         raise TeacherProtocolError(teacher, "response has no choices")
     choice: dict[str, Any] = choices[0]
     return choice
+
+
+def _indexed_choices(data: dict[str, Any], count: int, teacher: str) -> list[dict[str, Any]]:
+    """The choices of a many-prompt completion, one per prompt, in prompt order."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or len(choices) != count:
+        raise TeacherProtocolError(teacher, f"expected {count} choices, one per prompt")
+    if not all(isinstance(c, dict) and isinstance(c.get("index"), int) for c in choices):
+        raise TeacherProtocolError(teacher, "a choice has no integer index")
+    ordered = sorted(choices, key=lambda c: int(c["index"]))
+    if [c["index"] for c in ordered] != list(range(count)):
+        raise TeacherProtocolError(teacher, "the choices' indices do not match the prompts")
+    return ordered
+
+
+def _asked_logprob(choice: dict[str, Any], token: int, teacher: str) -> float:
+    """The value of `token` among a choice's requested log-probabilities."""
+    logprobs = choice.get("logprobs")
+    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    first = top[0] if isinstance(top, list) and top else None
+    if not isinstance(first, dict) or f"token_id:{token}" not in first:
+        raise TeacherProtocolError(teacher, f"no log-probability came back for token {token}")
+    return _finite(first[f"token_id:{token}"], teacher)
 
 
 def _first_choice_logprobs(data: dict[str, Any]) -> dict[str, Any]:

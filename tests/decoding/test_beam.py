@@ -549,7 +549,13 @@ async def test_failing_proposer_is_dropped_for_that_step_only() -> None:
     )
 
     assert [f.model_dump() for f in result.failures] == [
-        {"step": 2, "teacher": "b", "role": "propose", "error": "teacher 'b': connection refused"}
+        {
+            "step": 2,
+            "teacher": "b",
+            "role": "propose",
+            "error": "teacher 'b': connection refused",
+            "code": "teacher_unreachable",
+        }
     ]
     per_step = [
         sorted(p for c in (s.candidates or []) for p in c.proposers) for s in result.best.steps

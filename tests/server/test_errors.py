@@ -149,7 +149,7 @@ def test_models_health_ready_metrics(fake_proxy: ProxyProcess) -> None:
     ready = httpx.get(f"{root}/health/ready")
     assert ready.status_code == 200
     assert ready.json()["teachers"] == {"fast": True, "slow": True, "broken": True}
-    text = httpx.get(f"{root}/metrics").text
+    text = httpx.get(f"{root}/metrics", headers=headers).text
     assert "cord_requests_total" in text and 'cord_teacher_calls_total{teacher="fast"}' in text
 
 

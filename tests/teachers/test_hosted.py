@@ -16,7 +16,7 @@ from aiohttp import web
 
 from cord_proxy.config import TeacherConfig, load_config, parse_config
 from cord_proxy.decoding import DecodeOptions, decode
-from cord_proxy.decoding.beam import DROP_AFTER_FAILURES
+from cord_proxy.decoding.failures import DROP_AFTER_FAILURES
 from cord_proxy.errors import ConfigError, DecodeError, TeacherCapabilityError
 from cord_proxy.teachers.base import Message, ScoreRequest
 from cord_proxy.teachers.capabilities import HostedCapabilities, litellm_capabilities

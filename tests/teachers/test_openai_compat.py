@@ -29,6 +29,7 @@ from cord_proxy.errors import (
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
+from tests import fake_vllm_wire as wire
 
 CONVERSATION = [Message(role="user", content="What is the capital of France?")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,10 +72,16 @@ def completion_choice(
 
 
 class FakeOpenAIServer:
-    """A fake OpenAI-compatible server: `handler` answers every POST; bodies are recorded."""
+    """A FAKE OpenAI-compatible server: `handler` answers every POST; bodies are recorded.
 
-    def __init__(self, handler: Handler):
+    ``/tokenize`` is answered by a character-level tokenizer (tests/fake_vllm_wire.py), as
+    vLLM would, unless `serves_tokenize` is off.
+    """
+
+    def __init__(self, handler: Handler, serves_tokenize: bool = True):
         self.handler = handler
+        self.serves_tokenize = serves_tokenize
+        self.tokenize_requests: list[dict[str, Any]] = []
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.release = asyncio.Event()
 
@@ -83,7 +90,12 @@ class FakeOpenAIServer:
             body = await request.json()
         except json.JSONDecodeError:
             body = {}
+        if request.path == "/tokenize" and self.serves_tokenize:
+            self.tokenize_requests.append(body)
+            return web.json_response(wire.tokenize(body))
         self.requests.append((request.path, body, dict(request.headers)))
+        if request.path == "/tokenize":
+            return web.json_response({"detail": "Not Found"}, status=404)
         return await self.handler(request)
 
     @asynccontextmanager
@@ -309,3 +321,68 @@ async def test_server_that_never_answers_times_out() -> None:
     assert_names_teacher(caught.value)
     assert caught.value.status == 504
     assert teacher.stats.failures == 1
+
+
+# --- answers validated at the boundary; the teacher's context ---------------------------
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"index": 0, "message": "a string", "finish_reason": "stop"},
+        {"index": 0, "message": {"role": "assistant", "content": 7}, "finish_reason": "stop"},
+        {"index": "0", "message": {"role": "assistant", "content": "x"}},
+        {"index": 0, "message": {"content": "x"}, "logprobs": {"content": 5}},
+    ],
+    ids=["message-string", "content-number", "index-string", "logprobs-number"],
+)
+async def test_malformed_proposal_answers_are_protocol_errors(choice: dict[str, Any]) -> None:
+    data = {"choices": [choice]}
+    async with teacher_on(answer_json(data)) as (teacher, _fake):
+        with pytest.raises(TeacherProtocolError, match="malformed answer") as caught:
+            await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=4)
+    assert_names_teacher(caught.value)
+
+
+async def test_usage_counts_as_text_are_a_protocol_error() -> None:
+    data = {**CHAT_STOP_HIT, "usage": {"prompt_tokens": "seventy", "completion_tokens": 5}}
+    async with teacher_on(answer_json(data)) as (teacher, _fake):
+        with pytest.raises(TeacherProtocolError, match="usage"):
+            await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=4)
+
+
+async def test_max_tokens_is_clamped_to_the_room_the_context_leaves() -> None:
+    prefix = "x" * 20
+    async with teacher_on(answer_json(CHAT_STOP_HIT), context_length=100) as (teacher, fake):
+        proposals = await teacher.propose(
+            CONVERSATION, prefix, n=1, stop=["### Step"], max_tokens=500, reserve=8
+        )
+    prompt_tokens = len(wire.render_ids(fake.tokenize_requests[0]))
+    assert fake.requests[0][1]["max_tokens"] == 100 - prompt_tokens - 8
+    assert proposals[0].context_full is False  # it stopped at a stop string
+
+
+async def test_the_reserve_is_at_most_a_quarter_of_the_context() -> None:
+    async with teacher_on(answer_json(CHAT_STOP_HIT), context_length=100) as (teacher, fake):
+        await teacher.propose(CONVERSATION, "", n=1, stop=[], max_tokens=500, reserve=4096)
+    prompt_tokens = len(wire.render_ids(fake.tokenize_requests[0]))
+    assert fake.requests[0][1]["max_tokens"] == 100 - prompt_tokens - 25
+
+
+async def test_a_full_context_gives_one_empty_context_full_proposal() -> None:
+    async with teacher_on(answer_json(CHAT_STOP_HIT), context_length=16) as (teacher, fake):
+        proposals = await teacher.propose(CONVERSATION, "y" * 50, n=2, stop=[], max_tokens=9)
+    assert [(p.text, p.context_full) for p in proposals] == [("", True)]
+    assert fake.requests == []
+
+
+async def test_a_server_without_tokenize_is_proposed_to_unclamped() -> None:
+    fake = FakeOpenAIServer(answer_json(CHAT_STOP_HIT), serves_tokenize=False)
+    async with fake.running() as base_url:
+        teacher = OpenAICompatTeacher(teacher_config(base_url))
+        await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=9)
+        await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=9)
+        await teacher.aclose()
+    paths = [path for path, _body, _headers in fake.requests]
+    assert paths == ["/tokenize", "/v1/chat/completions", "/v1/chat/completions"]
+    assert teacher.stats.failures == 0

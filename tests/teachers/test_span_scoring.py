@@ -20,6 +20,7 @@ from aiohttp import web
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
 from cord_proxy.errors import (
+    ScoredPromptTooLongError,
     SpanMismatchError,
     TeacherCapabilityError,
     TeacherError,
@@ -62,8 +63,8 @@ class FakeCharVLLM:
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
 
-    def forced(self) -> list[dict[str, Any]]:
-        return [b for p, b in self.requests if p == "/v1/completions" and "allowed_token_ids" in b]
+    def asked(self) -> list[dict[str, Any]]:
+        return [b for p, b in self.requests if p == "/v1/completions" and "logprob_token_ids" in b]
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[str]:
@@ -117,18 +118,27 @@ async def test_each_method_reads_exactly_the_target_tokens(method: str) -> None:
     assert span.method == method
 
 
-async def test_cached_forces_each_token_on_its_own_prefix_first_position_first() -> None:
+async def test_cached_reads_the_first_position_alone_then_the_rest_together() -> None:
     fake = FakeCharVLLM()
-    prefix, target = "6 times 7 is", " 42"
+    prefix, target = "6 times 7 is", " 42 and 6"
     async with fake_teacher(fake, score_method="cached") as teacher:
         await teacher.score(CONVERSATION, prefix, target)
-    forced = fake.forced()
+    first, rest = fake.asked()
     context = rendered_length(prefix)
-    assert len(forced[0]["prompt"]) == context
-    assert sorted(len(b["prompt"]) for b in forced) == [context, context + 1, context + 2]
-    assert all(b["max_tokens"] == 1 and b["return_tokens_as_token_ids"] for b in forced)
-    assert sorted(b["allowed_token_ids"][0] for b in forced) == sorted(ord(c) for c in target)
-    assert "prompt_logprobs" not in str(forced)
+    assert [len(p) for p in first["prompt"]] == [context]
+    assert first["logprob_token_ids"] == [ord(" ")]
+    assert [len(p) for p in rest["prompt"]] == list(range(context + 1, context + len(target)))
+    assert rest["logprob_token_ids"] == sorted({ord(c) for c in target[1:]})
+    assert all(b["max_tokens"] == 1 and b["return_tokens_as_token_ids"] for b in (first, rest))
+
+
+async def test_a_long_target_is_read_in_chunks_of_prompts() -> None:
+    fake = FakeCharVLLM()
+    target = " " + "abcdefghij" * 14  # 141 tokens: 1 + 64 + 64 + 12
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        span = await teacher.score(CONVERSATION, "x", target)
+    assert [len(b["prompt"]) for b in fake.asked()] == [1, 64, 64, 12]
+    assert span.logprobs == pytest.approx(expected_values(rendered_length("x"), target))
 
 
 async def test_chat_prompts_are_tokenized_as_continued_messages() -> None:
@@ -174,17 +184,25 @@ async def test_probe_falls_back_when_forced_tokens_read_zero() -> None:
     assert "processed_logprobs" in probe.reason
 
 
-async def test_a_forced_token_that_comes_back_different_is_a_protocol_error() -> None:
+async def test_a_missing_asked_value_is_a_protocol_error() -> None:
     fake = FakeCharVLLM()
 
-    def wrong_token(body: dict[str, Any]) -> dict[str, Any]:
-        logprobs = {"tokens": ["token_id:1"], "token_logprobs": [-0.5]}
+    def nothing_asked(body: dict[str, Any]) -> dict[str, Any]:
+        logprobs = {"tokens": ["token_id:1"], "top_logprobs": [{"token_id:1": -0.5}]}
         return {"choices": [{"index": 0, "text": "?", "logprobs": logprobs}]}
 
-    fake.complete = wrong_token  # type: ignore[method-assign]
+    fake.complete = nothing_asked  # type: ignore[method-assign]
     async with fake_teacher(fake, score_method="cached") as teacher:
-        with pytest.raises(TeacherProtocolError, match="forced token"):
+        with pytest.raises(TeacherProtocolError, match="no log-probability came back"):
             await teacher.score(CONVERSATION, "a", "b")
+
+
+async def test_a_scored_prompt_over_the_context_is_refused_before_reading() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        with pytest.raises(ScoredPromptTooLongError, match="over the teacher's context"):
+            await teacher.score(CONVERSATION, "a", "b" * 3000)
+    assert fake.asked() == []
 
 
 @pytest.mark.parametrize(
@@ -209,8 +227,9 @@ async def test_a_nan_log_probability_is_refused() -> None:
     fake = FakeCharVLLM()
 
     def nan_value(body: dict[str, Any]) -> dict[str, Any]:
-        logprobs = {"tokens": [f"token_id:{body['allowed_token_ids'][0]}"]}
-        return {"choices": [{"logprobs": {**logprobs, "token_logprobs": [float("nan")]}}]}
+        (token,) = body["logprob_token_ids"]
+        top = [{f"token_id:{token}": float("nan")}]
+        return {"choices": [{"index": 0, "logprobs": {"top_logprobs": top}}]}
 
     fake.complete = nan_value  # type: ignore[method-assign]
     async with fake_teacher(fake, score_method="cached") as teacher:

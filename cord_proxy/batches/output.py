@@ -1,0 +1,65 @@
+"""One batch line's result as a line of an OpenAI Batch output or error file.
+
+The envelope is ``export``'s ``openai-batch`` line; its body is the chat completion the
+proxy would have answered for the request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from cord_proxy.completion import completion_body
+from cord_proxy.dataset import encode_line
+from cord_proxy.decoding.trace import DecodeResult
+from cord_proxy.distill import ProblemFailed
+from cord_proxy.export import to_openai_batch
+from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.runtime import DecodePlan
+
+
+def success_line(
+    record: dict[str, Any],
+    request: ChatCompletionRequest,
+    plan: DecodePlan,
+    result: DecodeResult,
+) -> str:
+    """`record` is the line's trace record (``dataset.trace_record``)."""
+    line = to_openai_batch(record)
+    line["response"]["body"] = completion_body(
+        result,
+        ensemble=plan.ensemble,
+        n=request.n,
+        reasoning_format=plan.reasoning_format,
+        request_id=record["request_id"],
+    )
+    return _text(line)
+
+
+def error_line(custom_id: str, failure: ProblemFailed) -> str:
+    """A failed request, as OpenAI writes it: its status and the error object as the body."""
+    error = {"message": failure.message, "type": _error_type(failure), "param": None}
+    error["code"] = failure.kind
+    request_id = f"req_{secrets.token_hex(12)}"
+    return _text(
+        {
+            "id": f"batch_req_{secrets.token_hex(12)}",
+            "custom_id": custom_id,
+            "response": {
+                "status_code": failure.status,
+                "request_id": request_id,
+                "body": {"error": error},
+            },
+            "error": None,
+        }
+    )
+
+
+def _error_type(failure: ProblemFailed) -> str:
+    if failure.status in (400, 404):
+        return "invalid_request_error"
+    return "server_error" if failure.status >= 500 and not failure.transient else "teacher_error"
+
+
+def _text(line: dict[str, Any]) -> str:
+    return encode_line(line).decode().rstrip("\n")

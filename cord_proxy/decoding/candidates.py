@@ -1,0 +1,114 @@
+"""Beams and candidates, and how a round ranks them (METHOD.md, "The loop", steps 2 and 3).
+
+A beam's score is the score of its trace so far. In reference mode that is the predictive
+score of its last step (Eq. 3: the step conditions the reference answer). In step mode it is
+the token-weighted mean of its steps' cross-teacher log-probabilities, the trace's
+cross-teacher perplexity so far, so that one good last step cannot hide a bad first one.
+
+Each round ranks the finished traces and the new candidates together: a finished trace keeps
+a slot only while it scores in the top B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cord_proxy.decoding.scoring import as_probability
+from cord_proxy.decoding.trace import CandidateRecord, ClosedBy, ScorerPart, StepRecord
+from cord_proxy.teachers.base import Proposal
+
+Order = tuple[int, int, int]
+
+
+@dataclass
+class Beam:
+    """A partial (or, once `closed_by` is set, finished) trace."""
+
+    index: int
+    text: str
+    opening: str
+    steps: list[StepRecord]
+    tokens: int
+    log_score: float
+    step_number: int
+    closed_by: ClosedBy | None = None
+    weighted_sum: float = 0.0
+    weight: float = 0.0
+
+
+def step_weight(proposal: Proposal) -> float:
+    """How much a step counts in its trace's step-mode score: its tokens (at least one)."""
+    return float(max(1, proposal.tokens))
+
+
+@dataclass
+class Candidate:
+    """One proposed step under one parent beam, merged over the teachers that wrote it."""
+
+    order: Order
+    beam: Beam
+    proposal: Proposal
+    proposers: list[str]
+    closes: ClosedBy | None
+    parts: list[ScorerPart] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
+    log_score: float | None = None
+    ready_at: float = 0.0
+
+    @property
+    def body(self) -> str:
+        return self.proposal.text
+
+    def trace_score(self, step_mode: bool) -> float | None:
+        """The score of the parent's trace extended by this step; None when unscored."""
+        if self.log_score is None:
+            return None
+        if not step_mode:
+            return self.log_score
+        weight = step_weight(self.proposal)
+        total = self.beam.weighted_sum + self.log_score * weight
+        return total / (self.beam.weight + weight)
+
+    def record(self, selected: bool) -> CandidateRecord:
+        return CandidateRecord(
+            parent=self.beam.index,
+            text=self.beam.opening + self.body,
+            proposers=list(self.proposers),
+            score=None if self.log_score is None else as_probability(self.log_score),
+            log_score=self.log_score,
+            scorers=self.parts,
+            tokens=self.proposal.tokens,
+            finish_reason=self.proposal.finish_reason,
+            selected=selected,
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The top B of a round: finished traces that keep their slot, and chosen candidates."""
+
+    kept: list[Beam]
+    chosen: list[Candidate]
+
+
+def select_top(
+    candidates: Sequence[Candidate], finished: Sequence[Beam], capacity: int, step_mode: bool
+) -> Selection:
+    """The `capacity` best of the finished traces and the scored candidates.
+
+    Ties keep the order (beam, teacher in the ensemble, proposal), finished traces first.
+    """
+    pool: list[tuple[float, Order, Beam | Candidate]] = [
+        (-beam.log_score, (-1, position, 0), beam) for position, beam in enumerate(finished)
+    ]
+    for candidate in candidates:
+        score = candidate.trace_score(step_mode)
+        if score is not None:
+            pool.append((-score, candidate.order, candidate))
+    pool.sort(key=lambda entry: (entry[0], entry[1]))
+    top = [item for _, _, item in pool[:capacity]]
+    return Selection(
+        kept=[item for item in top if isinstance(item, Beam)],
+        chosen=[item for item in top if isinstance(item, Candidate)],
+    )

@@ -1,0 +1,46 @@
+"""`cord-proxy view traces.jsonl`: the web page over one trace file, without teachers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from cord_proxy.server import errors_middleware, serve
+from cord_proxy.ui.routes import add_ui_routes
+
+
+def view_app(path: Path) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware])
+    add_ui_routes(app, None, None, trace_file=path)
+
+    async def to_page(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/ui")
+
+    app.router.add_get("/", to_page)
+    return app
+
+
+async def _view(path: Path, host: str, port: int) -> None:
+    runner = await serve(view_app(path), host, port)
+    print(f"cord-proxy view: http://{host}:{port}/ui ({path}); Ctrl-C stops", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_view(path: str, host: str, port: int) -> int:
+    file = Path(path)
+    if not file.is_file():
+        print(f"cord-proxy view: {path} is not a file", file=sys.stderr)
+        return 2
+    asyncio.run(_view(file, host, port))
+    return 0
