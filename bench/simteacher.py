@@ -8,10 +8,11 @@ uses, with deterministic texts, log-probabilities and latencies (`bench.simmodel
 - ``POST /v1/chat/completions``: proposals (``continue_final_message``, ``n``, ``stop``,
   ``max_tokens``, ``logprobs``) and scores (``prompt_logprobs``, top-level in the answer).
 - ``POST /v1/completions``: the same for template prompts, as text or as token ids; scores
-  by ``prompt_logprobs`` (per choice), by ``echo`` with ``logprobs``, or one forced token at
-  a time (``allowed_token_ids`` with ``max_tokens: 1``, ``logprobs``,
-  ``return_tokens_as_token_ids``). A forced read is a prefix-cache hit: it takes the fixed
-  score latency only. Every route gives a token the same log-probability at one position.
+  by ``prompt_logprobs`` (per choice), by ``echo`` with ``logprobs``, or by one-token reads
+  on a list of token-id prompts (``logprob_token_ids`` or ``allowed_token_ids``,
+  ``max_tokens: 1``, ``logprobs``, ``return_tokens_as_token_ids``). A read request is a
+  prefix-cache hit: it takes the fixed score latency only. Every route gives a token the
+  same log-probability at one position.
 - ``POST /tokenize`` (a prompt or chat messages) and ``POST /detokenize``, at no latency.
 - ``GET /v1/models``.
 
@@ -293,18 +294,28 @@ def _prompt_text(app: web.Application, prompt: Any) -> str:
             return app[VOCAB_KEY].decode(prompt)
         except KeyError as error:
             raise RequestError(400, f"token id {error} is out of vocabulary") from None
-    raise RequestError(400, "the simulator takes one prompt: a string or a list of token ids")
+    raise RequestError(400, "the simulator takes a prompt string or a list of token ids")
+
+
+def _prompt_texts(app: web.Application, prompt: Any) -> list[str]:
+    """One prompt, or a list of token-id prompts (a batch of one-token reads)."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        return [_prompt_text(app, p) for p in prompt]
+    return [_prompt_text(app, prompt)]
 
 
 async def completions(request: web.Request) -> web.Response:
     try:
         body = await request.json()
         spec = _spec(request.app, body)
-        prompt = _prompt_text(request.app, body.get("prompt"))
+        prompts = _prompt_texts(request.app, body.get("prompt"))
+        if body.get("logprob_token_ids") or body.get("allowed_token_ids"):
+            return await _token_reads(request.app, spec, prompts, body)
+        if len(prompts) != 1:
+            raise RequestError(400, "the simulator takes one prompt except for token reads")
+        prompt = prompts[0]
         if body.get("echo") or body.get("prompt_logprobs") is not None:
             return await _completion_score(request.app, spec, prompt, body)
-        if body.get("allowed_token_ids"):
-            return await _forced_read(request.app, spec, prompt, body)
         choices = await _propose_choices(request.app, spec, prompt, body)
     except RequestError as error:
         return _error(error.status, error.message)
@@ -315,33 +326,52 @@ async def completions(request: web.Request) -> web.Response:
     return web.json_response(_envelope("text_completion", spec.name, wire, usage), dumps=dumps)
 
 
-async def _forced_read(
-    app: web.Application, spec: ModelSpec, prompt: str, body: dict[str, Any]
-) -> web.Response:
-    """One token forced by ``allowed_token_ids``: its log-probability after `prompt`."""
+def _read_choice(
+    app: web.Application, spec: ModelSpec, prompt: str, body: dict[str, Any], index: int
+) -> dict[str, Any]:
+    """One prompt's next token (forced by ``allowed_token_ids``, else the first asked id)
+    with its log-probability and those of every id in ``logprob_token_ids``."""
     config, vocab = app[CONFIG_KEY], app[VOCAB_KEY]
     position = count_tokens(prompt)
-    token = int(body["allowed_token_ids"][0])
-    if token not in vocab.pieces:
-        raise RequestError(400, f"token id {token} is out of vocabulary")
-    value = position_logprob(logprob_base(config, spec), position, token)
-    latency = spec.score_fixed_s * jitter(config, spec, "read", prompt)
-    await _record_and_wait(app, "read", spec, prompt, latency, [])
-    shown = f"token_id:{token}" if body.get("return_tokens_as_token_ids") else vocab.pieces[token]
-    choice = {
-        "index": 0,
-        "text": vocab.pieces[token],
+    asked = [int(t) for t in body.get("logprob_token_ids") or []]
+    allowed = [int(t) for t in body.get("allowed_token_ids") or []]
+    for token in (*allowed, *asked):
+        if token not in vocab.pieces:
+            raise RequestError(400, f"token id {token} is out of vocabulary")
+    base = logprob_base(config, spec)
+    as_ids = bool(body.get("return_tokens_as_token_ids"))
+
+    def shown(token: int) -> str:
+        return f"token_id:{token}" if as_ids else vocab.pieces[token]
+
+    sampled = (allowed or asked)[0]
+    value = position_logprob(base, position, sampled)
+    top = {shown(sampled): value}
+    for token in asked:
+        top.setdefault(shown(token), position_logprob(base, position, token))
+    return {
+        "index": index,
+        "text": vocab.pieces[sampled],
         "logprobs": {
             "text_offset": [0],
             "token_logprobs": [value],
-            "tokens": [shown],
-            "top_logprobs": [{shown: value}],
+            "tokens": [shown(sampled)],
+            "top_logprobs": [top],
         },
         "finish_reason": "length",
         "stop_reason": None,
     }
-    usage = _usage(position, 1)
-    return web.json_response(_envelope("text_completion", spec.name, [choice], usage), dumps=dumps)
+
+
+async def _token_reads(
+    app: web.Application, spec: ModelSpec, prompts: list[str], body: dict[str, Any]
+) -> web.Response:
+    """One-token reads on token-id prompts: prefix-cache hits, one fixed latency a request."""
+    choices = [_read_choice(app, spec, p, body, i) for i, p in enumerate(prompts)]
+    latency = spec.score_fixed_s * jitter(app[CONFIG_KEY], spec, "read", prompts[0])
+    await _record_and_wait(app, "read", spec, prompts[0], latency, [])
+    usage = _usage(sum(count_tokens(p) for p in prompts), len(prompts))
+    return web.json_response(_envelope("text_completion", spec.name, choices, usage), dumps=dumps)
 
 
 async def tokenize_route(request: web.Request) -> web.Response:

@@ -8,8 +8,9 @@ JSON shapes, with SCRIPTED log-probabilities: the token `t` at prompt position `
 reads `scripted_logprob(p, t)`, whichever route asks. It is never a stand-in for a model.
 
 Routes: ``GET /v1/models``; ``POST /tokenize`` (text or chat messages), ``POST /detokenize``;
-``POST /v1/completions`` with a text or token-id prompt (``prompt_logprobs``, ``echo`` with
-``logprobs``, ``allowed_token_ids``, ``return_tokens_as_token_ids``); ``POST
+``POST /v1/completions`` with a text or token-id prompt, or a list of them (``prompt_logprobs``,
+``echo`` with ``logprobs``, ``allowed_token_ids``, ``logprob_token_ids``,
+``return_tokens_as_token_ids``); ``POST
 /v1/chat/completions`` with ``prompt_logprobs`` (score) or without (a fixed proposal).
 `FakeVllmBpe.fault` breaks the tokenizer on purpose (see `FAULTS`); `requests` records every
 call as ``(path, body)``.
@@ -214,27 +215,41 @@ class FakeVllmBpe:
 
     async def _completions(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        prompt = body.get("prompt")
-        if isinstance(prompt, str):
-            ids = self.model.encode(prompt, True)
-        elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
-            ids = list(prompt)
-        else:
-            return _bad_request("the fake takes one prompt: a string or a list of token ids")
-        if len(ids) > MAX_MODEL_LEN:
+        prompts = self._prompts(body.get("prompt"))
+        if prompts is None:
+            return _bad_request("prompt must be text, token ids, or a list of either")
+        if any(len(ids) > MAX_MODEL_LEN for ids in prompts):
             return _bad_request(f"This model's maximum context length is {MAX_MODEL_LEN} tokens")
-        choice, completion_tokens = self._completion_choice(ids, body)
-        usage = _usage(len(ids), completion_tokens)
-        return web.json_response(_envelope("text_completion", [choice], usage))
+        choices, generated = [], 0
+        for index, ids in enumerate(prompts):
+            choice, count = self._completion_choice(ids, body, index)
+            choices.append(choice)
+            generated += count
+        usage = _usage(sum(len(ids) for ids in prompts), generated)
+        return web.json_response(_envelope("text_completion", choices, usage))
+
+    def _prompts(self, prompt: Any) -> list[list[int]] | None:
+        """vLLM's prompt forms: a text, token ids, or a list of texts or of token-id lists."""
+        if isinstance(prompt, str):
+            return [self.model.encode(prompt, True)]
+        if not isinstance(prompt, list) or not prompt:
+            return None
+        if all(isinstance(t, int) for t in prompt):
+            return [list(prompt)]
+        if all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in prompt):
+            return [list(p) for p in prompt]
+        if all(isinstance(p, str) for p in prompt):
+            return [self.model.encode(p, True) for p in prompt]
+        return None
 
     def _completion_choice(
-        self, ids: list[int], body: dict[str, Any]
+        self, ids: list[int], body: dict[str, Any], index: int
     ) -> tuple[dict[str, Any], int]:
         max_tokens = int(body.get("max_tokens", 16))
         generated = self._generate(ids, body, max_tokens)
         as_ids = bool(body.get("return_tokens_as_token_ids"))
         choice: dict[str, Any] = {
-            "index": 0,
+            "index": index,
             "text": self.model.decode(generated),
             "logprobs": None,
             "finish_reason": "length",
@@ -247,7 +262,8 @@ class FakeVllmBpe:
         if body.get("logprobs") is not None:
             shown = [*ids, *generated] if body.get("echo") else generated
             first = 0 if body.get("echo") else len(ids)
-            choice["logprobs"] = self._logprobs(shown, first, as_ids)
+            asked = [int(t) for t in body.get("logprob_token_ids") or []]
+            choice["logprobs"] = self._logprobs(shown, first, as_ids, asked)
         if body.get("echo"):
             choice["text"] = self.model.decode(ids) + choice["text"]
         if body.get("prompt_logprobs") is not None or body.get("echo"):
@@ -262,8 +278,14 @@ class FakeVllmBpe:
             return [int(best)][:max_tokens]
         return self.model.encode(PROPOSAL, False)[:max_tokens]
 
-    def _logprobs(self, ids: list[int], first: int, as_ids: bool) -> dict[str, Any]:
-        """vLLM's `CompletionLogProbs` for tokens `ids` that start at prompt position `first`."""
+    def _logprobs(
+        self, ids: list[int], first: int, as_ids: bool, asked: list[int]
+    ) -> dict[str, Any]:
+        """vLLM's `CompletionLogProbs` for tokens `ids` that start at prompt position `first`.
+
+        Each token's ``top_logprobs`` holds the token, then every id in `asked`
+        (``logprob_token_ids``), each read at that position.
+        """
         tokens: list[str] = []
         values: list[float | None] = []
         top: list[dict[str, float] | None] = []
@@ -275,7 +297,14 @@ class FakeVllmBpe:
             tokens.append(token)
             value = scripted_logprob(position, token_id) if position > 0 else None
             values.append(value)
-            top.append(None if value is None else {token: value})
+            if value is None:
+                top.append(None)
+                continue
+            shown = {token: value}
+            for other in asked:
+                name = f"token_id:{other}" if as_ids else self.model.piece(other)
+                shown.setdefault(name, scripted_logprob(position, other))
+            top.append(shown)
         return {
             "text_offset": offsets,
             "token_logprobs": values,

@@ -77,6 +77,22 @@ async def test_every_route_reads_the_same_logprob(sim: Any) -> None:
         value = logprobs["token_logprobs"][0]
         assert value == entries[position][str(token)]["logprob"] == echoed[position]
         assert -4.0 <= value < 0.0
+    positions = [2, 5, len(ids) - 1]
+    batch = await post(
+        sim,
+        "/v1/completions",
+        {
+            "prompt": [ids[:p] for p in positions],
+            "max_tokens": 1,
+            "logprobs": 0,
+            "logprob_token_ids": sorted({ids[p] for p in positions}),
+            "return_tokens_as_token_ids": True,
+        },
+    )
+    assert [c["index"] for c in batch["choices"]] == [0, 1, 2]
+    for choice, position in zip(batch["choices"], positions, strict=True):
+        asked = choice["logprobs"]["top_logprobs"][0][f"token_id:{ids[position]}"]
+        assert asked == entries[position][str(ids[position])]["logprob"]
 
 
 async def test_an_unknown_token_id_is_a_400(sim: Any) -> None:

@@ -120,19 +120,32 @@ async def test_all_of_the_targets_tokens_are_scored(
     assert span.method == method
 
 
-async def test_cached_reads_one_forced_token_a_request(
+def cached_reads(fake: FakeVllmBpe) -> list[tuple[list[int], list[int]]]:
+    """Per cached request, in order: its prompts' lengths and the token ids it asks for."""
+    reads = []
+    for body in fake.calls("/v1/completions"):
+        asked = body.get("logprob_token_ids") or body.get("allowed_token_ids")
+        if not asked:
+            continue
+        assert body["max_tokens"] == 1
+        assert body["return_tokens_as_token_ids"] is True
+        prompts = body["prompt"] if isinstance(body["prompt"][0], list) else [body["prompt"]]
+        assert all(isinstance(t, int) for prompt in prompts for t in prompt)
+        reads.append(([len(prompt) for prompt in prompts], [int(t) for t in asked]))
+    return reads
+
+
+async def test_cached_reads_the_first_position_then_the_rest(
     fake: FakeVllmBpe, make_teacher: Any
 ) -> None:
     span = await make_teacher("cached").score(CONVERSATION, PREFIX, TARGET)
     context, ids, _ = template_expectation(fake, PREFIX, TARGET)
-    forced = [b for b in fake.calls("/v1/completions") if b.get("allowed_token_ids")]
-    assert sorted(len(b["prompt"]) for b in forced) == [context + i for i in range(len(ids))]
-    for body in forced:
-        position = len(body["prompt"])
-        assert body["allowed_token_ids"] == [ids[position - context]]
-        assert body["max_tokens"] == 1
-        assert body["return_tokens_as_token_ids"] is True
-        assert all(isinstance(t, int) for t in body["prompt"])
+    reads = cached_reads(fake)
+    assert reads[0] == ([context], [ids[0]])  # alone, before the rest
+    lengths = sorted(n for prompt_lengths, _ in reads for n in prompt_lengths)
+    assert lengths == [context + i for i in range(len(ids))]  # each position read once
+    for prompt_lengths, asked in reads:
+        assert {ids[n - context] for n in prompt_lengths} <= set(asked)
     assert not any(b.get("prompt_logprobs") is not None for b in fake.calls("/v1/completions"))
     assert list(span.token_ids) == ids
 
