@@ -12,6 +12,10 @@ CPU_MS_PER_CALL = 0.5
 LOAD_CONCURRENCY = 256
 LOAD_THROUGHPUT_RATIO = 0.90
 CORD_CURATION_WALL = 1.3
+CACHED_GROWTH = 1.5
+CACHED_SPEEDUP = 10.0
+LONG_STEPS = 12
+LONG_CONTEXT = 1200
 
 
 def _measured(section: dict[str, Any]) -> bool:
@@ -80,9 +84,48 @@ def real_targets(real: dict[str, Any]) -> list[Target]:
     ]
 
 
+def scoring_targets(scoring: dict[str, Any]) -> list[Target]:
+    growth_name, growth_goal = "cached scoring, largest / smallest context", f"<= {CACHED_GROWTH}"
+    speed_name, speed_goal = "prompt_logprobs / cached, largest context", f">= {CACHED_SPEEDUP}"
+    if not _measured(scoring):
+        return [
+            Target(growth_name, growth_goal, None, None, "not run"),
+            Target(speed_name, speed_goal, None, None, "not run"),
+        ]
+    ratios = scoring["ratios"]
+    growth = ratios.get("cached_large_over_small")
+    speedup = ratios.get("prompt_logprobs_over_cached_large")
+    note = f"contexts {scoring['settings']['contexts']}, medians of {scoring['settings']['runs']}"
+    return [
+        Target(growth_name, growth_goal, growth, _ok(growth, (growth or 0) <= CACHED_GROWTH), note),
+        Target(
+            speed_name, speed_goal, speedup, _ok(speedup, (speedup or 0) >= CACHED_SPEEDUP), note
+        ),
+    ]
+
+
+def long_targets(long: dict[str, Any]) -> list[Target]:
+    name, goal = "CoRD / curation wall, long decode", f"<= {CORD_CURATION_WALL}"
+    if not _measured(long):
+        return [Target(name, goal, None, None, "not run")]
+    targets = []
+    for method, ratio in long["cord_curation_wall_ratio"].items():
+        run = long["cord"][method]
+        long_enough = run["steps"] >= LONG_STEPS and run["final_context_tokens"] > LONG_CONTEXT
+        note = f"{method}: {run['steps']} steps, context {run['final_context_tokens']} tokens" + (
+            "" if long_enough else f" (short of {LONG_STEPS} steps / {LONG_CONTEXT} tokens)"
+        )
+        targets.append(
+            Target(f"{name} ({method})", goal, ratio, _ok(ratio, ratio <= CORD_CURATION_WALL), note)
+        )
+    return targets
+
+
 def judge(results: dict[str, Any]) -> list[Target]:
     return [
         *fanout_targets(results["fanout"]),
         *load_targets(results["load"]),
         *real_targets(results["real"]),
+        *scoring_targets(results.get("scoring", {"skipped": "not run"})),
+        *long_targets(results.get("long", {"skipped": "not run"})),
     ]
