@@ -89,8 +89,14 @@ class SpanReader:
     ) -> SpanScore:
         """The log-probabilities of exactly the target's tokens, read by `method`."""
         span = await self.span(prefix_prompt, full_prompt)
-        await self.check(span, target)
-        values = await self.read(span, method)
+        # The decode check runs beside the read; a span that fails it is never scored.
+        checking = asyncio.ensure_future(self.check(span, target))
+        try:
+            values = await self.read(span, method)
+        except BaseException:
+            checking.cancel()
+            raise
+        await checking
         return SpanScore(
             tokens=span.pieces,
             logprobs=tuple(values),
