@@ -441,6 +441,15 @@ class Summary:
         )
 
 
+def load_problems(path: Path, summary: Summary, stream: TextIO) -> list[Problem]:
+    """The input's problems; each bad line is counted in `summary` and reported by number."""
+    problems, summary.bad_lines = read_problems(path)
+    summary.problems = len(problems)
+    for line, reason in summary.bad_lines:
+        print(f"cord-proxy distill: {path}:{line}: skipped: {reason}", file=stream)
+    return problems
+
+
 def default_failures_path(output: Path) -> Path:
     name = output.name.removesuffix(".jsonl")
     return output.with_name(f"{name}.failures.jsonl")
@@ -452,10 +461,7 @@ async def run_distill(
     """Solve every problem of the input not yet in the output; the engine is closed after."""
     stream = progress_stream if progress_stream is not None else sys.stderr
     summary = Summary()
-    problems, summary.bad_lines = read_problems(settings.input)
-    summary.problems = len(problems)
-    for line, reason in summary.bad_lines:
-        print(f"cord-proxy distill: {settings.input}:{line}: skipped: {reason}", file=stream)
+    problems = load_problems(settings.input, summary, stream)
     report = ReadReport()
     done_keys = {str(r.get("id")) for r in read_records(settings.output, report)}
     if report.partial_tail:

@@ -26,7 +26,7 @@ from cord_proxy.distill import (
     Summary,
     as_base_url,
     check_teachers,
-    read_problems,
+    load_problems,
 )
 from cord_proxy.progress import ProgressBar
 from cord_proxy.ray.stage import StageSettings, apply_cord
@@ -153,10 +153,7 @@ def run_ray_distill(
     """Decode every problem not yet done on Ray; merge the shards into the output."""
     stream = stream if stream is not None else sys.stderr
     summary = Summary()
-    problems, summary.bad_lines = read_problems(settings.input)
-    summary.problems = len(problems)
-    for line, reason in summary.bad_lines:
-        print(f"cord-proxy distill: {settings.input}:{line}: skipped: {reason}", file=stream)
+    problems = load_problems(settings.input, summary, stream)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(settings.output, stream)
     todo = [p for p in problems if p.key not in done]
