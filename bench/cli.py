@@ -15,6 +15,8 @@ from typing import Any
 
 from bench import report
 from bench.fanout import FanoutSettings, profile_concurrent, run_fanout
+from bench.faults import QUICK as QUICK_FAULTS
+from bench.faults import FaultSettings, run_faults
 from bench.load import LoadSettings, run_load
 from bench.procs import REPO_ROOT, scratch_dir, sim_teachers
 from bench.real import RealSettings, run_real
@@ -33,6 +35,8 @@ class Plan:
     skip_load: bool
     skip_real: bool
     profile: bool
+    faults: FaultSettings
+    skip_faults: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-answer-tokens", type=int, default=RealSettings.answer_tokens)
     p.add_argument("--real-seed", type=int, help="sampling seed sent to the teachers (none)")
     p.add_argument("--skip-real", action="store_true", help="skip the real-teacher arm")
+    p.add_argument("--faults-requests", type=int, help="requests per fault phase (300)")
+    p.add_argument("--faults-concurrency", type=int, help="clients of the fault arm (64)")
+    p.add_argument("--skip-faults", action="store_true", help="skip the fault-injection arm")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -119,7 +126,15 @@ def plan_from(args: argparse.Namespace) -> Plan:
         answer_tokens=args.real_answer_tokens,
         seed=args.real_seed,
     )
-    return Plan(sim, fanout, load, real, args.skip_load, args.skip_real, args.profile)
+    faults = replace(
+        QUICK_FAULTS if args.quick else FaultSettings(),
+        proxy_python=args.proxy_python,
+        **_given(requests_per_phase=args.faults_requests, concurrency=args.faults_concurrency),
+    )
+    return Plan(
+        sim, fanout, load, real, args.skip_load, args.skip_real, args.profile, faults,
+        args.skip_faults,
+    )  # fmt: skip
 
 
 async def _guarded(name: str, run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -167,6 +182,7 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
             "fanout": asdict(plan.fanout),
             "load": asdict(plan.load),
             "real": asdict(plan.real),
+            "faults": asdict(plan.faults),
         },
     }
     with scratch_dir() as scratch:
@@ -176,6 +192,11 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
             {"skipped": "--skip-load"}
             if plan.skip_load
             else await _guarded("load", lambda: _load_arm(plan, work, profiles))
+        )
+        results["faults"] = (
+            {"skipped": "--skip-faults"}
+            if plan.skip_faults
+            else await _guarded("faults", lambda: run_faults(plan.faults, work))
         )
     results["real"] = (
         {"skipped": "--skip-real"}
