@@ -243,6 +243,8 @@ def faults_md(result: dict[str, Any]) -> list[str]:
     lines += _table(header, rows)
     codes = [f"- {p['phase']}: {p['failure_codes'] or 'none'}" for p in result["phases"]]
     lines += ["", "Failure codes in `cord.failures`:", "", *codes]
+    metrics = result.get("metrics_breaker_lines") or "none (the server exposes no breaker state)"
+    lines += ["", f"Breaker lines in `/metrics` after the last phase: {metrics}"]
     for title, key in (("Problems", "problem_examples"), ("Error answers", "error_examples")):
         examples = [f"{p['phase']}: {e}" for p in result["phases"] for e in p[key]]
         if examples:
