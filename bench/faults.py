@@ -78,6 +78,7 @@ class Outcome:
     problem: str | None = None  # a 5xx that is not an OpenAI error object, a bad 200, ...
     codes: list[str] = field(default_factory=list)
     error: str | None = None  # the message of an error answer
+    open_for: list[str] = field(default_factory=list)  # teachers whose breaker was open
 
     @property
     def ended(self) -> float:
@@ -208,13 +209,18 @@ def error_message(data: Any) -> str | None:
     return message[:300] if isinstance(message, str) else None
 
 
+def failures_of(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(teacher, code) of each failure in a 200's ``cord.failures``."""
+    cord = data.get("cord") or {}
+    return [(str(f.get("teacher")), str(f.get("code"))) for f in cord.get("failures") or []]
+
+
 def judge_answer(status: int, data: Any) -> tuple[str | None, list[str]]:
     """Why an answer breaks the rules (None when it does not), and its failure codes."""
     if not isinstance(data, dict):
         return f"HTTP {status} with a body that is not a JSON object", []
     if status == 200:
-        cord = data.get("cord") or {}
-        codes = [str(f.get("code")) for f in cord.get("failures") or []]
+        codes = [code for _, code in failures_of(data)]
         message = (data.get("choices") or [{}])[0].get("message") or {}
         ok = isinstance(message.get("content"), str)
         return (None if ok else "a 200 without a message"), codes
@@ -243,7 +249,10 @@ async def _one(session: aiohttp.ClientSession, url: str, index: int, t0: float) 
     except aiohttp.ClientError as error:
         problem, codes, data = f"lost connection: {type(error).__name__}", [], None
     latency = time.perf_counter() - started
-    return Outcome(started - t0, latency, status, problem, codes, error_message(data))
+    outcome = Outcome(started - t0, latency, status, problem, codes, error_message(data))
+    if status == 200 and isinstance(data, dict):
+        outcome.open_for = sorted({t for t, code in failures_of(data) if code == "circuit_open"})
+    return outcome
 
 
 async def _act(action: Action | None) -> None:
@@ -324,6 +333,9 @@ def summarise(phase: str, outcomes: list[Outcome], settings: FaultSettings) -> d
         "requests_after_open": len(after),
         "p50_after_open_s": quantile(after, 0.5),
         "failure_codes": dict(codes.most_common()),
+        "circuit_open_by_teacher": dict(
+            Counter(t for o in outcomes for t in o.open_for).most_common()
+        ),
     }
 
 

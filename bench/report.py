@@ -241,8 +241,12 @@ def faults_md(result: dict[str, Any]) -> list[str]:
     keys += ["p50_s", "p99_s", "max_s", "deadline_s", "degraded_200", "circuit_open_answers"]
     rows = [[p[k] for k in [*keys, "p50_after_open_s"]] for p in result["phases"]]
     lines += _table(header, rows)
-    codes = [f"- {p['phase']}: {p['failure_codes'] or 'none'}" for p in result["phases"]]
-    lines += ["", "Failure codes in `cord.failures`:", "", *codes]
+    codes = [
+        f"- {p['phase']}: {p['failure_codes'] or 'none'}; answers that met an open breaker, "
+        f"by teacher: {p['circuit_open_by_teacher'] or 'none'}"
+        for p in result["phases"]
+    ]
+    lines += ["", "Failure codes in `cord.failures` (200 answers):", "", *codes]
     metrics = result.get("metrics_breaker_lines") or "none (the server exposes no breaker state)"
     lines += ["", f"Breaker lines in `/metrics` after the last phase: {metrics}"]
     for title, key in (("Problems", "problem_examples"), ("Error answers", "error_examples")):

@@ -50,6 +50,7 @@ def test_quick_fault_bench_meets_every_target(tmp_path: Path) -> None:
     # x10 latency stays within the teacher's timeout: not a failure, but every round waits
     assert by_phase["slow"]["p50_s"] > by_phase["baseline"]["p50_s"]
     assert by_phase["stall"]["circuit_open_answers"] > 0
+    assert set(by_phase["stall"]["circuit_open_by_teacher"]) == {"faulty-c"}
     assert by_phase["stall"]["requests_after_open"] > 0
     targets = {t["name"]: t for t in data["targets"]}
     assert len(targets) == 4
