@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import math
+import re
 import signal
 import sys
 import time
@@ -260,8 +261,10 @@ async def _act(action: Action | None) -> None:
         await asyncio.to_thread(action)
 
 
-async def run_phase(proxy_url: str, fault: Fault, settings: FaultSettings) -> list[Outcome]:
-    """All of a phase's requests from `concurrency` closed-loop clients."""
+async def run_phase(
+    proxy_url: str, fault: Fault, settings: FaultSettings
+) -> tuple[list[Outcome], dict[str, str]]:
+    """All of a phase's requests from `concurrency` closed-loop clients; the breakers after."""
     url = proxy_url + "/v1/chat/completions"
     timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s + settings.hang_grace_s)
     counter = itertools.count()
@@ -280,8 +283,9 @@ async def run_phase(proxy_url: str, fault: Fault, settings: FaultSettings) -> li
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(client(session) for _ in range(settings.concurrency)))
     await asyncio.gather(*actions)
+    breakers = await asyncio.to_thread(breaker_states, proxy_url)
     await _act(fault.end)
-    return outcomes
+    return outcomes, breakers
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -299,7 +303,9 @@ def _status_class(outcome: Outcome) -> str:
     return f"{outcome.status // 100}xx"
 
 
-def summarise(phase: str, outcomes: list[Outcome], settings: FaultSettings) -> dict[str, Any]:
+def summarise(
+    phase: str, outcomes: list[Outcome], breakers: dict[str, str], settings: FaultSettings
+) -> dict[str, Any]:
     latencies = [o.latency_s for o in outcomes]
     classes = Counter(_status_class(o) for o in outcomes)
     opened = [o.ended for o in outcomes if "circuit_open" in o.codes]
@@ -333,20 +339,24 @@ def summarise(phase: str, outcomes: list[Outcome], settings: FaultSettings) -> d
         "requests_after_open": len(after),
         "p50_after_open_s": quantile(after, 0.5),
         "failure_codes": dict(codes.most_common()),
+        "breakers_at_end": breakers,
         "circuit_open_by_teacher": dict(
             Counter(t for o in outcomes for t in o.open_for).most_common()
         ),
     }
 
 
-def breaker_metrics(proxy_url: str) -> str:
-    """The breaker lines of ``/metrics``, if the server exposes any."""
+BREAKER_LINE = re.compile(r'^cord_teacher_breaker_state\{teacher="([^"]+)",state="(\w+)"\} 1')
+
+
+def breaker_states(proxy_url: str) -> dict[str, str]:
+    """Each teacher's breaker state from ``/metrics``; empty when the server shows none."""
     try:
         text = httpx.get(proxy_url + "/metrics", timeout=10.0).text
-    except httpx.HTTPError as error:
-        return f"unavailable: {type(error).__name__}"
-    lines = [line for line in text.splitlines() if "breaker" in line or "circuit" in line]
-    return "\n".join(lines[:20])
+    except httpx.HTTPError:
+        return {}
+    found = (BREAKER_LINE.match(line) for line in text.splitlines())
+    return {m.group(1): m.group(2) for m in found if m}
 
 
 async def settle(proxy_url: str, settings: FaultSettings) -> None:
@@ -386,10 +396,9 @@ async def run_faults(settings: FaultSettings, work: Path) -> dict[str, Any]:
             for phase in settings.phases:
                 print(f"[faults] phase {phase} ...", file=sys.stderr, flush=True)
                 fault = fault_of(phase, faulty, settings.requests_per_phase)
-                outcomes = await run_phase(proxy.url, fault, settings)
-                phases.append(summarise(phase, outcomes, settings))
+                outcomes, breakers = await run_phase(proxy.url, fault, settings)
+                phases.append(summarise(phase, outcomes, breakers, settings))
                 await settle(proxy.url, settings)
-            metrics = breaker_metrics(proxy.url)
             alive = proxy.alive()
         finally:
             proxy.stop()
@@ -399,7 +408,6 @@ async def run_faults(settings: FaultSettings, work: Path) -> dict[str, Any]:
         "phases": phases,
         "total_requests": sum(p["requests"] for p in phases),
         "proxy_alive_at_end": alive,
-        "metrics_breaker_lines": metrics,
     }
 
 

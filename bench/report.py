@@ -239,7 +239,11 @@ def faults_md(result: dict[str, Any]) -> list[str]:
     header += ["p99 s", "max s", "deadline s", "degraded 200", "circuit_open", "p50 after open"]
     keys = ["phase", "requests", "ok_200", "client_4xx", "clean_5xx", "bad_5xx", "hangs"]
     keys += ["p50_s", "p99_s", "max_s", "deadline_s", "degraded_200", "circuit_open_answers"]
-    rows = [[p[k] for k in [*keys, "p50_after_open_s"]] for p in result["phases"]]
+    header.append("breakers at phase end (/metrics)")
+    rows = [
+        [*(p[k] for k in [*keys, "p50_after_open_s"]), _breakers(p["breakers_at_end"])]
+        for p in result["phases"]
+    ]
     lines += _table(header, rows)
     codes = [
         f"- {p['phase']}: {p['failure_codes'] or 'none'}; answers that met an open breaker, "
@@ -247,13 +251,19 @@ def faults_md(result: dict[str, Any]) -> list[str]:
         for p in result["phases"]
     ]
     lines += ["", "Failure codes in `cord.failures` (200 answers):", "", *codes]
-    metrics = result.get("metrics_breaker_lines") or "none (the server exposes no breaker state)"
-    lines += ["", f"Breaker lines in `/metrics` after the last phase: {metrics}"]
     for title, key in (("Problems", "problem_examples"), ("Error answers", "error_examples")):
         examples = [f"{p['phase']}: {e}" for p in result["phases"] for e in p[key]]
         if examples:
             lines += ["", f"{title}:", "", *(f"- {e}" for e in examples)]
     return [*lines, ""]
+
+
+def _breakers(states: dict[str, str]) -> str:
+    """The breakers that are not closed, or "all closed"; n/a when /metrics shows none."""
+    if not states:
+        return "n/a"
+    odd = [f"{name} {state}" for name, state in states.items() if state != "closed"]
+    return ", ".join(odd) or "all closed"
 
 
 def _targets_md(targets: list[Target]) -> list[str]:

@@ -51,6 +51,9 @@ def test_quick_fault_bench_meets_every_target(tmp_path: Path) -> None:
     assert by_phase["slow"]["p50_s"] > by_phase["baseline"]["p50_s"]
     assert by_phase["stall"]["circuit_open_answers"] > 0
     assert set(by_phase["stall"]["circuit_open_by_teacher"]) == {"faulty-c"}
+    breakers = by_phase["stall"]["breakers_at_end"]  # empty where /metrics shows no breakers
+    assert not breakers or breakers["faulty-c"] != "closed"
+    assert not breakers or by_phase["baseline"]["breakers_at_end"]["faulty-c"] == "closed"
     assert by_phase["stall"]["requests_after_open"] > 0
     targets = {t["name"]: t for t in data["targets"]}
     assert len(targets) == 4
