@@ -18,12 +18,15 @@ from bench.fanout import FanoutSettings, profile_concurrent, run_fanout
 from bench.faults import QUICK as QUICK_FAULTS
 from bench.faults import FaultSettings, run_faults
 from bench.load import LoadSettings, run_load
+from bench.longdecode import LongSettings, run_long
 from bench.procs import REPO_ROOT, scratch_dir, sim_teachers
-from bench.real import RealSettings, run_real
+from bench.real import RealSettings, reachable, run_real
 from bench.scenario import SimProfile
+from bench.scoring import ScoringSettings, run_scoring
 from bench.targets import judge
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+ARMS = ("fanout", "load", "faults", "real", "scoring", "long")
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,13 @@ class Plan:
     fanout: FanoutSettings
     load: LoadSettings
     real: RealSettings
+    scoring: ScoringSettings
+    long: LongSettings
     skip_load: bool
     skip_real: bool
+    skip_scoring: bool
+    skip_long: bool
+    skip_fanout: bool
     profile: bool
     faults: FaultSettings
     skip_faults: bool
@@ -66,10 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-step-tokens", type=int, default=RealSettings.step_tokens)
     p.add_argument("--real-answer-tokens", type=int, default=RealSettings.answer_tokens)
     p.add_argument("--real-seed", type=int, help="sampling seed sent to the teachers (none)")
-    p.add_argument("--skip-real", action="store_true", help="skip the real-teacher arm")
+    p.add_argument("--skip-real", action="store_true", help="skip the real-teacher arms")
     p.add_argument("--faults-requests", type=int, help="requests per fault phase (300)")
     p.add_argument("--faults-concurrency", type=int, help="clients of the fault arm (64)")
     p.add_argument("--skip-faults", action="store_true", help="skip the fault-injection arm")
+    p.add_argument("--only", help=f"comma-separated arms to run, of {','.join(ARMS)} (all)")
+    p.add_argument("--skip-scoring", action="store_true", help="skip the scoring-cost arm")
+    p.add_argument("--scoring-contexts", help="comma-separated context sizes (200,800,1600)")
+    p.add_argument("--scoring-runs", type=int, help="runs per figure, the median is kept (3)")
+    p.add_argument("--scoring-methods", help="comma-separated methods (cached,prompt_logprobs)")
+    p.add_argument("--scoring-mode", choices=["reference", "step"], help="target (reference)")
+    p.add_argument("--skip-long", action="store_true", help="skip the long-decode arm")
+    p.add_argument("--long-steps", type=int, help="max steps of the long decode (16)")
+    p.add_argument("--long-step-tokens", type=int, help="tokens per step of the long decode (64)")
+    p.add_argument("--long-methods", help="comma-separated methods (cached,prompt_logprobs)")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -126,15 +144,59 @@ def plan_from(args: argparse.Namespace) -> Plan:
         answer_tokens=args.real_answer_tokens,
         seed=args.real_seed,
     )
-    faults = replace(
+    return Plan(
+        sim,
+        fanout,
+        load,
+        real,
+        scoring_settings(args),
+        long_settings(args),
+        args.skip_load or not _chosen(args, "load"),
+        args.skip_real or not _chosen(args, "real"),
+        args.skip_real or args.skip_scoring or not _chosen(args, "scoring"),
+        args.skip_real or args.skip_long or not _chosen(args, "long"),
+        not _chosen(args, "fanout"),
+        args.profile,
+        fault_settings(args),
+        args.skip_faults or not _chosen(args, "faults"),
+    )
+
+
+def _chosen(args: argparse.Namespace, arm: str) -> bool:
+    return not args.only or arm in args.only.split(",")
+
+
+def _csv(text: str | None, kind: type) -> tuple[Any, ...] | None:
+    return tuple(kind(x) for x in text.split(",")) if text else None
+
+
+def fault_settings(args: argparse.Namespace) -> FaultSettings:
+    return replace(
         QUICK_FAULTS if args.quick else FaultSettings(),
         proxy_python=args.proxy_python,
         **_given(requests_per_phase=args.faults_requests, concurrency=args.faults_concurrency),
     )
-    return Plan(
-        sim, fanout, load, real, args.skip_load, args.skip_real, args.profile, faults,
-        args.skip_faults,
-    )  # fmt: skip
+
+
+def scoring_settings(args: argparse.Namespace) -> ScoringSettings:
+    quick = {"contexts": (200, 800), "runs": 1} if args.quick else {}
+    given = _given(
+        contexts=_csv(args.scoring_contexts, int),
+        runs=args.scoring_runs,
+        mode=args.scoring_mode,
+        methods=_csv(args.scoring_methods, str),
+    )
+    return ScoringSettings(base_url=args.real_url, model=args.real_model, **{**quick, **given})
+
+
+def long_settings(args: argparse.Namespace) -> LongSettings:
+    quick = {"max_steps": 3, "step_tokens": 24} if args.quick else {}
+    given = _given(
+        max_steps=args.long_steps,
+        step_tokens=args.long_step_tokens,
+        methods=_csv(args.long_methods, str),
+    )
+    return LongSettings(base_url=args.real_url, model=args.real_model, **{**quick, **given})
 
 
 async def _guarded(name: str, run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -172,6 +234,21 @@ async def _load_arm(plan: Plan, work: Path, profiles: dict[str, str]) -> dict[st
     return result
 
 
+async def _real_arm(
+    name: str,
+    skip: bool,
+    real: RealSettings,
+    arm: Callable[[Any], Awaitable[dict[str, Any]]],
+    settings: Any,
+) -> dict[str, Any]:
+    """An arm on the real teacher: skipped when asked, or when no teacher answers."""
+    if skip:
+        return {"skipped": "not chosen (--skip-*, --only)"}
+    if (problem := reachable(real)) is not None:
+        return {"skipped": problem}
+    return await _guarded(name, lambda: arm(settings))
+
+
 async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
     profiles: dict[str, str] = {}
     results: dict[str, Any] = {
@@ -182,12 +259,18 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
             "fanout": asdict(plan.fanout),
             "load": asdict(plan.load),
             "real": asdict(plan.real),
+            "scoring": asdict(plan.scoring),
+            "long": asdict(plan.long),
             "faults": asdict(plan.faults),
         },
     }
     with scratch_dir() as scratch:
         work = Path(scratch)
-        results["fanout"] = await _guarded("fan-out", lambda: _fanout_arm(plan, work, profiles))
+        results["fanout"] = (
+            {"skipped": "--only"}
+            if plan.skip_fanout
+            else await _guarded("fan-out", lambda: _fanout_arm(plan, work, profiles))
+        )
         results["load"] = (
             {"skipped": "--skip-load"}
             if plan.skip_load
@@ -203,6 +286,10 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
         if plan.skip_real
         else await _guarded("real teachers", lambda: run_real(plan.real))
     )
+    results["scoring"] = await _real_arm(
+        "scoring", plan.skip_scoring, plan.real, run_scoring, plan.scoring
+    )
+    results["long"] = await _real_arm("long decode", plan.skip_long, plan.real, run_long, plan.long)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     return results, profiles
 

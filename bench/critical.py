@@ -4,6 +4,9 @@ Ideal means: every teacher call takes exactly its simulated latency, calls of on
 start together, and nothing else costs time (no HTTP, no JSON, no proxy). Then step ``d``
 takes the longest, over its candidates, of proposal latency plus the longest scoring call
 of that candidate; a finished beam's answer starts when the step that closed it ends.
+A candidate scored by forced one-token reads (kind ``read``) needs its first read before
+the others, which then run together: per scoring model, the earliest read plus the longest
+of the rest.
 """
 
 from __future__ import annotations
@@ -30,11 +33,18 @@ class _Conversation:
     proposal_s: dict[str, float]
     score_s: dict[str, float]
     answers: list[tuple[str | None, float]]
+    reads: dict[tuple[str, str], list[tuple[float, float]]]
     calls: int = 0
 
 
 def _empty() -> _Conversation:
-    return _Conversation({}, {}, {}, [])
+    return _Conversation({}, {}, {}, [], defaultdict(list))
+
+
+def _reads_s(reads: list[tuple[float, float]]) -> float:
+    """The first read (by arrival), then the rest together."""
+    ordered = sorted(reads)
+    return ordered[0][1] + max((sleep for _, sleep in ordered[1:]), default=0.0)
 
 
 def _collect(records: Iterable[Mapping[str, Any]]) -> dict[str, _Conversation]:
@@ -50,8 +60,13 @@ def _collect(records: Iterable[Mapping[str, Any]]) -> dict[str, _Conversation]:
         elif record["kind"] == "score" and record["parent"] is not None:
             parent = record["parent"]
             conv.score_s[parent] = max(conv.score_s.get(parent, 0.0), sleep)
+        elif record["kind"] == "read" and record["parent"] is not None:
+            conv.reads[(record["parent"], record["model"])].append((record["arrived"], sleep))
         elif record["kind"] == "answer":
             conv.answers.append((record["parent"], sleep))
+    for conv in convs.values():
+        for (parent, _), reads in conv.reads.items():
+            conv.score_s[parent] = max(conv.score_s.get(parent, 0.0), _reads_s(reads))
     return convs
 
 

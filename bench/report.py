@@ -219,6 +219,60 @@ def _real_md(real: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _scoring_md(scoring: dict[str, Any]) -> list[str]:
+    lines = ["## Scoring cost: cached one-token reads vs prompt_logprobs (real teacher)", ""]
+    if (reason := _skipped(scoring)) is not None:
+        return [*lines, reason, ""]
+    s = scoring["settings"]
+    lines.append(
+        f"{s['model']} at {s['base_url']}; {s['candidates']} candidates of one step, "
+        f"{s['mode']} mode; median of {s['runs']} runs, each on a fresh context read once first."
+    )
+    lines.append("")
+    rows = [
+        [
+            row["context"],
+            "/".join(str(t) for t in row["context_tokens"]),
+            row["method"],
+            ", ".join(row["methods_used"]),
+            row["median_s"],
+            ", ".join(f"{x:.3f}" for x in row["runs_s"]),
+        ]
+        for row in scoring["rows"]
+    ]
+    header = ["context", "scored at (tokens)", "method", "used", "median s", "runs s"]
+    lines += _table(header, rows)
+    lines.append("")
+    lines += [f"{name}: {_num(value, 2)}" for name, value in scoring["ratios"].items()]
+    return [*lines, ""]
+
+
+def _long_md(long: dict[str, Any]) -> list[str]:
+    lines = ["## Long decode: round time by step, by scoring method (real teacher)", ""]
+    if (reason := _skipped(long)) is not None:
+        return [*lines, reason, ""]
+    methods = list(long["cord"])
+    by_step = {m: {r["step"]: r["wall_s"] for r in long["cord"][m]["rounds"]} for m in methods}
+    steps = sorted({step for rounds in by_step.values() for step in rounds})
+    rows = [[step, *(by_step[m].get(step) for m in methods)] for step in steps]
+    lines += _table(["step", *(f"{m} round s" for m in methods)], rows)
+    lines.append("")
+    rows = [
+        [
+            m,
+            long["cord"][m]["wall_s"],
+            long["cord"][m]["steps"],
+            long["cord"][m]["final_context_tokens"],
+            long["cord_curation_wall_ratio"][m],
+        ]
+        for m in methods
+    ]
+    header = ["method", "decode wall s", "steps", "final context tokens", "CoRD / curation wall"]
+    lines += _table(header, rows)
+    lines += ["", f"Curation at the same budget: {_num(long['curation']['wall_s'])} s wall."]
+    return [*lines, ""]
+
+
 def faults_md(result: dict[str, Any]) -> list[str]:
     lines = ["## Fault injection (real proxy server, FAKE teachers)", ""]
     if "phases" not in result:
@@ -296,6 +350,8 @@ def markdown(results: dict[str, Any], targets: list[Target]) -> str:
     lines += _fanout_md(results["fanout"])
     lines += _load_md(results["load"])
     lines += _real_md(results["real"])
+    lines += _scoring_md(results.get("scoring", {"skipped": "not run"}))
+    lines += _long_md(results.get("long", {"skipped": "not run"}))
     if "faults" in results:
         lines += faults_md(results["faults"])
     lines += _targets_md(targets)

@@ -111,7 +111,40 @@ def count_tokens(text: str) -> int:
 
 
 def token_id(piece: str) -> int:
-    return zlib.crc32(piece.encode("utf-8", "surrogatepass")) % 262_144
+    return zlib.crc32(piece.encode("utf-8", "surrogatepass")) % VOCAB_SIZE
+
+
+VOCAB_SIZE = 262_144
+
+
+class Vocabulary:
+    """Token ids for the simulator's pieces, two-way: ids are crc32-based, collisions probe on.
+
+    A piece gets its id the first time it is seen, so ids sent back by a client (token-id
+    prompts, ``/detokenize``) always name a piece this server has handed out.
+    """
+
+    def __init__(self) -> None:
+        self.pieces: dict[int, str] = {}
+        self.ids: dict[str, int] = {}
+
+    def id_of(self, piece: str) -> int:
+        found = self.ids.get(piece)
+        if found is not None:
+            return found
+        token = token_id(piece)
+        while token in self.pieces:
+            token = (token + 1) % VOCAB_SIZE
+        self.pieces[token] = piece
+        self.ids[piece] = token
+        return token
+
+    def encode(self, text: str) -> list[int]:
+        return [self.id_of(piece) for piece in tokenize(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of `ids`; a `KeyError` names an id this server never handed out."""
+        return "".join(self.pieces[token] for token in ids)
 
 
 def render_chat(
@@ -162,10 +195,35 @@ def score_latency(config: SimConfig, spec: ModelSpec, prompt: str) -> float:
     return base * jitter(config, spec, "score", prompt)
 
 
-def token_logprobs(config: SimConfig, spec: ModelSpec, prompt: str, count: int) -> list[float]:
-    """Deterministic log-probabilities in [-4, 0), fixed by the model and the prompt."""
-    rng = random.Random(digest(config.seed, spec.name, "logprobs", prompt))
-    return [-4.0 * rng.random() - 1e-3 for _ in range(count)]
+MASK64 = (1 << 64) - 1
+
+
+def _mix(value: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread 64-bit hash of an integer."""
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & MASK64
+    return value ^ (value >> 31)
+
+
+def logprob_base(config: SimConfig, spec: ModelSpec) -> int:
+    """What fixes the log-probabilities besides the token and its position: the model."""
+    return digest(config.seed, spec.name, "logprobs")
+
+
+def position_logprob(base: int, position: int, token: int) -> float:
+    """The log-probability in [-4, 0) of token id `token` at prompt position `position`.
+
+    A function of the model, the position and the id only, so every way of asking for it
+    (prompt logprobs, echo, a forced one-token read) reads the same value.
+    """
+    mixed = _mix(base ^ _mix(position * 0x9E3779B97F4A7C15 + token) & MASK64)
+    return -4.0 * (mixed / 2.0**64) - 1e-3
+
+
+def token_logprobs(config: SimConfig, spec: ModelSpec, ids: list[int]) -> list[float]:
+    """Deterministic log-probabilities of the prompt's tokens `ids`, one a position."""
+    base = logprob_base(config, spec)
+    return [position_logprob(base, position, token) for position, token in enumerate(ids)]
 
 
 def _words(seed: int, chars: int) -> str:

@@ -7,8 +7,13 @@ uses, with deterministic texts, log-probabilities and latencies (`bench.simmodel
 
 - ``POST /v1/chat/completions``: proposals (``continue_final_message``, ``n``, ``stop``,
   ``max_tokens``, ``logprobs``) and scores (``prompt_logprobs``, top-level in the answer).
-- ``POST /v1/completions``: the same for template prompts; scores by ``prompt_logprobs``
-  (per choice) or by ``echo`` with ``logprobs``.
+- ``POST /v1/completions``: the same for template prompts, as text or as token ids; scores
+  by ``prompt_logprobs`` (per choice), by ``echo`` with ``logprobs``, or by one-token reads
+  on a list of token-id prompts (``logprob_token_ids`` or ``allowed_token_ids``,
+  ``max_tokens: 1``, ``logprobs``, ``return_tokens_as_token_ids``). A read request is a
+  prefix-cache hit: it takes the fixed score latency only. Every route gives a token the
+  same log-probability at one position.
+- ``POST /tokenize`` (a prompt or chat messages) and ``POST /detokenize``, at no latency.
 - ``GET /v1/models``.
 
 Fixture-only routes: ``GET /bench/log`` returns one record per answered call (which
@@ -37,20 +42,25 @@ from bench.simmodel import (
     Choice,
     ModelSpec,
     SimConfig,
+    Vocabulary,
     conversation_key,
     count_tokens,
     generate,
+    jitter,
+    logprob_base,
     markers,
+    position_logprob,
     propose_latency,
     render_chat,
     score_latency,
-    token_id,
     token_logprobs,
     tokenize,
 )
 
 CONFIG_KEY = web.AppKey("config", SimConfig)
 LOG_KEY = web.AppKey("log", list)
+VOCAB_KEY = web.AppKey("vocab", Vocabulary)
+MAX_MODEL_LEN = 131_072
 dumps = functools.partial(json.dumps, separators=(",", ":"))
 
 
@@ -109,35 +119,37 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def _prompt_logprobs(
-    config: SimConfig, spec: ModelSpec, prompt: str
+    config: SimConfig, spec: ModelSpec, prompt: str, vocab: Vocabulary
 ) -> list[dict[str, dict[str, Any]] | None]:
     """vLLM's shape: null for the first token, then ``{token_id: {logprob, rank, decoded}}``."""
-    return json.loads(_prompt_logprobs_json(config, spec, prompt))  # type: ignore[no-any-return]
+    return json.loads(_prompt_logprobs_json(config, spec, prompt, vocab))  # type: ignore[no-any-return]
 
 
-def _prompt_logprobs_json(config: SimConfig, spec: ModelSpec, prompt: str) -> str:
+def _prompt_logprobs_json(
+    config: SimConfig, spec: ModelSpec, prompt: str, vocab: Vocabulary
+) -> str:
     """`_prompt_logprobs` as JSON text, written directly: scores are the simulator's hot path."""
     pieces = tokenize(prompt)
-    values = token_logprobs(config, spec, prompt, len(pieces))
+    ids = [vocab.id_of(piece) for piece in pieces]
+    values = token_logprobs(config, spec, ids)
     parts = ["null"]
-    for piece, value in zip(pieces[1:], values[1:], strict=True):
+    for piece, token, value in zip(pieces[1:], ids[1:], values[1:], strict=True):
         parts.append(
-            f'{{"{token_id(piece)}":{{"logprob":{value!r},"rank":1,'
+            f'{{"{token}":{{"logprob":{value!r},"rank":1,'
             f'"decoded_token":{encode_basestring(piece)}}}}}'
         )
     return "[" + ",".join(parts) + "]"
 
 
-def _echo_logprobs(config: SimConfig, spec: ModelSpec, prompt: str) -> dict[str, Any]:
+def _echo_logprobs(
+    config: SimConfig, spec: ModelSpec, prompt: str, vocab: Vocabulary
+) -> dict[str, Any]:
     pieces = tokenize(prompt)
-    values: list[float | None] = [None, *token_logprobs(config, spec, prompt, len(pieces))[1:]]
+    ids = [vocab.id_of(piece) for piece in pieces]
+    values: list[float | None] = [None, *token_logprobs(config, spec, ids)[1:]]
     offsets = [i * TOKEN_CHARS for i in range(len(pieces))]
-    return {
-        "tokens": pieces,
-        "token_logprobs": values,
-        "text_offset": offsets,
-        "top_logprobs": None,
-    }
+    top = [None if v is None else {p: v} for p, v in zip(pieces, values, strict=True)]
+    return {"tokens": pieces, "token_logprobs": values, "text_offset": offsets, "top_logprobs": top}
 
 
 async def _record_and_wait(
@@ -249,7 +261,7 @@ async def _chat_score(app: web.Application, spec: ModelSpec, prompt: str) -> web
         [_chat_choice(0, choice, False)],
         _usage(count_tokens(prompt), 1),
     )
-    logprobs = _prompt_logprobs_json(app[CONFIG_KEY], spec, prompt)
+    logprobs = _prompt_logprobs_json(app[CONFIG_KEY], spec, prompt, app[VOCAB_KEY])
     text = dumps(data)[:-1] + ',"prompt_logprobs":' + logprobs + "}"
     return web.Response(text=text, content_type="application/json")
 
@@ -273,13 +285,35 @@ def _completion_choice(index: int, choice: Choice, with_logprobs: bool) -> dict[
     }
 
 
+def _prompt_text(app: web.Application, prompt: Any) -> str:
+    """A text prompt, or the text of a token-id prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        try:
+            return app[VOCAB_KEY].decode(prompt)
+        except KeyError as error:
+            raise RequestError(400, f"token id {error} is out of vocabulary") from None
+    raise RequestError(400, "the simulator takes a prompt string or a list of token ids")
+
+
+def _prompt_texts(app: web.Application, prompt: Any) -> list[str]:
+    """One prompt, or a list of token-id prompts (a batch of one-token reads)."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        return [_prompt_text(app, p) for p in prompt]
+    return [_prompt_text(app, prompt)]
+
+
 async def completions(request: web.Request) -> web.Response:
     try:
         body = await request.json()
         spec = _spec(request.app, body)
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str):
-            raise RequestError(400, "the simulator takes one prompt string")
+        prompts = _prompt_texts(request.app, body.get("prompt"))
+        if body.get("logprob_token_ids") or body.get("allowed_token_ids"):
+            return await _token_reads(request.app, spec, prompts, body)
+        if len(prompts) != 1:
+            raise RequestError(400, "the simulator takes one prompt except for token reads")
+        prompt = prompts[0]
         if body.get("echo") or body.get("prompt_logprobs") is not None:
             return await _completion_score(request.app, spec, prompt, body)
         choices = await _propose_choices(request.app, spec, prompt, body)
@@ -290,6 +324,80 @@ async def completions(request: web.Request) -> web.Response:
     ]
     usage = _usage(count_tokens(prompt), sum(c.tokens for c in choices))
     return web.json_response(_envelope("text_completion", spec.name, wire, usage), dumps=dumps)
+
+
+def _read_choice(
+    app: web.Application, spec: ModelSpec, prompt: str, body: dict[str, Any], index: int
+) -> dict[str, Any]:
+    """One prompt's next token (forced by ``allowed_token_ids``, else the first asked id)
+    with its log-probability and those of every id in ``logprob_token_ids``."""
+    config, vocab = app[CONFIG_KEY], app[VOCAB_KEY]
+    position = count_tokens(prompt)
+    asked = [int(t) for t in body.get("logprob_token_ids") or []]
+    allowed = [int(t) for t in body.get("allowed_token_ids") or []]
+    for token in (*allowed, *asked):
+        if token not in vocab.pieces:
+            raise RequestError(400, f"token id {token} is out of vocabulary")
+    base = logprob_base(config, spec)
+    as_ids = bool(body.get("return_tokens_as_token_ids"))
+
+    def shown(token: int) -> str:
+        return f"token_id:{token}" if as_ids else vocab.pieces[token]
+
+    sampled = (allowed or asked)[0]
+    value = position_logprob(base, position, sampled)
+    top = {shown(sampled): value}
+    for token in asked:
+        top.setdefault(shown(token), position_logprob(base, position, token))
+    return {
+        "index": index,
+        "text": vocab.pieces[sampled],
+        "logprobs": {
+            "text_offset": [0],
+            "token_logprobs": [value],
+            "tokens": [shown(sampled)],
+            "top_logprobs": [top],
+        },
+        "finish_reason": "length",
+        "stop_reason": None,
+    }
+
+
+async def _token_reads(
+    app: web.Application, spec: ModelSpec, prompts: list[str], body: dict[str, Any]
+) -> web.Response:
+    """One-token reads on token-id prompts: prefix-cache hits, one fixed latency a request."""
+    choices = [_read_choice(app, spec, p, body, i) for i, p in enumerate(prompts)]
+    latency = spec.score_fixed_s * jitter(app[CONFIG_KEY], spec, "read", prompts[0])
+    await _record_and_wait(app, "read", spec, prompts[0], latency, [])
+    usage = _usage(sum(count_tokens(p) for p in prompts), len(prompts))
+    return web.json_response(_envelope("text_completion", spec.name, choices, usage), dumps=dumps)
+
+
+async def tokenize_route(request: web.Request) -> web.Response:
+    body = await request.json()
+    if isinstance(body.get("messages"), list):
+        text = render_chat(
+            body["messages"],
+            continue_final=bool(body.get("continue_final_message", False)),
+            add_generation_prompt=bool(body.get("add_generation_prompt", True)),
+        )
+    elif isinstance(body.get("prompt"), str):
+        text = body["prompt"]
+    else:
+        return _error(400, "give a prompt string or chat messages")
+    ids = request.app[VOCAB_KEY].encode(text)
+    answer = {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None}
+    return web.json_response(answer, dumps=dumps)
+
+
+async def detokenize_route(request: web.Request) -> web.Response:
+    body = await request.json()
+    try:
+        text = request.app[VOCAB_KEY].decode([int(t) for t in body.get("tokens") or []])
+    except (KeyError, TypeError, ValueError):
+        return _error(400, "tokens must be token ids this server handed out")
+    return web.json_response({"prompt": text}, dumps=dumps)
 
 
 async def _completion_score(
@@ -306,9 +414,9 @@ async def _completion_score(
     }
     if body.get("echo"):
         choice["text"] = prompt
-        choice["logprobs"] = _echo_logprobs(config, spec, prompt)
+        choice["logprobs"] = _echo_logprobs(config, spec, prompt, app[VOCAB_KEY])
     if body.get("prompt_logprobs") is not None:
-        choice["prompt_logprobs"] = _prompt_logprobs(config, spec, prompt)
+        choice["prompt_logprobs"] = _prompt_logprobs(config, spec, prompt, app[VOCAB_KEY])
     data = _envelope("text_completion", spec.name, [choice], _usage(count_tokens(prompt), 0))
     return web.json_response(data, dumps=dumps)
 
@@ -333,6 +441,9 @@ def make_app(config: SimConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CONFIG_KEY] = config
     app[LOG_KEY] = []
+    app[VOCAB_KEY] = Vocabulary()
+    app.router.add_post("/tokenize", tokenize_route)
+    app.router.add_post("/detokenize", detokenize_route)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)

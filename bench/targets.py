@@ -14,6 +14,10 @@ LOAD_THROUGHPUT_RATIO = 0.90
 CORD_CURATION_WALL = 1.3
 STALL_P50_RATIO = 1.5
 DEADLINE_SLACK_S = 0.5  # transport and scheduling on a shared machine
+CACHED_GROWTH = 1.5
+CACHED_SPEEDUP = 10.0
+LONG_STEPS = 12
+LONG_CONTEXT = 1200
 
 
 def _measured(section: dict[str, Any]) -> bool:
@@ -82,6 +86,43 @@ def real_targets(real: dict[str, Any]) -> list[Target]:
     ]
 
 
+def scoring_targets(scoring: dict[str, Any]) -> list[Target]:
+    growth_name, growth_goal = "cached scoring, largest / smallest context", f"<= {CACHED_GROWTH}"
+    speed_name, speed_goal = "prompt_logprobs / cached, largest context", f">= {CACHED_SPEEDUP}"
+    if not _measured(scoring):
+        return [
+            Target(growth_name, growth_goal, None, None, "not run"),
+            Target(speed_name, speed_goal, None, None, "not run"),
+        ]
+    ratios = scoring["ratios"]
+    growth = ratios.get("cached_large_over_small")
+    speedup = ratios.get("prompt_logprobs_over_cached_large")
+    note = f"contexts {scoring['settings']['contexts']}, medians of {scoring['settings']['runs']}"
+    return [
+        Target(growth_name, growth_goal, growth, _ok(growth, (growth or 0) <= CACHED_GROWTH), note),
+        Target(
+            speed_name, speed_goal, speedup, _ok(speedup, (speedup or 0) >= CACHED_SPEEDUP), note
+        ),
+    ]
+
+
+def long_targets(long: dict[str, Any]) -> list[Target]:
+    name, goal = "CoRD / curation wall, long decode", f"<= {CORD_CURATION_WALL}"
+    if not _measured(long):
+        return [Target(name, goal, None, None, "not run")]
+    targets = []
+    for method, ratio in long["cord_curation_wall_ratio"].items():
+        run = long["cord"][method]
+        long_enough = run["steps"] >= LONG_STEPS and run["final_context_tokens"] > LONG_CONTEXT
+        note = f"{method}: {run['steps']} steps, context {run['final_context_tokens']} tokens" + (
+            "" if long_enough else f" (short of {LONG_STEPS} steps / {LONG_CONTEXT} tokens)"
+        )
+        targets.append(
+            Target(f"{name} ({method})", goal, ratio, _ok(ratio, ratio <= CORD_CURATION_WALL), note)
+        )
+    return targets
+
+
 def stall_ratio(result: dict[str, Any]) -> float:
     """p50 with the teacher stalled (after its breaker opened) over the no-fault p50."""
     by_phase = {p["phase"]: p for p in result.get("phases", [])}
@@ -134,5 +175,7 @@ def judge(results: dict[str, Any]) -> list[Target]:
         *fanout_targets(results["fanout"]),
         *load_targets(results["load"]),
         *real_targets(results["real"]),
+        *scoring_targets(results.get("scoring", {"skipped": "not run"})),
+        *long_targets(results.get("long", {"skipped": "not run"})),
         *fault_targets(results.get("faults", {"skipped": "not run"})),
     ]

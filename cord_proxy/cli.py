@@ -76,6 +76,17 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
         default="CORD_PROXY_API_KEY",
         help="with --url: the environment variable holding the proxy's key",
     )
+    distill.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode on Ray (pip install 'cord-proxy[ray]'): 'local' starts a local instance, "
+        "otherwise the address of a running cluster (see deploy/scaling.md)",
+    )
+    distill.add_argument(
+        "--ray-actors", type=int, default=2, help="with --ray: actors sharing --concurrency"
+    )
     distill.add_argument("--log-level", default="warning")
 
     export = commands.add_parser("export", help="convert trace records to a training format")
@@ -100,7 +111,7 @@ def _with_listen(config: CordConfig, host: str | None, port: int | None) -> Cord
 
 async def _serve(config: CordConfig) -> None:
     from cord_proxy.dataset import sink_for
-    from cord_proxy.server import create_app, serve
+    from cord_proxy.server import create_app, run_until_stopped, serve
 
     runtime = Runtime(config)
     runner = await serve(
@@ -111,14 +122,7 @@ async def _serve(config: CordConfig) -> None:
         f"(ensembles: {', '.join(runtime.ensemble_names)}); Ctrl-C stops",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await run_until_stopped(runner)
 
 
 def _local_teacher(port: int) -> tuple[str, object]:

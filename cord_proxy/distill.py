@@ -605,6 +605,11 @@ def run_command(args: Any) -> int:
         retries=max(0, args.retries),
     )
 
+    if getattr(args, "ray", None):
+        from cord_proxy.ray.distill import run_command as run_on_ray
+
+        return run_on_ray(args, settings)
+
     async def run() -> int:
         settings.cord = parse_cord_option(args.cord)
         if not settings.input.is_file():

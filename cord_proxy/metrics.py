@@ -124,6 +124,24 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+def render_breakers(states: dict[str, str]) -> str:
+    """Each teacher's circuit breaker as a one-hot gauge by state."""
+    lines = [
+        "# HELP cord_teacher_breaker_state The teacher endpoint's circuit breaker (1 = in state).",
+        "# TYPE cord_teacher_breaker_state gauge",
+    ]
+    for name, current in sorted(states.items()):
+        lines += [
+            f'cord_teacher_breaker_state{{teacher="{_label(name)}",state="{state}"}} '
+            f"{int(state == current)}"
+            for state in BREAKER_STATES
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _quantile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None

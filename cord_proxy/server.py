@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
-from cord_proxy.config import CordConfig, TeacherConfig, resolve_secret
+from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig, resolve_secret
 from cord_proxy.connections import GuardedRunner
 from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
@@ -31,7 +32,7 @@ from cord_proxy.errors import (
     RequestTooLargeError,
     UnsupportedFieldError,
 )
-from cord_proxy.metrics import Metrics
+from cord_proxy.metrics import Metrics, render_breakers
 from cord_proxy.protocol import (
     ChatCompletionRequest,
     param_name,
@@ -420,10 +421,16 @@ READINESS = web.AppKey("readiness", Readiness)
 
 
 async def ready(request: web.Request) -> web.Response:
+    """Ready when every teacher answers and no teacher's circuit breaker is open."""
     teachers = await request.app[READINESS].get()
-    is_ready = all(teachers.values())
+    breakers = request.app[RUNTIME].breaker_states()
+    is_ready = all(teachers.values()) and "open" not in breakers.values()
     return web.json_response(
-        {"status": "ready" if is_ready else "not_ready", "teachers": teachers},
+        {
+            "status": "ready" if is_ready else "not_ready",
+            "teachers": teachers,
+            "breakers": breakers,
+        },
         status=200 if is_ready else 503,
     )
 
@@ -436,7 +443,8 @@ async def _reachable(teacher: TeacherConfig) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain")
+    breakers = render_breakers(request.app[RUNTIME].breaker_states())
+    return web.Response(text=request.app[METRICS].render() + breakers, content_type="text/plain")
 
 
 def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Application:
@@ -469,12 +477,16 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start serving; cancel the handler of a request whose client disconnects."""
-    settings = app[RUNTIME].config.server
+    """Start serving; cancel the handler of a request whose client disconnects.
+
+    An app without a runtime (`cord-proxy view`) gets the default server settings.
+    """
+    settings = app[RUNTIME].config.server if RUNTIME in app else ServerConfig()
+    metrics = app[METRICS] if METRICS in app else Metrics()
     runner = GuardedRunner(
         app,
         header_timeout=settings.header_timeout,
-        on_rejected=app[METRICS].observe_rejected,
+        on_rejected=metrics.observe_rejected,
         handler_cancellation=True,
         access_log=None,
         keepalive_timeout=settings.keepalive_timeout,
@@ -483,3 +495,15 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+async def run_until_stopped(runner: web.AppRunner) -> None:
+    """Serve until SIGINT or SIGTERM, then clean up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

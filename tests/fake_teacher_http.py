@@ -1,7 +1,8 @@
 """A FAKE OpenAI-compatible teacher server for what the real one cannot do on demand.
 
 It answers after a delay chosen by the model name (``fast``: none, ``slow``: 30 s,
-``broken``: HTTP 500) and counts the calls in flight, so tests can see that a client
+``broken``: HTTP 500, ``malformed``: a 200 whose proposals have the wrong shape) and
+counts the calls in flight, so tests can see that a client
 disconnect really cancels every teacher call. It is never a stand-in for a feature test.
 """
 
@@ -71,7 +72,7 @@ class CountingFakeTeacher:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_calls += 1
-        data = [{"id": name, "object": "model"} for name in (*DELAYS, "broken")]
+        data = [{"id": name, "object": "model"} for name in (*DELAYS, "broken", "malformed")]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.Response:
@@ -79,6 +80,8 @@ class CountingFakeTeacher:
         model = body.get("model", "fast")
         if model == "broken":
             return web.json_response({"error": {"message": "fake failure"}}, status=500)
+        if model == "malformed" and not wire.is_scoring(body):
+            return web.json_response({"choices": [{"index": "0", "message": "not an object"}]})
         self.in_flight += 1
         self.started += 1
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +46,7 @@ from cord_proxy.errors import (
     TeacherError,
     TeachersTimedOutError,
 )
+from cord_proxy.teachers.affinity import use_routing_key
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 
 Merged = dict[tuple[int, str, bool], Candidate]
@@ -115,6 +118,8 @@ class BeamSearch:
         self._cancelled_calls: list[tuple[str, str]] = []
         self._certain = 0
         self._prompt_tokens = 0
+        self._decode_key = uuid.uuid4().hex[:12]
+        self._routes = itertools.count()
 
     async def run(self) -> DecodeResult:
         started = time.perf_counter()
@@ -140,7 +145,8 @@ class BeamSearch:
         )
 
     async def _search(self) -> tuple[list[FinishedTrace], list[FinishedTrace], float]:
-        live = [Beam(0, THINK_OPEN, self.segmenter.opening(1), [], 0, 0.0, 1)]
+        first = Beam(0, THINK_OPEN, self.segmenter.opening(1), [], 0, 0.0, 1, route=self._route())
+        live = [first]
         finished: list[Beam] = []
         answers: dict[int, asyncio.Task[FinishedTrace | None]] = {}
         async with asyncio.TaskGroup() as group:
@@ -266,6 +272,7 @@ class BeamSearch:
         self, step: int, beam: Beam, candidates: list[Candidate], merged: Merged
     ) -> None:
         """Every proposer continues one beam. Seeded: merged in teacher order, then scored."""
+        use_routing_key(beam.route)
         active = [(o, t) for o, t in enumerate(self.proposers) if not self.log.is_dropped(t.name)]
         if self.options.seed is None:
             async with asyncio.TaskGroup() as group:
@@ -492,12 +499,21 @@ class BeamSearch:
         """The chosen candidates as beams: still thinking, and newly finished."""
         live: list[Beam] = []
         done: list[Beam] = []
+        taken: set[str] = set()
         for index, candidate in enumerate(selection.chosen):
             for name in candidate.proposers:
                 self.usage[name].selected += 1
             beam = self._extend(index, candidate, records)
+            # The best child keeps its parent's key (and replica, whose cache holds the
+            # parent's trace); every other child starts a key of its own.
+            route = candidate.beam.route
+            beam.route = route if route not in taken else self._route()
+            taken.add(beam.route)
             (done if beam.closed_by else live).append(beam)
         return live, done
+
+    def _route(self) -> str:
+        return f"{self._decode_key}-{next(self._routes)}"
 
     def _extend(
         self, index: int, candidate: Candidate, records: list[CandidateRecord] | None
@@ -538,6 +554,7 @@ class BeamSearch:
 
     async def _answer(self, beam: Beam) -> FinishedTrace | None:
         """The final answer, written by the teacher of the last step (others if it fails)."""
+        use_routing_key(beam.route)
         last = beam.steps[-1].proposers[0] if beam.steps else self.proposers[0].name
         ordered = sorted(
             (t for t in self.proposers if not self.log.is_dropped(t.name)),

@@ -35,6 +35,7 @@ class Beam:
     closed_by: ClosedBy | None = None
     weighted_sum: float = 0.0
     weight: float = 0.0
+    route: str = ""  # the replica routing key of this beam's line (teachers/affinity.py)
 
 
 def step_weight(proposal: Proposal) -> float:

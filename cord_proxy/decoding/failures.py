@@ -31,8 +31,8 @@ class FailureLog:
         return name in self.dropped
 
     def can_score(self, scorer: Teacher) -> bool:
-        retired = self._score_strikes.get(scorer.score_identity, 0) >= DROP_AFTER_FAILURES
-        return not retired and not self.is_dropped(scorer.name)
+        """Scoring is retired by scoring failures only: a dropped proposer may still score."""
+        return self._score_strikes.get(scorer.score_identity, 0) < DROP_AFTER_FAILURES
 
     def proposer_failed(self, step: int, teacher: str, role: str, error: TeacherError) -> None:
         self._record(step, teacher, role, error.message, error.code)

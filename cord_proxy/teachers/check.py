@@ -28,6 +28,7 @@ class TeacherCheck:
     latency_s: float | None
     error: str | None = None
     score_method: str | None = None
+    context_length: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,18 @@ async def check_teacher(teacher: Teacher, config: TeacherConfig) -> TeacherCheck
         latency_s=latency if can_propose else None,
         error=error,
         score_method=method,
+        context_length=await _context_length(teacher),
     )
+
+
+async def _context_length(teacher: Teacher) -> int | None:
+    """The context in tokens a vLLM teacher serves; a hosted provider's is not asked."""
+    if not isinstance(teacher, OpenAICompatTeacher):
+        return None
+    try:
+        return await teacher.context_length()
+    except CordError:
+        return None
 
 
 async def _score_method(teacher: Teacher) -> str | None:
@@ -121,14 +133,16 @@ def format_checks(checks: list[TeacherCheck]) -> str:
 
     header = (
         f"{'teacher':<20} {'kind':<7} {'model':<24} {'reachable':<9} {'listed':<6} "
-        f"{'propose':<7} {'score':<5} latency"
+        f"{'propose':<7} {'score':<5} {'context':<8} latency"
     )
     rows = [header]
     for c in checks:
         latency = f"{c.latency_s * 1000:.0f} ms" if c.latency_s is not None else "-"
+        context = str(c.context_length) if c.context_length is not None else "-"
         rows.append(
             f"{c.name:<20} {c.kind:<7} {c.model:<24} {mark(c.reachable):<9} "
-            f"{mark(c.model_listed):<6} {mark(c.can_propose):<7} {mark(c.can_score):<5} {latency}"
+            f"{mark(c.model_listed):<6} {mark(c.can_propose):<7} {mark(c.can_score):<5} "
+            f"{context:<8} {latency}"
         )
         if c.score_method:
             rows.append(f"    scoring: {c.score_method}")

@@ -10,8 +10,8 @@ from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
 def endpoint_key(config: TeacherConfig) -> str:
-    """Teachers with the same key share one circuit breaker."""
-    return config.base_url or f"{config.kind}:{config.model}"
+    """Teachers with the same key (endpoint and model) share one circuit breaker."""
+    return f"{config.base_url or config.kind}|{config.model}"
 
 
 def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None) -> Teacher:

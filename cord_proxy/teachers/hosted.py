@@ -274,8 +274,12 @@ class HostedTeacher:
         if isinstance(exc, Timeout):
             return TeacherTimeoutError(self.name, detail)
         if isinstance(exc, APIConnectionError) or connection_cause(exc) is not None:
-            where = self.config.base_url or self.capabilities.provider
-            return Retryable(TeacherUnreachableError(self.name, f"cannot reach {where}: {detail}"))
+            return Retryable(
+                TeacherUnreachableError(
+                    self.name,
+                    f"cannot connect to {self.capabilities.provider} ({type(exc).__name__})",
+                )
+            )
         status = getattr(exc, "status_code", None)
         if isinstance(status, int):
             error = TeacherHTTPError(self.name, f"HTTP {status}: {detail}", http_status=status)

@@ -29,6 +29,7 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import (
     CallStats,
@@ -83,6 +84,7 @@ class OpenAICompatTeacher:
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_score)
         self._probe: asyncio.Future[ScoringProbe] | None = None
         self._no_tokenize = False
+        self._context: int | None = None
 
     @property
     def name(self) -> str:
@@ -142,7 +144,7 @@ class OpenAICompatTeacher:
         the step: the answer and its scoring. When no room is left, the one proposal is an
         empty one marked `context_full`.
         """
-        room = await self._room(conversation, prefix, reserve)
+        room = await self._room(conversation, prefix, reserve, max_tokens)
         if room is not None and room < 1:
             return [Proposal(text="", finish_reason="length", tokens=0, context_full=True)]
         allowed = max_tokens if room is None else min(max_tokens, room)
@@ -173,13 +175,27 @@ class OpenAICompatTeacher:
         measured = await self._measure([Message(role="user", content=".")], "")
         return measured[1] if measured else None
 
-    async def _room(self, conversation: Sequence[Message], prefix: str, reserve: int) -> int | None:
-        """Tokens left after the prompt and the reserve; None when the server cannot tell."""
+    async def _room(
+        self, conversation: Sequence[Message], prefix: str, reserve: int, max_tokens: int
+    ) -> int | None:
+        """Tokens left after the prompt and the reserve; None when there is room enough or the
+        server cannot tell.
+
+        A prompt has at most as many tokens as UTF-8 bytes, plus the template's own: once the
+        context is known, a prompt whose bytes fit with room to spare is not tokenized.
+        """
+        known = self.config.context_length or self._context
+        if known is not None:
+            full = with_system_prompt(conversation, self.config.system_prompt)
+            bound = prompt_token_bound(full, prefix)
+            if bound + max_tokens + min(reserve, known // 4) <= known:
+                return None
         measured = await self._measure(conversation, prefix)
         if measured is None:
             return None
-        prompt_tokens, context = measured
-        context = self.config.context_length or context
+        prompt_tokens, served = measured
+        self._context = served
+        context = self.config.context_length or served
         return context - prompt_tokens - min(reserve, context // 4)
 
     async def _measure(
@@ -335,7 +351,7 @@ class OpenAICompatTeacher:
         async with self._slots:
             try:
                 async with self._client().post(
-                    url, data=orjson.dumps(body), headers=self._headers
+                    url, data=orjson.dumps(body), headers={**self._headers, **routing_headers()}
                 ) as response:
                     status, raw = response.status, await response.read()
                     retry_after = response.headers.get("retry-after")
@@ -344,8 +360,7 @@ class OpenAICompatTeacher:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise Retryable(
                     TeacherUnreachableError(
-                        self.name,
-                        f"cannot reach {self._base_url}: {type(exc).__name__} {exc}".strip(),
+                        self.name, f"cannot connect to its endpoint ({type(exc).__name__})"
                     )
                 ) from None
         if status >= 400:
@@ -372,6 +387,16 @@ class OpenAICompatTeacher:
 
 def _itself(data: dict[str, Any]) -> dict[str, Any]:
     return data
+
+
+TEMPLATE_TOKENS_PER_MESSAGE = 32
+
+
+def prompt_token_bound(conversation: Sequence[Message], prefix: str) -> int:
+    """An upper bound on a prompt's tokens: a token is at least one UTF-8 byte of its text,
+    and each turn's template adds at most `TEMPLATE_TOKENS_PER_MESSAGE`."""
+    text = sum(len(m.content.encode()) for m in conversation) + len(prefix.encode())
+    return text + TEMPLATE_TOKENS_PER_MESSAGE * (len(conversation) + 2)
 
 
 def _not_served(error: TeacherError) -> bool:

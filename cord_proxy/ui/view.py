@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from cord_proxy.server import errors_middleware, serve
+from cord_proxy.server import errors_middleware, run_until_stopped, serve
 from cord_proxy.ui.routes import add_ui_routes
 
 
@@ -27,14 +26,7 @@ def view_app(path: Path) -> web.Application:
 async def _view(path: Path, host: str, port: int) -> None:
     runner = await serve(view_app(path), host, port)
     print(f"cord-proxy view: http://{host}:{port}/ui ({path}); Ctrl-C stops", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await run_until_stopped(runner)
 
 
 def run_view(path: str, host: str, port: int) -> int:

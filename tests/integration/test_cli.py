@@ -32,8 +32,10 @@ def test_teachers_check_reports_each_teacher(local_teacher: str, tmp_path: Path)
         if line and not line.startswith(" ")
     }
     assert rows["live"][3:7] == ["yes", "yes", "yes", "yes"] and rows["live"][-1] == "ms"
+    assert rows["live"][7] == "2048"  # the context length vLLM reports
     assert rows["dead"][3] == "NO" and rows["dead"][5] == "NO"
     assert "teacher 'dead'" in done.stdout
+    assert "scoring: cached (agrees with prompt_logprobs" in done.stdout
 
 
 def test_teachers_check_without_config_uses_the_local_default(local_teacher: str) -> None:

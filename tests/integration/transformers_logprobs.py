@@ -8,6 +8,11 @@ Prints JSON: ``{"items": [{"tokens", "ids", "logprobs", "count", "mean", "span_t
 "span_start", "prompt_tokens"}, ...]}``, where `span_text` is the text the span's tokens cover and
 `span_start` the character where the first span token starts.
 
+An item ``{"text": T, "prefix_text": P}`` instead picks the span by token ids: the ids of `T`
+that follow their longest common prefix with the ids of `P` (both with the BOS). Its answer
+is ``{"token_ids", "logprobs", "count", "mean", "context_tokens", "prefix_tokens",
+"prompt_tokens"}``.
+
 This file is a helper for tests/integration/test_teacher_client.py, not a test module; it
 imports nothing from cord_proxy, so that it runs in the teacher's own virtualenv.
 """
@@ -54,6 +59,37 @@ def span_logprobs(model: Any, tokenizer: Any, text: str, target_start: int) -> d
     }
 
 
+def id_span_logprobs(model: Any, tokenizer: Any, text: str, prefix_text: str) -> dict[str, Any]:
+    import torch
+
+    token_ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    before = tokenizer(prefix_text, add_special_tokens=True)["input_ids"]
+    first = 0
+    while first < min(len(before), len(token_ids)) and before[first] == token_ids[first]:
+        first += 1
+    keep = len(token_ids) - first + 1
+    with torch.no_grad():
+        ids = torch.tensor([token_ids])
+        logits = model(input_ids=ids, logits_to_keep=keep).logits[0].float()
+    logsoftmax = torch.log_softmax(logits, dim=-1)
+    logprobs = [float(logsoftmax[j, token_ids[first + j]]) for j in range(keep - 1)]
+    return {
+        "token_ids": token_ids[first:],
+        "logprobs": logprobs,
+        "count": len(logprobs),
+        "mean": sum(logprobs) / len(logprobs),
+        "context_tokens": first,
+        "prefix_tokens": len(before),
+        "prompt_tokens": len(token_ids),
+    }
+
+
+def answer(model: Any, tokenizer: Any, item: dict[str, Any]) -> dict[str, Any]:
+    if "prefix_text" in item:
+        return id_span_logprobs(model, tokenizer, item["text"], item["prefix_text"])
+    return span_logprobs(model, tokenizer, item["text"], int(item["target_start"]))
+
+
 def main() -> None:
     import torch
     from transformers import (  # type: ignore[import-not-found]
@@ -68,10 +104,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(request["model_dir"])
     model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype=dtype)
     model.eval()
-    items = [
-        span_logprobs(model, tokenizer, item["text"], int(item["target_start"]))
-        for item in request["items"]
-    ]
+    items = [answer(model, tokenizer, item) for item in request["items"]]
     json.dump({"items": items}, sys.stdout)
 
 

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cord_proxy.config import parse_config
 from cord_proxy.runtime import Runtime
-from cord_proxy.server import create_app
+from cord_proxy.server import RUNTIME, create_app
 from cord_proxy.teachers.base import Teacher
 from tests.fakes import ScriptedFakeTeacher
 
@@ -61,3 +61,19 @@ async def test_metrics_public_opens_metrics_only() -> None:
         assert (await client.get("/v1/models")).status == 401
     async with TestClient(_app({"t": ScriptedFakeTeacher("t")})) as client:
         assert (await client.get("/metrics")).status == 401
+
+
+async def test_an_open_breaker_shows_in_ready_and_metrics() -> None:
+    server = _app({"t": ScriptedFakeTeacher("t")}, metrics_public=True)
+    runtime = server.app[RUNTIME]
+    breaker = runtime.breakers.get("http://127.0.0.1:9/v1|t", 5, 30.0)
+    for _ in range(5):
+        breaker._failed()
+    async with TestClient(server) as client:
+        ready = await client.get("/health/ready")
+        readiness = await ready.json()
+        metrics = await (await client.get("/metrics")).text()
+    assert ready.status == 503
+    assert readiness["breakers"] == {"t": "open"}
+    assert 'cord_teacher_breaker_state{teacher="t",state="open"} 1' in metrics
+    assert 'cord_teacher_breaker_state{teacher="t",state="closed"} 0' in metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import openai
@@ -180,3 +181,45 @@ def test_a_failure_mid_stream_is_an_error_event(fake_proxy: ProxyProcess) -> Non
         for _ in stream:
             pass
     assert "broken" in str(caught.value)
+
+
+HALF_MALFORMED = """
+[server]
+host = "127.0.0.1"
+port = PORT
+
+[[teachers]]
+name = "fast"
+base_url = "FAKE_URL"
+model = "fast"
+
+[[teachers]]
+name = "malformed"
+base_url = "FAKE_URL"
+model = "malformed"
+max_retries = 0
+
+[[ensembles]]
+name = "half-malformed"
+teachers = ["fast", "malformed"]
+[ensembles.defaults]
+beam_width = 1
+max_steps = 2
+"""
+
+
+def test_a_teacher_answering_malformed_200s_degrades_the_answer(
+    fake_teacher: CountingFakeTeacher, tmp_path: Path
+) -> None:
+    config = HALF_MALFORMED.replace("FAKE_URL", f"http://127.0.0.1:{fake_teacher.port}/v1")
+    proxy = ProxyProcess(config, tmp_path).start()
+    try:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="none", max_retries=0)
+        body = client.chat.completions.create(model="half-malformed", messages=QUESTION)
+    finally:
+        proxy.stop()
+    cord = body.model_extra["cord"]  # type: ignore[index]
+    assert body.choices[0].message.content
+    assert {f["teacher"] for f in cord["failures"]} == {"malformed"}
+    assert {f["code"] for f in cord["failures"]} == {"teacher_protocol_error"}
+    assert "malformed answer" in cord["failures"][0]["error"]

@@ -237,7 +237,8 @@ async def test_closed_port_is_unreachable_within_the_timeout() -> None:
         await teacher.aclose()
     assert time.perf_counter() - started < 3.0
     assert_names_teacher(caught.value)
-    assert "cannot reach" in caught.value.message
+    assert "cannot connect" in caught.value.message
+    assert "127.0.0.1" not in caught.value.message
     assert teacher.stats.failures == 1
 
 
@@ -386,3 +387,12 @@ async def test_a_server_without_tokenize_is_proposed_to_unclamped() -> None:
     paths = [path for path, _body, _headers in fake.requests]
     assert paths == ["/tokenize", "/v1/chat/completions", "/v1/chat/completions"]
     assert teacher.stats.failures == 0
+
+
+async def test_once_the_context_is_known_a_prompt_that_surely_fits_is_not_tokenized() -> None:
+    async with teacher_on(answer_json(CHAT_STOP_HIT)) as (teacher, fake):
+        for _ in range(3):
+            await teacher.propose(CONVERSATION, "short", n=1, stop=[], max_tokens=16)
+        assert len(fake.tokenize_requests) == 1  # the first call learns max_model_len (2048)
+        await teacher.propose(CONVERSATION, "z" * 3000, n=1, stop=[], max_tokens=16)
+    assert len(fake.tokenize_requests) == 2  # one that might not fit is measured

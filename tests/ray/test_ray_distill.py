@@ -1,0 +1,175 @@
+"""`cord-proxy distill --ray local` against the real local teacher, on a local Ray instance.
+
+24 problems at tiny budgets (one proposer, one step), 2 actors x 2 problems at once: a plain
+run, a run with one actor SIGKILLed partway (found through Ray's actor table), and a driver
+SIGKILLed partway then rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+PROBLEMS = 24
+CORD = {
+    "max_steps": 1,
+    "beam_width": 1,
+    "teachers": ["gemma-t0.5"],
+    "max_step_tokens": 16,
+    "answer_budget": 8,
+}
+RUN_TIMEOUT_S = 600.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _input(tmp_path: Path) -> Path:
+    path = tmp_path / "problems.jsonl"
+    with path.open("w", encoding="utf-8") as file:
+        for i in range(PROBLEMS):
+            row = {"id": f"p{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)}
+            file.write(json.dumps(row) + "\n")
+    return path
+
+
+def _start(tmp_path: Path, teacher: str, log: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "cord_proxy", "distill",
+        "--input", str(_input(tmp_path)),
+        "--output", str(tmp_path / "traces.jsonl"),
+        "--teacher-url", teacher,
+        "--ray", "local",
+        "--ray-actors", "2",
+        "--concurrency", "4",
+        "--retries", "1",
+        "--cord", json.dumps(CORD),
+    ]  # fmt: skip
+    with (tmp_path / log).open("wb") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> int:
+    try:
+        return proc.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        _kill_group(proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    """The driver and the Ray processes it started share its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _shards(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("traces.jsonl.ray.*.jsonl"))
+
+
+def _shard_records(tmp_path: Path) -> list[dict[str, object]]:
+    return [r for shard in _shards(tmp_path) for r in _records(shard)]
+
+
+def _wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not check():
+        assert proc.poll() is None, f"the driver exited (status {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _gcs_address(log: Path) -> str:
+    found = re.search(r"Ray cluster (\S+):", log.read_text(errors="replace"))
+    assert found, log.read_text(errors="replace")[-2000:]
+    return found.group(1)
+
+
+def _stage_actor_pids(gcs: str) -> list[int]:
+    # A local `ray.init` cluster uses token auth by default; a joining driver must say so.
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    answer = subprocess.run(
+        [sys.executable, "-m", "tests.ray.ray_actors", gcs],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    return [int(pid) for pid in json.loads(answer.stdout.strip().splitlines()[-1])]
+
+
+def _check_output(tmp_path: Path) -> list[dict[str, object]]:
+    records = _records(tmp_path / "traces.jsonl")
+    counts = Counter(str(r["id"]) for r in records)
+    assert sorted(counts) == sorted(f"p{i}" for i in range(PROBLEMS))
+    assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]
+    assert all(r["schema"] == "cord-trace/1" and r["reasoning"] for r in records)
+    assert _shards(tmp_path) == [], "the shards are merged and removed at the end"
+    return records
+
+
+def test_distill_on_local_ray_writes_every_problem_once(local_teacher: str, tmp_path: Path) -> None:
+    proc = _start(tmp_path, local_teacher, "run.log")
+    status = _finish(proc)
+    log = (tmp_path / "run.log").read_text(errors="replace")
+    assert status == 0, log[-3000:]
+    _check_output(tmp_path)
+    assert "this run:   24 done, 0 failed" in log
+    assert not (tmp_path / "traces.failures.jsonl").exists()
+
+
+def test_an_actor_killed_partway_is_retried_by_ray(local_teacher: str, tmp_path: Path) -> None:
+    proc = _start(tmp_path, local_teacher, "run.log")
+    try:
+        _wait_for("3 finished records", lambda: len(_shard_records(tmp_path)) >= 3, proc)
+        pids = _stage_actor_pids(_gcs_address(tmp_path / "run.log"))
+        assert len(pids) == 2, pids
+        done_before = len({r["id"] for r in _shard_records(tmp_path)})
+        os.kill(pids[0], signal.SIGKILL)
+        assert done_before < PROBLEMS, "the actor must die partway through"
+    except BaseException:
+        _kill_group(proc.pid)
+        raise
+    status = _finish(proc)
+    assert status == 0, (tmp_path / "run.log").read_text(errors="replace")[-3000:]
+    _check_output(tmp_path)
+
+
+def test_a_killed_driver_resumes_without_redoing_ids(local_teacher: str, tmp_path: Path) -> None:
+    first = _start(tmp_path, local_teacher, "first.log")
+    try:
+        _wait_for("6 finished records", lambda: len(_shard_records(tmp_path)) >= 6, first)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        _kill_group(first.pid)  # the Ray processes the killed driver left behind
+    time.sleep(1.0)
+    before = {str(r["id"]): r["request_id"] for r in _shard_records(tmp_path)}
+    assert 6 <= len(before) < PROBLEMS
+    second = _start(tmp_path, local_teacher, "second.log")
+    status = _finish(second)
+    log = (tmp_path / "second.log").read_text(errors="replace")
+    assert status == 0, log[-3000:]
+    assert f"resumed:    {len(before)} already" in log
+    assert f"this run:   {PROBLEMS - len(before)} done, 0 failed" in log
+    records = _check_output(tmp_path)
+    kept = {str(r["id"]): r["request_id"] for r in records if str(r["id"]) in before}
+    assert kept == before, "records finished before the kill are kept, not redone"
