@@ -15,6 +15,8 @@ from typing import Any
 
 from bench import report
 from bench.fanout import FanoutSettings, profile_concurrent, run_fanout
+from bench.faults import QUICK as QUICK_FAULTS
+from bench.faults import FaultSettings, run_faults
 from bench.load import LoadSettings, run_load
 from bench.longdecode import LongSettings, run_long
 from bench.procs import REPO_ROOT, scratch_dir, sim_teachers
@@ -24,7 +26,7 @@ from bench.scoring import ScoringSettings, run_scoring
 from bench.targets import judge
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-ARMS = ("fanout", "load", "real", "scoring", "long")
+ARMS = ("fanout", "load", "faults", "real", "scoring", "long")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Plan:
     skip_long: bool
     skip_fanout: bool
     profile: bool
+    faults: FaultSettings
+    skip_faults: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-answer-tokens", type=int, default=RealSettings.answer_tokens)
     p.add_argument("--real-seed", type=int, help="sampling seed sent to the teachers (none)")
     p.add_argument("--skip-real", action="store_true", help="skip the real-teacher arms")
+    p.add_argument("--faults-requests", type=int, help="requests per fault phase (300)")
+    p.add_argument("--faults-concurrency", type=int, help="clients of the fault arm (64)")
+    p.add_argument("--skip-faults", action="store_true", help="skip the fault-injection arm")
     p.add_argument("--only", help=f"comma-separated arms to run, of {','.join(ARMS)} (all)")
     p.add_argument("--skip-scoring", action="store_true", help="skip the scoring-cost arm")
     p.add_argument("--scoring-contexts", help="comma-separated context sizes (200,800,1600)")
@@ -150,6 +157,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         args.skip_real or args.skip_long or not _chosen(args, "long"),
         not _chosen(args, "fanout"),
         args.profile,
+        fault_settings(args),
+        args.skip_faults or not _chosen(args, "faults"),
     )
 
 
@@ -159,6 +168,14 @@ def _chosen(args: argparse.Namespace, arm: str) -> bool:
 
 def _csv(text: str | None, kind: type) -> tuple[Any, ...] | None:
     return tuple(kind(x) for x in text.split(",")) if text else None
+
+
+def fault_settings(args: argparse.Namespace) -> FaultSettings:
+    return replace(
+        QUICK_FAULTS if args.quick else FaultSettings(),
+        proxy_python=args.proxy_python,
+        **_given(requests_per_phase=args.faults_requests, concurrency=args.faults_concurrency),
+    )
 
 
 def scoring_settings(args: argparse.Namespace) -> ScoringSettings:
@@ -244,6 +261,7 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
             "real": asdict(plan.real),
             "scoring": asdict(plan.scoring),
             "long": asdict(plan.long),
+            "faults": asdict(plan.faults),
         },
     }
     with scratch_dir() as scratch:
@@ -257,6 +275,11 @@ async def run(plan: Plan) -> tuple[dict[str, Any], dict[str, str]]:
             {"skipped": "--skip-load"}
             if plan.skip_load
             else await _guarded("load", lambda: _load_arm(plan, work, profiles))
+        )
+        results["faults"] = (
+            {"skipped": "--skip-faults"}
+            if plan.skip_faults
+            else await _guarded("faults", lambda: run_faults(plan.faults, work))
         )
     results["real"] = (
         {"skipped": "--skip-real"}

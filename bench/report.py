@@ -273,6 +273,53 @@ def _long_md(long: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def faults_md(result: dict[str, Any]) -> list[str]:
+    lines = ["## Fault injection (real proxy server, FAKE teachers)", ""]
+    if "phases" not in result:
+        return [*lines, f"{result.get('skipped') or result.get('error')}", ""]
+    s = result["settings"]
+    teachers = result["teachers"]
+    lines += [
+        f"{s['concurrency']} clients, {s['requests_per_phase']} requests a phase, "
+        f"{result['total_requests']} in all. Teachers {', '.join(teachers['steady'])} (one "
+        f"process) and {teachers['faulty']} (the faulty process); scorers "
+        f"{', '.join(teachers['scorers'])}. Teacher timeout "
+        f"{s['teacher_timeout_s']:g} s, round_timeout {s['round_timeout_s']:g} s, request "
+        f"deadline {s['request_timeout_s']:g} s, breaker {s['breaker_threshold']} failures / "
+        f"{s['breaker_cooldown_s']:g} s cooldown.",
+        "",
+    ]
+    header = ["phase", "requests", "200", "4xx", "502/504", "bad 5xx", "hangs", "p50 s"]
+    header += ["p99 s", "max s", "deadline s", "degraded 200", "circuit_open", "p50 after open"]
+    keys = ["phase", "requests", "ok_200", "client_4xx", "clean_5xx", "bad_5xx", "hangs"]
+    keys += ["p50_s", "p99_s", "max_s", "deadline_s", "degraded_200", "circuit_open_answers"]
+    header.append("breakers at phase end (/metrics)")
+    rows = [
+        [*(p[k] for k in [*keys, "p50_after_open_s"]), _breakers(p["breakers_at_end"])]
+        for p in result["phases"]
+    ]
+    lines += _table(header, rows)
+    codes = [
+        f"- {p['phase']}: {p['failure_codes'] or 'none'}; answers that met an open breaker, "
+        f"by teacher: {p['circuit_open_by_teacher'] or 'none'}"
+        for p in result["phases"]
+    ]
+    lines += ["", "Failure codes in `cord.failures` (200 answers):", "", *codes]
+    for title, key in (("Problems", "problem_examples"), ("Error answers", "error_examples")):
+        examples = [f"{p['phase']}: {e}" for p in result["phases"] for e in p[key]]
+        if examples:
+            lines += ["", f"{title}:", "", *(f"- {e}" for e in examples)]
+    return [*lines, ""]
+
+
+def _breakers(states: dict[str, str]) -> str:
+    """The breakers that are not closed, or "all closed"; n/a when /metrics shows none."""
+    if not states:
+        return "n/a"
+    odd = [f"{name} {state}" for name, state in states.items() if state != "closed"]
+    return ", ".join(odd) or "all closed"
+
+
 def _targets_md(targets: list[Target]) -> list[str]:
     rows = [
         [
@@ -305,6 +352,8 @@ def markdown(results: dict[str, Any], targets: list[Target]) -> str:
     lines += _real_md(results["real"])
     lines += _scoring_md(results.get("scoring", {"skipped": "not run"}))
     lines += _long_md(results.get("long", {"skipped": "not run"}))
+    if "faults" in results:
+        lines += faults_md(results["faults"])
     lines += _targets_md(targets)
     return "\n".join(lines)
 

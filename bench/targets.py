@@ -12,6 +12,8 @@ CPU_MS_PER_CALL = 0.5
 LOAD_CONCURRENCY = 256
 LOAD_THROUGHPUT_RATIO = 0.90
 CORD_CURATION_WALL = 1.3
+STALL_P50_RATIO = 1.5
+DEADLINE_SLACK_S = 0.5  # transport and scheduling on a shared machine
 CACHED_GROWTH = 1.5
 CACHED_SPEEDUP = 10.0
 LONG_STEPS = 12
@@ -121,6 +123,53 @@ def long_targets(long: dict[str, Any]) -> list[Target]:
     return targets
 
 
+def stall_ratio(result: dict[str, Any]) -> float:
+    """p50 with the teacher stalled (after its breaker opened) over the no-fault p50."""
+    by_phase = {p["phase"]: p for p in result.get("phases", [])}
+    if "baseline" not in by_phase or "stall" not in by_phase:
+        return math.nan
+    ratio: float = by_phase["stall"]["p50_after_open_s"] / by_phase["baseline"]["p50_s"]
+    return ratio
+
+
+def fault_targets(result: dict[str, Any]) -> list[Target]:
+    """The issue's targets; a run that failed or was skipped reports them as not run."""
+    names = ("zero 500s", "zero hangs", "every request within its deadline", "stall p50")
+    if "phases" not in result:
+        return [Target(f"faults: {n}", "", None, None, "not run") for n in names]
+    phases = result["phases"]
+    bad = sum(p["bad_5xx"] + p["status_500"] for p in phases)
+    hangs = sum(p["hangs"] for p in phases)
+    late = sum(p["past_deadline"] for p in phases)
+    worst = max(p["max_s"] for p in phases)
+    ratio = stall_ratio(result)
+    total = result["total_requests"]
+    return [
+        Target(
+            "faults: zero 500s",
+            "0 (502/504 only as OpenAI error objects)",
+            bad,
+            bad == 0,
+            f"{total} requests over {len(phases)} phases",
+        ),
+        Target("faults: zero hangs", "0", hangs, hangs == 0, "no answer at deadline + grace"),
+        Target(
+            "faults: every request within its deadline",
+            f"max <= {result['settings']['request_timeout_s']:g} s",
+            worst,
+            late == 0,
+            f"{late} past the deadline (+{DEADLINE_SLACK_S:g} s slack)",
+        ),
+        Target(
+            "faults: stall p50",
+            f"<= {STALL_P50_RATIO}x no-fault p50",
+            ratio,
+            None if math.isnan(ratio) else ratio <= STALL_P50_RATIO,
+            "requests started after the breaker opened",
+        ),
+    ]
+
+
 def judge(results: dict[str, Any]) -> list[Target]:
     return [
         *fanout_targets(results["fanout"]),
@@ -128,4 +177,5 @@ def judge(results: dict[str, Any]) -> list[Target]:
         *real_targets(results["real"]),
         *scoring_targets(results.get("scoring", {"skipped": "not run"})),
         *long_targets(results.get("long", {"skipped": "not run"})),
+        *fault_targets(results.get("faults", {"skipped": "not run"})),
     ]

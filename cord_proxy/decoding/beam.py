@@ -384,27 +384,28 @@ class BeamSearch:
         prefix, target, names = self._score_question(candidate)
         # Eq. 3 is the per-token mean; per-byte normalisation is for step mode only.
         normalisation = self.options.score_normalisation if self.step_mode else "token"
-        spans = await asyncio.gather(
-            *(self._span(step, self._scorer(n), prefix, target) for n in names)
-        )
-        parts: list[ScorerPart] = []
-        for name, span in zip(names, spans, strict=True):
+        # A scorer is missing until its part arrives: one cut at the round deadline stays
+        # missing, and the parts that did arrive are kept (`_left_out`).
+        candidate.missing.update(names)
+        arrived: dict[str, ScorerPart] = {}
+
+        async def one(name: str) -> None:
+            span = await self._span(step, self._scorer(name), prefix, target)
             if span is None:
-                candidate.missing.add(name)
-                continue
-            parts.append(
-                ScorerPart(
-                    scorer=name,
-                    mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
-                    tokens=len(span.logprobs),
-                    weight=self.weights.get(name, 1.0),
-                    method=span.method,
-                )
+                return
+            arrived[name] = ScorerPart(
+                scorer=name,
+                mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
+                tokens=len(span.logprobs),
+                weight=self.weights.get(name, 1.0),
+                method=span.method,
             )
-        if parts:
-            candidate.parts = parts
-            candidate.log_score = _combined(parts)
-        candidate.ready_at = time.perf_counter()
+            candidate.missing.discard(name)
+            candidate.parts = [arrived[n] for n in names if n in arrived]
+            candidate.log_score = _combined(candidate.parts)
+            candidate.ready_at = time.perf_counter()
+
+        await asyncio.gather(*(one(name) for name in names))
 
     def _score_question(self, candidate: Candidate) -> tuple[str, str, list[str]]:
         """The scored context, the scored span and the scorers of one candidate."""

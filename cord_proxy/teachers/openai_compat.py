@@ -14,8 +14,8 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import orjson
@@ -59,6 +59,7 @@ from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 
 ERROR_BODY_EXCERPT = 300
 CallKind = Literal["propose", "score", "measure"]
+T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
 log = logging.getLogger("cord_proxy.teachers")
 
@@ -153,12 +154,14 @@ class OpenAICompatTeacher:
         if chat:
             body["messages"] = self._messages(conversation, prefix)
             body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
-            data = await self._post(self._base_url + "/chat/completions", body, kind="propose")
+            url = self._base_url + "/chat/completions"
         else:
             body["prompt"] = self._render(conversation, prefix)
             body["logprobs"] = 0
-            data = await self._post(self._base_url + "/completions", body, kind="propose")
-        proposals, usage = read_proposals(data, stop, self.name, chat=chat)
+            url = self._base_url + "/completions"
+        proposals, usage = await self._post_read(
+            url, body, kind="propose", read=lambda d: read_proposals(d, stop, self.name, chat=chat)
+        )
         self.stats.prompt_tokens += usage.prompt_tokens
         self.stats.completion_tokens += usage.completion_tokens
         if allowed < max_tokens:
@@ -203,12 +206,16 @@ class OpenAICompatTeacher:
             return None
         body = {"model": self.config.model, **self._tokenize_prompt(conversation, prefix)}
         try:
-            data = await self._post(self._reader.root + "/tokenize", body, kind="measure")
+            return await self._post_read(
+                self._reader.root + "/tokenize", body, kind="measure", read=self._measured
+            )
         except TeacherHTTPError as error:
             if not _not_served(error):
                 raise
             self._no_tokenize = True
             return None
+
+    def _measured(self, data: dict[str, Any]) -> tuple[int, int]:
         count, context = data.get("count"), data.get("max_model_len")
         if not isinstance(count, int) or not isinstance(context, int) or context < 1:
             raise TeacherProtocolError(self.name, "tokenize answered no count or max_model_len")
@@ -304,13 +311,25 @@ class OpenAICompatTeacher:
         return await self._post(url, body, kind="score")
 
     async def _post(self, url: str, body: dict[str, Any], *, kind: CallKind) -> dict[str, Any]:
+        return await self._post_read(url, body, kind=kind, read=_itself)
+
+    async def _post_read(
+        self, url: str, body: dict[str, Any], *, kind: CallKind, read: Callable[[dict[str, Any]], T]
+    ) -> T:
+        """One call through the breaker, its answer read by `read`.
+
+        `read` runs inside the breaker, so that a malformed answer counts against the
+        endpoint as a failure rather than as a success.
+        """
         started = time.perf_counter()
         policy = RetryPolicy(max_retries=self.config.max_retries, deadline_s=self.config.timeout)
+
+        async def work() -> T:
+            return read(await call_with_retries(lambda _left: self._attempt(url, body), policy))
+
         try:
             return await self.breaker.call(
-                self.name,
-                lambda: call_with_retries(lambda _left: self._attempt(url, body), policy),
-                auxiliary=url.endswith(AUXILIARY_ROUTES),
+                self.name, work, auxiliary=url.endswith(AUXILIARY_ROUTES)
             )
         except TeacherError as error:
             if not (kind == "measure" and _not_served(error)):
@@ -364,6 +383,10 @@ class OpenAICompatTeacher:
     def _record_failure(self, error: TeacherError) -> None:
         self.stats.failures += 1
         self.stats.errors.append(error.message)
+
+
+def _itself(data: dict[str, Any]) -> dict[str, Any]:
+    return data
 
 
 TEMPLATE_TOKENS_PER_MESSAGE = 32

@@ -19,7 +19,16 @@ def _is_number(value: Any) -> bool:
 
 def _run_bench(out: Path) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--skip-real", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--skip-real",
+            "--skip-faults",
+            "--out",
+            str(out),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -48,4 +57,5 @@ def test_quick_bench_reports_numbers(tmp_path: Path) -> None:
         for key in ("throughput_rps", "ideal_throughput_rps", "p50_s", "p99_s", "errors"):
             assert _is_number(level[key]), key
     assert data["real"] == {"skipped": "--skip-real"}
+    assert data["faults"] == {"skipped": "--skip-faults"}  # tests/bench/test_faults_smoke.py
     assert {t["name"] for t in data["targets"]} >= {"fan-out efficiency", "CoRD / curation wall"}

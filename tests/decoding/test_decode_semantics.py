@@ -173,6 +173,31 @@ async def test_the_round_deadline_cuts_stragglers_and_goes_on() -> None:
     assert result.best.steps[0].proposers == ["fast"]
 
 
+async def test_a_scorer_cut_at_the_round_deadline_leaves_the_scores_that_arrived() -> None:
+    """A healthy scorer's parts are kept when another scorer is cut: the round goes on."""
+    fast = ScriptedFakeTeacher(
+        "fast",
+        proposals=lambda p: "42" if is_answer_prefix(p) else closing(" quick."),
+        logprobs=[-0.5],
+    )
+    slow_scorer = ScriptedFakeTeacher(
+        "slow-scorer", logprobs=[-0.1], score_delay=30.0, can_propose=False
+    )
+    result = await asyncio.wait_for(
+        decode(
+            "q",
+            [fast, slow_scorer],
+            DecodeOptions(beam_width=1, round_timeout=0.3),
+            reference_answer=REFERENCE,
+        ),
+        10,
+    )
+    assert result.rounds[0].cut == ["slow-scorer"]
+    assert result.rounds[0].scorers_left_out == ["slow-scorer"]
+    assert [s.scorer for s in result.best.steps[0].scorers] == ["fast"]
+    assert slow_scorer.in_flight == 0
+
+
 async def test_only_consecutive_failures_drop_a_teacher() -> None:
     def flaky(prefix: str) -> str | BaseException | Proposal:
         if is_answer_prefix(prefix):

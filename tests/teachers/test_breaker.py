@@ -6,9 +6,16 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from bench.faultteacher import FakeSpec, build_app
 from cord_proxy.config import TeacherConfig
-from cord_proxy.errors import CircuitOpenError, TeacherHTTPError, TeacherUnreachableError
+from cord_proxy.errors import (
+    CircuitOpenError,
+    TeacherHTTPError,
+    TeacherProtocolError,
+    TeacherUnreachableError,
+)
 from cord_proxy.teachers.breaker import BreakerRegistry, CircuitBreaker
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
@@ -105,3 +112,32 @@ async def test_an_open_breaker_fails_calls_at_once_without_the_network() -> None
     finally:
         await teacher.aclose()
         fake.stop_thread()
+
+
+async def test_malformed_answers_open_the_breaker() -> None:
+    """A 200 of the wrong shape is a failure of the endpoint, not a success (bench/faults.py)."""
+    server = TestServer(build_app(FakeSpec(propose_s=0.0, tokenize_s=0.0)), host="127.0.0.1")
+    await server.start_server()
+    config = TeacherConfig(
+        name="malformed-teacher",
+        base_url=str(server.make_url("/v1")),
+        model="malformed",
+        max_retries=0,
+        breaker_threshold=2,
+        breaker_cooldown=60.0,
+    )
+    teacher = OpenAICompatTeacher(config)
+    try:
+        assert len(await teacher.propose(QUESTION, "x", n=1, stop=[], max_tokens=4)) == 1
+        await teacher._client().post(
+            str(server.make_url("/fake/fault")), json={"fault": "malformed"}
+        )
+        for _ in range(2):
+            with pytest.raises(TeacherProtocolError):
+                await teacher.propose(QUESTION, "x", n=1, stop=[], max_tokens=4)
+        assert teacher.breaker.state == "open"
+        with pytest.raises(CircuitOpenError):
+            await teacher.propose(QUESTION, "x", n=1, stop=[], max_tokens=4)
+    finally:
+        await teacher.aclose()
+        await server.close()
