@@ -307,8 +307,10 @@ class OpenAICompatTeacher:
         full = with_system_prompt(conversation, self.config.system_prompt)
         return render_template(self.config.prompt, full, prefix)
 
-    async def _post_score(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._post(url, body, kind="score")
+    async def _post_score(
+        self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
+    ) -> T:
+        return await self._post_read(url, body, kind="score", read=read)
 
     async def _post(self, url: str, body: dict[str, Any], *, kind: CallKind) -> dict[str, Any]:
         return await self._post_read(url, body, kind=kind, read=_itself)

@@ -23,14 +23,23 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
 from cord_proxy.teachers.base import SpanScore
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
 CACHED_CHUNK = 64  # target positions (prompts) per cached read; each returns as many values
-PostJSON = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
+
+
+class PostRead(Protocol):
+    """Posts `body` to `url`; `read` turns the JSON answer into a value, inside the call,
+    so that an answer of the wrong shape counts against the endpoint (teachers/breaker.py)."""
+
+    def __call__(
+        self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
+    ) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ def spells_target(decoded: str, target: str) -> bool:
 class SpanReader:
     """Token-id spans, and their log-probabilities, at one OpenAI-compatible vLLM endpoint."""
 
-    def __init__(self, teacher: str, model: str, base_url: str, post: PostJSON):
+    def __init__(self, teacher: str, model: str, base_url: str, post: PostRead):
         self.teacher = teacher
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -125,7 +134,9 @@ class SpanReader:
     async def tokenize(self, prompt: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
         """The prompt's token ids, their pieces, and the server's ``max_model_len``."""
         body = {"model": self.model, "return_token_strs": True, **prompt}
-        data = await self._post(self.root + "/tokenize", body)
+        return await self._post(self.root + "/tokenize", body, self._tokens)
+
+    def _tokens(self, data: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
         ids = _int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'")
         pieces = data.get("token_strs")
         if not isinstance(pieces, list) or len(pieces) != len(ids):
@@ -134,18 +145,20 @@ class SpanReader:
         return ids, [str(p) for p in pieces], context if isinstance(context, int) else None
 
     async def check(self, span: TokenSpan, target: str) -> None:
-        data = await self._post(
-            self.root + "/detokenize", {"model": self.model, "tokens": list(span.target)}
-        )
-        decoded = data.get("prompt")
-        if not isinstance(decoded, str):
-            raise TeacherProtocolError(self.teacher, "detokenize answered no 'prompt' text")
+        body = {"model": self.model, "tokens": list(span.target)}
+        decoded = await self._post(self.root + "/detokenize", body, self._text)
         if not spells_target(decoded, target):
             raise SpanMismatchError(
                 self.teacher,
                 f"the {len(span.target)} scored tokens decode to {decoded[-80:]!r}, "
                 f"which does not end with the target {target[-80:]!r}",
             )
+
+    def _text(self, data: dict[str, Any]) -> str:
+        decoded = data.get("prompt")
+        if not isinstance(decoded, str):
+            raise TeacherProtocolError(self.teacher, "detokenize answered no 'prompt' text")
+        return decoded
 
     async def read(self, span: TokenSpan, method: ReadMethod) -> list[float]:
         if method == "cached":
@@ -173,12 +186,15 @@ class SpanReader:
             "logprob_token_ids": wanted,
             "return_tokens_as_token_ids": True,
         }
-        data = await self._post(self.base_url + "/completions", body)
-        choices = _indexed_choices(data, len(offsets), self.teacher)
-        return [
-            _asked_logprob(choice, span.target[i], self.teacher)
-            for choice, i in zip(choices, offsets, strict=True)
-        ]
+
+        def values(data: dict[str, Any]) -> list[float]:
+            choices = _indexed_choices(data, len(offsets), self.teacher)
+            return [
+                _asked_logprob(choice, span.target[i], self.teacher)
+                for choice, i in zip(choices, offsets, strict=True)
+            ]
+
+        return await self._post(self.base_url + "/completions", body, values)
 
     async def _read_prompt_logprobs(self, span: TokenSpan) -> list[float]:
         body = {
@@ -188,14 +204,17 @@ class SpanReader:
             "temperature": 0.0,
             "prompt_logprobs": 0,
         }
-        data = await self._post(self.base_url + "/completions", body)
-        entries = _first_choice(data, self.teacher).get("prompt_logprobs")
-        if not isinstance(entries, list) or len(entries) != len(span.prompt):
-            raise TeacherProtocolError(self.teacher, "prompt_logprobs do not match the prompt")
-        return [
-            _entry_logprob(entries[span.start + i], token, self.teacher)
-            for i, token in enumerate(span.target)
-        ]
+
+        def values(data: dict[str, Any]) -> list[float]:
+            entries = _first_choice(data, self.teacher).get("prompt_logprobs")
+            if not isinstance(entries, list) or len(entries) != len(span.prompt):
+                raise TeacherProtocolError(self.teacher, "prompt_logprobs do not match the prompt")
+            return [
+                _entry_logprob(entries[span.start + i], token, self.teacher)
+                for i, token in enumerate(span.target)
+            ]
+
+        return await self._post(self.base_url + "/completions", body, values)
 
     async def _read_echo(self, span: TokenSpan) -> list[float]:
         body = {
@@ -207,7 +226,12 @@ class SpanReader:
             "logprobs": 0,
             "return_tokens_as_token_ids": True,
         }
-        logprobs = _first_choice_logprobs(await self._post(self.base_url + "/completions", body))
+        return await self._post(
+            self.base_url + "/completions", body, lambda data: self._echoed(span, data)
+        )
+
+    def _echoed(self, span: TokenSpan, data: dict[str, Any]) -> list[float]:
+        logprobs = _first_choice_logprobs(data)
         tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
         if not isinstance(tokens, list) or not isinstance(values, list):
             raise TeacherProtocolError(self.teacher, "echo returned no logprobs")

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
 from cord_proxy.errors import (
+    CircuitOpenError,
     ScoredPromptTooLongError,
     SpanMismatchError,
     TeacherCapabilityError,
@@ -279,3 +280,17 @@ def test_score_identity_covers_everything_that_changes_the_prompt() -> None:
     assert identity() != identity(prompt=GEMMA_TEMPLATE)
     assert identity() != identity(model="m2")
     assert identity() != identity(base_url="http://h2/v1")
+
+
+async def test_malformed_scoring_answers_open_the_breaker() -> None:
+    fake = FakeCharVLLM()
+    fake.complete = lambda body: {"choices": "junk"}  # type: ignore[method-assign]
+    settings = {"score_method": "prompt_logprobs", "breaker_threshold": 2, "breaker_cooldown": 60}
+    async with fake_teacher(fake, **settings) as teacher:
+        for _ in range(2):
+            with pytest.raises(TeacherProtocolError):
+                await teacher.score(CONVERSATION, "a", "b")
+        calls = len(fake.requests)
+        with pytest.raises(CircuitOpenError):
+            await teacher.score(CONVERSATION, "a", "b")
+    assert len(fake.requests) == calls  # refused without the network
