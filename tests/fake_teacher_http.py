@@ -9,66 +9,37 @@ disconnect really cancels every teacher call. It is never a stand-in for a featu
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 from aiohttp import web
 
 from tests import fake_vllm_wire as wire
+from tests.threaded_server import ThreadedServer
 
 DELAYS = {"fast": 0.0, "slow": 30.0}
 
 
-class CountingFakeTeacher:
-    """Serves from its own thread and event loop, so synchronous test code never blocks it."""
+class CountingFakeTeacher(ThreadedServer):
+    """Counts the calls it serves, in flight, started and cancelled."""
+
+    thread_name = "fake-teacher"
+    runner_options = {"handler_cancellation": True}  # noqa: RUF012
 
     def __init__(self) -> None:
+        super().__init__()
         self.in_flight = 0
         self.started = 0
         self.cancelled = 0
         self.models_calls = 0
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
-    def start_in_thread(self) -> str:
-        ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, name="fake-teacher", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop_thread(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def start(self) -> str:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/detokenize", self._detokenize)
         app.router.add_get("/v1/models", self._models)
-        self.runner = web.AppRunner(app, handler_cancellation=True)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        return app
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_calls += 1

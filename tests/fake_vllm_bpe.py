@@ -18,15 +18,15 @@ call as ``(path, body)``.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from tokenizers import Tokenizer
+
+from tests.threaded_server import ThreadedServer
 
 MODEL = "deepseek-bpe"
 MAX_MODEL_LEN = 2048
@@ -119,58 +119,28 @@ def render_chat(
     return "".join(parts)
 
 
-class FakeVllmBpe:
-    """Serves from its own thread and event loop, like tests/fake_teacher_http.py."""
+class FakeVllmBpe(ThreadedServer):
+    """Serves from its own thread and event loop (tests/threaded_server.py)."""
+
+    thread_name = "fake-vllm-bpe"
 
     def __init__(self) -> None:
+        super().__init__()
         self.model = BpeModel(load_tokenizer())
         self.fault: str | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     def calls(self, path: str) -> list[dict[str, Any]]:
         return [body for p, body in self.requests if p == path]
 
-    def start_in_thread(self) -> str:
-        ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self._start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, name="fake-vllm-bpe", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return self.base_url
-
-    def stop_thread(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/detokenize", self._detokenize)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return app
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()

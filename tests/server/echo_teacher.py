@@ -4,50 +4,23 @@ on demand; the secrets test needs one that does."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 from aiohttp import web
 
+from tests.threaded_server import ThreadedServer
 
-class EchoAuthFakeTeacher:
+
+class EchoAuthFakeTeacher(ThreadedServer):
+    thread_name = "echo-teacher"
+
     def __init__(self, status: int = 500) -> None:
+        super().__init__()
         self.status = status
         self.calls = 0
-        self.port = 0
-        self.runner: web.AppRunner | None = None
 
-    def start_in_thread(self) -> str:
-        ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self._start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=serve, name="echo-teacher", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop_thread(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _start(self) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._echo)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return app
 
     async def _echo(self, request: web.Request) -> web.Response:
         self.calls += 1
