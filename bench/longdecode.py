@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.curation import curate
-from bench.real import TEMPERATURES
+from bench.real import local_teachers, step_options
 from cord_proxy import DecodeOptions, decode
-from cord_proxy.config import ScoreMethod, TeacherConfig
+from cord_proxy.config import ScoreMethod
 from cord_proxy.teachers import Message, OpenAICompatTeacher
 
 PENS = 72
@@ -49,31 +49,19 @@ def long_question() -> tuple[str, str]:
 
 
 def make_teachers(settings: LongSettings, method: ScoreMethod) -> list[OpenAICompatTeacher]:
-    return [
-        OpenAICompatTeacher(
-            TeacherConfig(
-                name=f"{settings.model}-t{temperature}",
-                base_url=settings.base_url,
-                model=settings.model,
-                temperature=temperature,
-                score_method=method,
-                timeout=settings.timeout_s,
-                max_concurrency=256,
-            )
-        )
-        for temperature in TEMPERATURES[: settings.teachers]
-    ]
+    return local_teachers(
+        settings.base_url,
+        settings.model,
+        settings.teachers,
+        timeout_s=settings.timeout_s,
+        max_concurrency=256,
+        score_method=method,
+    )
 
 
 def options(settings: LongSettings) -> DecodeOptions:
-    return DecodeOptions(
-        beam_width=settings.beam_width,
-        max_steps=settings.max_steps,
-        max_step_tokens=settings.step_tokens,
-        thinking_budget=settings.max_steps * settings.step_tokens,
-        answer_budget=settings.answer_tokens,
-        seed=settings.seed,
-    )
+    s = settings
+    return step_options(s.beam_width, s.max_steps, s.step_tokens, s.answer_tokens, s.seed)
 
 
 async def _cord(settings: LongSettings, method: ScoreMethod) -> dict[str, Any]:

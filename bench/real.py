@@ -18,7 +18,7 @@ import httpx
 from bench.curation import curate
 from bench.scenario import question
 from cord_proxy import DecodeOptions, decode
-from cord_proxy.config import TeacherConfig
+from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.teachers import Message, OpenAICompatTeacher
 
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -59,31 +59,59 @@ def reachable(settings: RealSettings) -> str | None:
     return None
 
 
-def make_teachers(settings: RealSettings) -> list[OpenAICompatTeacher]:
+def local_teachers(
+    base_url: str,
+    model: str,
+    count: int,
+    *,
+    timeout_s: float,
+    max_concurrency: int,
+    score_method: ScoreMethod = "auto",
+) -> list[OpenAICompatTeacher]:
+    """The first `count` homogeneous teachers of the local model, one per temperature."""
     return [
         OpenAICompatTeacher(
             TeacherConfig(
-                name=f"{settings.model}-t{temperature}",
-                base_url=settings.base_url,
-                model=settings.model,
+                name=f"{model}-t{temperature}",
+                base_url=base_url,
+                model=model,
                 temperature=temperature,
-                timeout=settings.timeout_s,
-                max_concurrency=64,
+                score_method=score_method,
+                timeout=timeout_s,
+                max_concurrency=max_concurrency,
             )
         )
-        for temperature in TEMPERATURES[: settings.teachers]
+        for temperature in TEMPERATURES[:count]
     ]
 
 
-def decode_options(settings: RealSettings) -> DecodeOptions:
+def step_options(
+    beam_width: int, max_steps: int, step_tokens: int, answer_tokens: int, seed: int | None
+) -> DecodeOptions:
+    """Decode options with a thinking budget of `max_steps` full steps."""
     return DecodeOptions(
-        beam_width=settings.beam_width,
-        max_steps=settings.max_steps,
-        max_step_tokens=settings.step_tokens,
-        thinking_budget=settings.max_steps * settings.step_tokens,
-        answer_budget=settings.answer_tokens,
-        seed=settings.seed,
+        beam_width=beam_width,
+        max_steps=max_steps,
+        max_step_tokens=step_tokens,
+        thinking_budget=max_steps * step_tokens,
+        answer_budget=answer_tokens,
+        seed=seed,
     )
+
+
+def make_teachers(settings: RealSettings) -> list[OpenAICompatTeacher]:
+    return local_teachers(
+        settings.base_url,
+        settings.model,
+        settings.teachers,
+        timeout_s=settings.timeout_s,
+        max_concurrency=64,
+    )
+
+
+def decode_options(settings: RealSettings) -> DecodeOptions:
+    s = settings
+    return step_options(s.beam_width, s.max_steps, s.step_tokens, s.answer_tokens, s.seed)
 
 
 def _usage(teachers: Sequence[OpenAICompatTeacher]) -> tuple[int, int]:
