@@ -8,23 +8,20 @@ same weights (float32) within 0.1 nats per token. One transformers process serve
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
-from cord_proxy.local import LOCAL_MODEL_NAME, model_dir, teacher_python
+from cord_proxy.local import LOCAL_MODEL_NAME
 from cord_proxy.teachers.base import Message, SpanScore
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
+from tests.integration.reference_logprobs import transformers_items
 
 pytestmark = pytest.mark.integration
 
-HELPER = Path(__file__).with_name("transformers_logprobs.py")
 MAX_MEAN_GAP = 0.1  # nats/token between vLLM (bf16) and transformers (float32)
 METHODS = ("cached", "prompt_logprobs")
 
@@ -82,18 +79,7 @@ def reference_spans(local_teacher: str) -> Iterator[dict[str, dict[str, Any]]]:
         {"text": rendered(prefix + target), "prefix_text": rendered(prefix)}
         for prefix, target in PAIRS.values()
     ]
-    request = {"model_dir": str(model_dir()), "dtype": "float32", "threads": 1, "items": items}
-    done = subprocess.run(
-        [str(teacher_python()), str(HELPER)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"transformers_logprobs.py failed:\n{done.stderr[-3000:]}")
-    yield dict(zip(PAIRS, json.loads(done.stdout)["items"], strict=True))
+    yield dict(zip(PAIRS, transformers_items(items, timeout=900), strict=True))
 
 
 @pytest.fixture(scope="module")

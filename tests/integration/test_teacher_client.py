@@ -7,25 +7,22 @@ virtualenv). Token counts are kept small: the CPU teacher generates about 24 tok
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from cord_proxy.config import GEMMA_TEMPLATE, ChatPrompt, TeacherConfig
-from cord_proxy.local import LOCAL_MODEL_NAME, model_dir, teacher_python
+from cord_proxy.local import LOCAL_MODEL_NAME
 from cord_proxy.teachers.base import Message, ScoreRequest
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
+from tests.integration.reference_logprobs import transformers_items
 
 pytestmark = pytest.mark.integration
 
-HELPER = Path(__file__).with_name("transformers_logprobs.py")
 MAX_MEAN_GAP = 0.1  # nats/token between vLLM (bf16) and transformers (float32)
 
 QUESTION = "A baker makes 6 trays of 7 cookies. How many cookies is that in all?"
@@ -99,19 +96,7 @@ def transformers_spans(local_teacher: str) -> Iterator[dict[str, dict[str, Any]]
     for prefix, target in CASES.values():
         text = rendered(prefix, target)
         items.append({"text": text, "target_start": len(text) - len(target)})
-    request = {"model_dir": str(model_dir()), "dtype": "float32", "threads": 1, "items": items}
-    done = subprocess.run(
-        [str(teacher_python()), str(HELPER)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"transformers_logprobs.py failed:\n{done.stderr[-3000:]}")
-    answers = json.loads(done.stdout)["items"]
-    yield dict(zip(CASES, answers, strict=True))
+    yield dict(zip(CASES, transformers_items(items, timeout=600), strict=True))
 
 
 # --- propose ---------------------------------------------------------------------------
