@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,9 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
+from tests.ui.browser import CHROMIUM_ARGS, chromium_path
+
 TEACHERS = ("gemma-t0.5", "gemma-t0.6", "gemma-t0.7")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _teacher(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +136,7 @@ def _timed(page: Page, action: Callable[[], Any], query: str) -> float:
 
 
 def browser_times(port: int, records: int) -> dict[str, float]:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    chromium = chromium_path()
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS
