@@ -6,7 +6,6 @@ Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -25,7 +24,6 @@ from pydantic import (
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError
-from cord_proxy.redact import remember_secret
 from cord_proxy.teachers.capabilities import litellm_score_problem
 
 Role = Literal["propose", "score"]
@@ -78,20 +76,6 @@ PromptFormat = Annotated[ChatPrompt | TemplatePrompt, Field(discriminator="kind"
 def _check_secret_ref(value: str | None) -> str | None:
     if value is not None and not SECRET_REF.match(value):
         raise ValueError("give secrets as a reference 'env:NAME', never inline")
-    return value
-
-
-def resolve_secret(ref: str | None) -> str | None:
-    """The value of an ``env:NAME`` reference; a missing variable is a config error."""
-    if ref is None:
-        return None
-    match = SECRET_REF.match(ref)
-    if match is None:
-        raise ConfigError(f"secret reference {ref!r} is not of the form env:NAME")
-    value = os.environ.get(match.group(1))
-    if not value:
-        raise ConfigError(f"environment variable {match.group(1)} is not set", [ref])
-    remember_secret(value)
     return value
 
 

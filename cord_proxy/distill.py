@@ -344,7 +344,8 @@ def as_base_url(url: str) -> str:
 
 async def check_teachers(config: CordConfig, model: str) -> None:
     """Every OpenAI-compatible teacher of the ensemble answers ``GET /models``."""
-    from cord_proxy.config import ensemble_scorers, resolve_secret
+    from cord_proxy.config import ensemble_scorers
+    from cord_proxy.secret_refs import resolve_secret
 
     ensemble = config.ensemble(model)
     if ensemble is None:

@@ -3,7 +3,7 @@
 `excerpt` turns any text into a short excerpt with nothing that identifies an endpoint or
 looks like a credential: URLs, addresses and configured hosts, key-like tokens, and the
 values of the secrets the process has resolved (`remember_secret`, which
-``config.resolve_secret`` calls for every ``env:`` reference).
+``secret_refs.resolve_secret`` calls for every ``env:`` reference).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
-from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig, resolve_secret
+from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig
 from cord_proxy.connections import GuardedRunner
 from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
@@ -41,6 +41,7 @@ from cord_proxy.protocol import (
 )
 from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
+from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.check import listed_models
 from cord_proxy.ui import add_ui_routes
 

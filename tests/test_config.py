@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cord_proxy.config import load_config, resolve_secret
+from cord_proxy.config import load_config
 from cord_proxy.defaults import DEFAULT_ENSEMBLE, default_config
 from cord_proxy.errors import ConfigError
+from cord_proxy.secret_refs import resolve_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
 from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
 from cord_proxy.batches.store import Row, Store
-from cord_proxy.config import BatchesConfig, format_validation_error, resolve_secret
+from cord_proxy.config import BatchesConfig, format_validation_error
 from cord_proxy.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -30,6 +30,7 @@ from cord_proxy.errors import (
     RequestTooLargeError,
 )
 from cord_proxy.runtime import Runtime
+from cord_proxy.secret_refs import resolve_secret
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW_S = 24 * 3600

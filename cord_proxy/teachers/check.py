@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from cord_proxy.config import TeacherConfig, resolve_secret
+from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import CordError
+from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 

@@ -42,7 +42,7 @@ import litellm  # noqa: E402
 from litellm.exceptions import APIConnectionError, Timeout  # noqa: E402
 from litellm.types.utils import ModelResponse  # noqa: E402
 
-from cord_proxy.config import TeacherConfig, resolve_secret  # noqa: E402
+from cord_proxy.config import TeacherConfig  # noqa: E402
 from cord_proxy.errors import (  # noqa: E402
     ConfigError,
     TeacherCapabilityError,
@@ -52,6 +52,7 @@ from cord_proxy.errors import (  # noqa: E402
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.secret_refs import resolve_secret  # noqa: E402
 from cord_proxy.teachers.base import (  # noqa: E402
     CallStats,
     FinishReason,

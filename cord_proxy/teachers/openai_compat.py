@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 import orjson
 
-from cord_proxy.config import TeacherConfig, TemplatePrompt, resolve_secret
+from cord_proxy.config import TeacherConfig, TemplatePrompt
 from cord_proxy.errors import (
     TeacherCapabilityError,
     TeacherError,
@@ -29,6 +29,7 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import (

@@ -8,10 +8,11 @@ import logging
 
 import pytest
 
-from cord_proxy.config import parse_config, resolve_secret
+from cord_proxy.config import parse_config
 from cord_proxy.errors import ConfigError
 from cord_proxy.logs import JsonFormatter, RedactFilter
 from cord_proxy.redact import clean, excerpt, remember_endpoint
+from cord_proxy.secret_refs import resolve_secret
 
 
 @pytest.mark.parametrize(
