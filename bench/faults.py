@@ -38,7 +38,7 @@ import httpx
 from bench import report
 from bench.procs import REPO_ROOT, Child, free_port, scratch_dir, start_child, wait_ready
 from bench.targets import DEADLINE_SLACK_S, fault_targets
-from cord_proxy.dataset import finite
+from cord_proxy.data.jsonl import finite
 
 ENSEMBLE = "faults"
 PHASES = ("baseline", "kill", "stall", "slow", "malformed", "error500", "refused")

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cord_proxy.dataset import finite
+from cord_proxy.data.jsonl import finite
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ def _with_listen(config: CordConfig, host: str | None, port: int | None) -> Cord
 
 
 async def _serve(config: CordConfig) -> None:
-    from cord_proxy.dataset import sink_for
+    from cord_proxy.data.sink import sink_for
     from cord_proxy.server import create_app, run_until_stopped, serve
 
     runtime = Runtime(config)
@@ -179,13 +179,13 @@ def cmd_teachers_check(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from cord_proxy.distill import run_command
+    from cord_proxy.distill.command import run_command
 
     return run_command(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cord_proxy.export import run_command
+    from cord_proxy.data.exports import run_command
 
     return run_command(args)
 

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from cord_proxy.decoding.segment import THINK_CLOSE
+from cord_proxy.data.provenance import decode_provenance
+from cord_proxy.decoding.segment import THINK_CLOSE, THINK_OPEN
 from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
 
 ANSWER_CHUNK_CHARS = 32
@@ -17,12 +18,16 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
+def inline_content(reasoning: str, answer: str) -> str:
+    """The assistant turn with the trace inline (``reasoning_format: inline``)."""
+    return f"{THINK_OPEN}{reasoning}\n{THINK_CLOSE}\n\n{answer}"
+
+
 def message_of(
     trace: FinishedTrace, reasoning_format: Literal["field", "inline"]
 ) -> dict[str, Any]:
     if reasoning_format == "inline":
-        inline = f"<think>\n{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer}"
-        return {"role": "assistant", "content": inline}
+        return {"role": "assistant", "content": inline_content(trace.reasoning, trace.answer)}
     return {
         "role": "assistant",
         "content": trace.answer,
@@ -31,49 +36,53 @@ def message_of(
     }
 
 
-def usage_of(result: DecodeResult, traces: list[FinishedTrace]) -> dict[str, Any]:
-    """Usage of the returned choices; reasoning tokens are part of completion tokens."""
-    reasoning = sum(t.reasoning_tokens for t in traces)
-    completion = reasoning + sum(t.answer_tokens for t in traces)
+def usage_counts(prompt_tokens: int, reasoning_tokens: int, answer_tokens: int) -> dict[str, Any]:
+    """A chat completion's usage; reasoning tokens are part of completion tokens."""
+    completion = reasoning_tokens + answer_tokens
     return {
-        "prompt_tokens": result.prompt_tokens,
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
-        "total_tokens": result.prompt_tokens + completion,
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt_tokens + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
+
+
+def usage_of(result: DecodeResult, traces: list[FinishedTrace]) -> dict[str, Any]:
+    """Usage of the returned choices."""
+    return usage_counts(
+        result.prompt_tokens,
+        sum(t.reasoning_tokens for t in traces),
+        sum(t.answer_tokens for t in traces),
+    )
 
 
 def provenance(result: DecodeResult, ensemble: str, n: int) -> dict[str, Any]:
     """The `cord` extension object: who wrote each step and how it scored."""
-    best = result.best
-    return {
-        "ensemble": ensemble,
-        "score_mode": result.score_mode,
-        "reference_used": result.reference_used,
-        "score": best.score,
-        "log_score": best.log_score,
-        "closed_by": best.closed_by,
-        "answer_teacher": best.answer_teacher,
-        "steps": [s.model_dump() for s in best.steps],
-        "choices": [_choice_provenance(i, t) for i, t in enumerate(result.traces[:n])],
-        "teachers": [u.model_dump() for u in result.teachers],
-        "failures": [f.model_dump() for f in result.failures],
-        "dropped": list(result.dropped),
-        "rounds": [r.model_dump() for r in result.rounds],
-        "cost_usd": sum(u.cost_usd for u in result.teachers),
-        "wall_s": result.wall_s,
-        "answer_wait_s": result.answer_wait_s,
-    }
+    return {"ensemble": ensemble, **decode_provenance(result, choices=n)}
 
 
-def _choice_provenance(index: int, trace: FinishedTrace) -> dict[str, Any]:
+def completion_choice(index: int, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+
+
+def chat_completion(
+    request_id: str,
+    model: str | None,
+    created: int,
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any],
+    cord: dict[str, Any],
+) -> dict[str, Any]:
+    """A ``chat.completion`` object with the `cord` extension."""
     return {
-        "index": index,
-        "score": trace.score,
-        "log_score": trace.log_score,
-        "closed_by": trace.closed_by,
-        "answer_teacher": trace.answer_teacher,
-        "steps": len(trace.steps),
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": choices,
+        "usage": usage,
+        "cord": cord,
     }
 
 
@@ -86,24 +95,17 @@ def completion_body(
     request_id: str,
 ) -> dict[str, Any]:
     traces = result.traces[:n]
-    return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": ensemble,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": i,
-                "message": message_of(trace, reasoning_format),
-                "logprobs": None,
-                "finish_reason": trace.answer_finish_reason,
-            }
+    return chat_completion(
+        request_id,
+        ensemble,
+        int(time.time()),
+        [
+            completion_choice(i, message_of(trace, reasoning_format), trace.answer_finish_reason)
             for i, trace in enumerate(traces)
         ],
-        "usage": usage_of(result, traces),
-        "cord": provenance(result, ensemble, n),
-    }
+        usage_of(result, traces),
+        provenance(result, ensemble, n),
+    )
 
 
 class ChunkWriter:
@@ -154,7 +156,7 @@ class ChunkWriter:
         for position, step in enumerate(steps):
             text = step.text.lstrip() if first and position == 0 else step.text
             if inline and first and position == 0:
-                text = "<think>\n" + text
+                text = THINK_OPEN + text
             if text:
                 yield self.reasoning(index, text, inline)
 

@@ -20,7 +20,8 @@ from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig
 from cord_proxy.connections import GuardedRunner
-from cord_proxy.dataset import trace_record
+from cord_proxy.data.records import trace_record
+from cord_proxy.data.sink import TraceSink
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
@@ -56,7 +57,6 @@ CLIENT_CLOSED = 499  # nginx's status for a client that went away before its ans
 LINGERING_S = 2.0
 ERROR_MESSAGE_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
 SINK: web.AppKey[TraceSink] = web.AppKey("sink")
 
 

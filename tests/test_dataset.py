@@ -15,16 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cord_proxy.config import CordConfig, EnsembleConfig, TeacherConfig
-from cord_proxy.dataset import (
-    JsonlSink,
-    ReadReport,
-    append_record,
-    encode_line,
-    iter_jsonl,
-    read_records,
-    settings_hash,
-    trace_record,
-)
+from cord_proxy.data.jsonl import ReadReport, append_record, encode_line, iter_jsonl, read_records
+from cord_proxy.data.records import settings_hash, trace_record
+from cord_proxy.data.sink import JsonlSink
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime, run_decode
@@ -51,7 +44,7 @@ async def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
 
 APPENDER = """
 import sys
-from cord_proxy.dataset import append_record
+from cord_proxy.data.jsonl import append_record
 for i in range(60):
     append_record(sys.argv[1], {"writer": sys.argv[2], "i": i, "blob": "x" * (i * 3001)},
                   fsync=False)

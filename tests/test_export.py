@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion
 
-from cord_proxy.dataset import append_record, record_from_completion, trace_record
-from cord_proxy.export import CONVERTERS, FORMATS, export_file
+from cord_proxy.data.exports import CONVERTERS, FORMATS, export_file
+from cord_proxy.data.jsonl import append_record
+from cord_proxy.data.records import record_from_completion, trace_record
 from tests.test_dataset import BODY, _decode
 
 datasets = pytest.importorskip("datasets")

@@ -10,10 +10,10 @@ import secrets
 from typing import Any
 
 from cord_proxy.completion import completion_body
-from cord_proxy.dataset import encode_line
+from cord_proxy.data.exports import to_openai_batch
+from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
-from cord_proxy.distill import ProblemFailed
-from cord_proxy.export import to_openai_batch
+from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import DecodePlan
 
@@ -24,7 +24,7 @@ def success_line(
     plan: DecodePlan,
     result: DecodeResult,
 ) -> str:
-    """`record` is the line's trace record (``dataset.trace_record``)."""
+    """`record` is the line's trace record (``data.records.trace_record``)."""
     line = to_openai_batch(record)
     line["response"]["body"] = completion_body(
         result,

@@ -20,9 +20,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
-from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
+from cord_proxy.batches.runner import BatchWorker, Context, RunSettings
 from cord_proxy.batches.store import Row, Store
 from cord_proxy.config import BatchesConfig, format_validation_error
+from cord_proxy.data.sink import TraceSink
 from cord_proxy.errors import (
     InvalidRequestError,
     NotFoundError,

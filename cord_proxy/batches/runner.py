@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,15 @@ from cord_proxy.batches.output import error_line, success_line
 from cord_proxy.batches.store import Row, Store
 from cord_proxy.batches.validate import check_input
 from cord_proxy.completion import completion_id
-from cord_proxy.dataset import trace_record
-from cord_proxy.distill import ProblemFailed, decode_or_fail, with_retries
+from cord_proxy.data.records import trace_record
+from cord_proxy.data.sink import TraceSink
+from cord_proxy.distill.attempts import decode_or_fail, with_retries
+from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.errors import CordError
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime
 
 log = logging.getLogger("cord_proxy.batches")
-TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
 TICK_S = 1.0
 CANCEL_WAIT_S = 10.0
 OUTPUTS = (("done", "output", "output_file_id"), ("failed", "error", "error_file_id"))

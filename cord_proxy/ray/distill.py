@@ -18,16 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from cord_proxy.dataset import ReadReport, append_line, encode_line, read_records
-from cord_proxy.distill import (
-    DistillError,
-    DistillSettings,
-    Problem,
-    Summary,
-    as_base_url,
-    check_teachers,
-    load_problems,
-)
+from cord_proxy.data.jsonl import append_line, encode_line, read_records
+from cord_proxy.distill import resume
+from cord_proxy.distill.arguments import checked_cord
+from cord_proxy.distill.errors import DistillError, ProblemFailed
+from cord_proxy.distill.preflight import as_base_url, check_teachers
+from cord_proxy.distill.problems import Problem
+from cord_proxy.distill.resume import load_problems, pending
+from cord_proxy.distill.settings import DistillSettings
+from cord_proxy.distill.summary import Summary
 from cord_proxy.progress import ProgressBar
 from cord_proxy.ray.stage import StageSettings, apply_cord
 
@@ -47,13 +46,7 @@ def shard_files(output: Path) -> list[Path]:
 
 def done_ids(output: Path, stream: TextIO) -> set[str]:
     """Ids already in the output or in any shard of it."""
-    done: set[str] = set()
-    for path in [output, *shard_files(output)]:
-        report = ReadReport()
-        done |= {str(r.get("id")) for r in read_records(path, report)}
-        if report.partial_tail:
-            print(f"cord-proxy distill: {path}: a partial last line is ignored", file=stream)
-    return done
+    return resume.done_ids([output, *shard_files(output)], stream)
 
 
 def merge_shards(output: Path) -> int:
@@ -100,26 +93,10 @@ def _row(problem: Problem) -> dict[str, Any]:
     }
 
 
-def _count(summary: Summary, bar: ProgressBar, row: dict[str, Any]) -> None:
-    cost = float(row.get("cost_usd") or 0.0)
-    score = row.get("score")
-    score = float(score) if isinstance(score, int | float) else None
-    summary.done += 1
-    summary.cost_usd += cost
-    if score is not None:
-        summary.scores.append(score)
-    bar.succeeded(cost, score)
-
-
 def _failure(row: dict[str, Any], lines: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": row.get("id"),
-        "line": lines.get(str(row.get("id"))),
-        "error": row.get("error"),
-        "kind": row.get("kind"),
-        "attempts": row.get("attempts"),
-        "at": round(time.time(), 3),
-    }
+    """A stage's failure row as a line of the failures file."""
+    failure = ProblemFailed(row["error"], row["kind"], transient=False)
+    return failure.record(row.get("id"), lines.get(str(row.get("id"))), row["attempts"])
 
 
 def consume(
@@ -132,7 +109,7 @@ def consume(
     try:
         for row in rows:
             if row.get("error") is None:
-                _count(summary, bar, row)
+                bar.succeeded(*summary.add(row))
             else:
                 append_line(settings.failures, encode_line(_failure(row, lines)))
                 summary.failed += 1
@@ -156,14 +133,7 @@ def run_ray_distill(
     problems = load_problems(settings.input, summary, stream)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(settings.output, stream)
-    todo = [p for p in problems if p.key not in done]
-    summary.already_done = len(problems) - len(todo)
-    if summary.already_done:
-        print(
-            f"cord-proxy distill: resuming: {summary.already_done} of {len(problems)} already "
-            f"in {settings.output} or its shards, {len(todo)} to do",
-            file=stream,
-        )
+    todo = pending(problems, done, summary, f"{settings.output} or its shards", stream)
     started = time.monotonic()
     if todo:
         _run_stage(settings, stage, address, num_actors, todo, summary, stream)
@@ -229,14 +199,10 @@ def _preflight(stage: StageSettings) -> None:
 
 def run_command(args: Any, settings: DistillSettings) -> int:
     """``distill --ray``: exit 0 all done, 1 some failed, 2 could not start, 130 interrupted."""
-    from cord_proxy.distill import parse_cord_option
-
     try:
         if args.url:
             raise DistillError("--ray runs the engine in Ray actors; it cannot be used with --url")
-        settings.cord = parse_cord_option(args.cord)
-        if not settings.input.is_file():
-            raise DistillError(f"input {settings.input} does not exist")
+        checked_cord(args, settings)
         stage = stage_settings(args, settings)
         _preflight(stage)
     except DistillError as error:
@@ -244,4 +210,4 @@ def run_command(args: Any, settings: DistillSettings) -> int:
         return 2
     summary = run_ray_distill(settings, stage, args.ray, max(1, args.ray_actors))
     print(summary.render(settings), flush=True)
-    return 130 if summary.interrupted else (1 if summary.failed else 0)
+    return summary.exit_status

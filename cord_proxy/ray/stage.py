@@ -20,16 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cord_proxy.dataset import append_record
-from cord_proxy.distill import (
-    DEFAULT_TEACHER_URL,
-    DistillSettings,
-    LocalEngine,
-    ProblemFailed,
-    _attempt,
-    as_base_url,
-    parse_problem,
-)
+from cord_proxy.data.jsonl import append_record
+from cord_proxy.distill.arguments import engine_config
+from cord_proxy.distill.attempts import with_retries
+from cord_proxy.distill.engines import LocalEngine
+from cord_proxy.distill.errors import ProblemFailed
+from cord_proxy.distill.preflight import DEFAULT_TEACHER_URL
+from cord_proxy.distill.problems import parse_problem
 
 if TYPE_CHECKING:
     import ray.data
@@ -71,15 +68,7 @@ class StageSettings:
 
 def load_stage_config(settings: StageSettings) -> tuple[CordConfig, str]:
     """The config (a file, or the embedded default on the teacher URL) and the ensemble."""
-    from cord_proxy.config import load_config
-    from cord_proxy.defaults import default_config
-
-    config = (
-        load_config(settings.config)
-        if settings.config
-        else default_config(as_base_url(settings.teacher_url))
-    )
-    return config, settings.model or config.ensembles[0].name
+    return engine_config(settings.config, settings.teacher_url, settings.model)
 
 
 def build_engine(settings: StageSettings) -> LocalEngine:
@@ -112,13 +101,6 @@ class CordStage:
         self.settings = settings
         self.engine = build_engine(settings)
         self.shard = shard_path(settings, _actor_name())
-        self.retry = DistillSettings(
-            input=Path(),
-            output=Path(),
-            failures=Path(),
-            retries=settings.retries,
-            retry_backoff_s=settings.retry_backoff_s,
-        )
         self.slots = asyncio.Semaphore(max(1, settings.concurrency_per_actor))
 
     async def __call__(self, batch: ArrowBatch) -> dict[str, list[Any]]:
@@ -132,7 +114,11 @@ class CordStage:
         except ValueError as bad:
             return failure_row(row.get("id"), ProblemFailed(str(bad), "bad_input", False), 0)
         async with self.slots:
-            record, error, attempts = await _attempt(self.engine, problem, self.retry)
+            record, error, attempts = await with_retries(
+                lambda: self.engine.solve(problem),
+                self.settings.retries,
+                self.settings.retry_backoff_s,
+            )
         if record is None:
             assert error is not None
             return failure_row(problem.id, error, attempts)

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from cord_proxy.dataset import append_record, read_records
+from cord_proxy.data.jsonl import append_record, read_records
 from cord_proxy.ray.distill import done_ids, merge_shards, shard_files
 
 

@@ -24,9 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cord_proxy.dataset import ReadReport, encode_line, iter_jsonl
+from cord_proxy.completion import (
+    chat_completion,
+    completion_choice,
+    inline_content,
+    usage_counts,
+)
+from cord_proxy.data.jsonl import ReadReport, encode_line, iter_jsonl
 
 FORMATS = ("trl", "sharegpt", "openai-batch")
+USAGE_FIELDS = ("prompt_tokens", "reasoning_tokens", "answer_tokens")
 SHAREGPT_ROLES = {"system": "system", "developer": "system", "user": "human", "assistant": "gpt"}
 
 
@@ -34,9 +41,8 @@ class ExportError(Exception):
     """The export cannot run (missing input, unknown format); exit status 2."""
 
 
-def inline_content(record: dict[str, Any]) -> str:
-    """The assistant turn with the trace inline, as the proxy writes it for ``inline``."""
-    return f"<think>\n{record['reasoning']}\n</think>\n\n{record['answer']}"
+def _inline(record: dict[str, Any]) -> str:
+    return inline_content(record["reasoning"], record["answer"])
 
 
 def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -47,56 +53,41 @@ def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def to_trl(record: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": [*_turns(record), {"role": "assistant", "content": inline_content(record)}]}
+    return {"messages": [*_turns(record), {"role": "assistant", "content": _inline(record)}]}
 
 
 def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
     conversations = [
         {"from": SHAREGPT_ROLES[m["role"]], "value": m["content"]} for m in record["messages"]
     ]
-    conversations.append({"from": "gpt", "value": inline_content(record)})
+    conversations.append({"from": "gpt", "value": _inline(record)})
     return {"id": str(record["id"]), "conversations": conversations}
 
 
 def to_openai_batch(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as a line of a Batch output file: its answer as a chat completion."""
     request_id = str(record.get("request_id") or record["id"])
     usage = record.get("usage") or {}
-    reasoning_tokens = int(usage.get("reasoning_tokens") or 0)
-    completion_tokens = reasoning_tokens + int(usage.get("answer_tokens") or 0)
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    message = {
+        "role": "assistant",
+        "content": record["answer"],
+        "reasoning_content": record["reasoning"],
+    }
     finished_at = (record.get("timings") or {}).get("finished_at") or 0
-    body = {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(finished_at),
-        "model": record.get("ensemble"),
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": record["answer"],
-                    "reasoning_content": record["reasoning"],
-                },
-                "logprobs": None,
-                "finish_reason": record.get("finish_reason") or "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
-        },
-        "cord": {
+    body = chat_completion(
+        request_id,
+        record.get("ensemble"),
+        int(finished_at),
+        [completion_choice(0, message, record.get("finish_reason") or "stop")],
+        usage_counts(*(int(usage.get(key) or 0) for key in USAGE_FIELDS)),
+        {
             "score": _float(record.get("score")),
             "reference_used": bool(record.get("reference_used")),
             "steps": len(record.get("steps") or []),
             "cost_usd": _float(record.get("cost_usd")) or 0.0,
             "settings_hash": record.get("settings_hash"),
         },
-    }
+    )
     digest = hashlib.sha256(f"{record['id']}|{request_id}".encode()).hexdigest()[:24]
     return {
         "id": f"batch_req_{digest}",

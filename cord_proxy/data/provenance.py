@@ -1,0 +1,68 @@
+"""A decode's provenance, rendered once: who wrote each step of a trace and how it scored.
+
+The response's ``cord`` object and the dataset record are two layouts of this rendering.
+Teacher failure texts are cleaned (``redact.clean``): they leave the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cord_proxy.decoding.trace import DecodeResult, FinishedTrace
+from cord_proxy.redact import clean
+
+
+def steps(trace: FinishedTrace, *, drop_nulls: bool = False) -> list[dict[str, Any]]:
+    """Every step of `trace`; `drop_nulls` leaves out unset fields (the dataset's form)."""
+    return [s.model_dump(mode="json", exclude_none=drop_nulls) for s in trace.steps]
+
+
+def outcome(trace: FinishedTrace) -> dict[str, Any]:
+    """How a trace scored and ended."""
+    return {
+        "score": trace.score,
+        "log_score": trace.log_score,
+        "closed_by": trace.closed_by,
+        "answer_teacher": trace.answer_teacher,
+    }
+
+
+def choice(index: int, trace: FinishedTrace) -> dict[str, Any]:
+    """One returned choice in the ``cord`` object: its outcome and how many steps it has."""
+    return {"index": index, **outcome(trace), "steps": len(trace.steps)}
+
+
+def alternative(trace: FinishedTrace) -> dict[str, Any]:
+    """A finished beam other than the best, whole, as the dataset record keeps it."""
+    return {
+        "reasoning": trace.reasoning,
+        "answer": trace.answer,
+        **outcome(trace),
+        "steps": steps(trace, drop_nulls=True),
+    }
+
+
+def decode_provenance(
+    result: DecodeResult, *, choices: int | None = None, drop_nulls: bool = False
+) -> dict[str, Any]:
+    """The provenance of `result`'s best trace and of the decode: scoring, steps, teachers,
+    failures, rounds, cost and timings. `choices`: how many returned choices to list."""
+    best = result.best
+    rendered: dict[str, Any] = {
+        "score_mode": result.score_mode,
+        "reference_used": result.reference_used,
+        **outcome(best),
+        "steps": steps(best, drop_nulls=drop_nulls),
+    }
+    if choices is not None:
+        rendered["choices"] = [choice(i, t) for i, t in enumerate(result.traces[:choices])]
+    return {
+        **rendered,
+        "teachers": [u.model_dump(mode="json") for u in result.teachers],
+        "failures": [clean(f.model_dump(mode="json")) for f in result.failures],
+        "dropped": list(result.dropped),
+        "rounds": [r.model_dump(mode="json") for r in result.rounds],
+        "cost_usd": sum(u.cost_usd for u in result.teachers),
+        "wall_s": result.wall_s,
+        "answer_wait_s": result.answer_wait_s,
+    }

@@ -1,0 +1,170 @@
+"""What solves a problem: the decoding engine in this process, or a running cord-proxy.
+
+Either returns the problem's trace record (``data.records``), or raises `ProblemFailed`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from cord_proxy.completion import completion_id
+from cord_proxy.config import CordConfig, format_validation_error
+from cord_proxy.data.records import record_from_completion, trace_record
+from cord_proxy.distill.attempts import decode_or_fail
+from cord_proxy.distill.errors import ProblemFailed
+from cord_proxy.distill.problems import Problem
+from cord_proxy.errors import CordError
+from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.teachers.base import Teacher
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+CONNECT_TIMEOUT_S = 10.0
+
+
+class Engine(Protocol):
+    async def solve(self, problem: Problem) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def problem_cord(base: dict[str, Any], problem: Problem) -> dict[str, Any]:
+    """The run's `cord` options, the problem's own on top, and its reference answer."""
+    cord = {**base, **problem.cord}
+    if problem.answer is not None:
+        cord["reference_answer"] = problem.answer
+    return cord
+
+
+class LocalEngine:
+    """The decoding engine in this process, on a config."""
+
+    def __init__(
+        self,
+        config: CordConfig,
+        model: str,
+        cord: dict[str, Any],
+        timeout_s: float,
+        teachers: Mapping[str, Teacher] | None = None,
+    ):
+        from cord_proxy.runtime import Runtime
+
+        self.runtime = Runtime(config, teachers)
+        self.model = model
+        self.cord = cord
+        self.timeout_s = timeout_s
+
+    async def solve(self, problem: Problem) -> dict[str, Any]:
+        try:
+            request = ChatCompletionRequest.model_validate(
+                {
+                    "model": self.model,
+                    "messages": problem.messages,
+                    "cord": problem_cord(self.cord, problem),
+                }
+            )
+            plan = self.runtime.plan(request)
+        except ValidationError as error:
+            raise ProblemFailed(
+                "invalid request: " + "; ".join(format_validation_error(error)),
+                "invalid_request",
+                transient=False,
+            ) from None
+        except CordError as error:
+            raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
+        result = await decode_or_fail(plan, self.timeout_s)
+        return trace_record(completion_id(), plan, result, problem_id=problem.id)
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
+
+
+class ProxyEngine:
+    """A running cord-proxy, over plain HTTP (``POST /v1/chat/completions``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        cord: dict[str, Any],
+        timeout_s: float,
+        api_key: str | None = None,
+    ):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+        )
+        self.model = model
+        self.cord = cord
+
+    async def solve(self, problem: Problem) -> dict[str, Any]:
+        cord = problem_cord(self.cord, problem)
+        started = time.time()
+        completion = await self._complete(problem, cord)
+        requested = {
+            "ensemble": self.model,
+            "cord": {k: v for k, v in cord.items() if k != "reference_answer"},
+        }
+        try:
+            return record_from_completion(
+                completion,
+                problem_id=problem.id,
+                messages=problem.messages,
+                reference_answer=problem.answer,
+                requested=requested,
+                started_at=started,
+            )
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise _malformed(error) from None
+
+    async def _complete(self, problem: Problem, cord: dict[str, Any]) -> Any:
+        """The proxy's chat completion for `problem`, as parsed JSON."""
+        body = {
+            "model": self.model,
+            "messages": problem.messages,
+            "cord": cord,
+            "metadata": {"cord_problem_id": problem.key[:512]},
+        }
+        try:
+            answer = await self.client.post("/chat/completions", json=body)
+        except httpx.TimeoutException:
+            raise ProblemFailed(
+                "the proxy did not answer in time", "timeout", transient=True
+            ) from None
+        except httpx.HTTPError as error:
+            raise ProblemFailed(
+                f"cannot reach the proxy: {error!r}"[:300], "unreachable", transient=True
+            ) from None
+        if answer.status_code != 200:
+            raise ProblemFailed(
+                _error_message(answer),
+                f"http_{answer.status_code}",
+                transient=answer.status_code in RETRY_STATUSES,
+            )
+        try:
+            return answer.json()
+        except ValueError as error:
+            raise _malformed(error) from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _malformed(error: Exception) -> ProblemFailed:
+    return ProblemFailed(
+        f"malformed completion from the proxy: {error!r}"[:300], "protocol", transient=False
+    )
+
+
+def _error_message(answer: httpx.Response) -> str:
+    try:
+        error = answer.json()["error"]
+        return f"{answer.status_code} {error.get('type')}: {error.get('message')}"[:500]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{answer.status_code}: {answer.text[:300]}"
