@@ -1,6 +1,13 @@
 """cord-proxy: collaborative step-wise multi-teacher decoding (CoRD) behind an OpenAI API."""
 
-from cord_proxy.decoding import DecodeOptions, DecodeResult, FinishedTrace, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, DecodeResult, FinishedTrace, decode
 
 __version__ = "0.1.0"
-__all__ = ["DecodeOptions", "DecodeResult", "FinishedTrace", "__version__", "decode"]
+__all__ = [
+    "DecodeJob",
+    "DecodeOptions",
+    "DecodeResult",
+    "FinishedTrace",
+    "__version__",
+    "decode",
+]

@@ -42,7 +42,7 @@ from cord_proxy.teachers.check import fetch_model_ids
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import DecodePlan
+    from cord_proxy.runtime import ChatJob
 
 T = TypeVar("T")
 
@@ -68,12 +68,12 @@ class ProblemFailed(Exception):
         self.status = status
 
 
-async def decode_or_fail(plan: DecodePlan, timeout_s: float) -> DecodeResult:
+async def decode_or_fail(plan: ChatJob, timeout_s: float) -> DecodeResult:
     """The plan's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
-    from cord_proxy.runtime import run_decode
+    from cord_proxy.runtime import run_job
 
     try:
-        return await run_decode(plan, timeout_s)
+        return await run_job(plan, timeout_s)
     except DecodeTimeoutError as error:
         raise ProblemFailed(
             f"no trace within {timeout_s:g} s", "timeout", transient=True, status=error.status
@@ -244,7 +244,7 @@ class LocalEngine:
                     "cord": _cord(self.cord, problem),
                 }
             )
-            plan = self.runtime.plan(request)
+            plan = self.runtime.job_for_request(request)
         except ValidationError as error:
             raise ProblemFailed(
                 "invalid request: " + "; ".join(format_validation_error(error)),

@@ -40,7 +40,7 @@ from cord_proxy.protocol import (
     unsupported_fields,
 )
 from cord_proxy.redact import excerpt, remember_endpoint
-from cord_proxy.runtime import DecodePlan, Runtime, run_decode
+from cord_proxy.runtime import ChatJob, Runtime, run_job
 from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.check import listed_models
 from cord_proxy.ui import add_ui_routes
@@ -219,10 +219,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     status = 500
     try:
         parsed = parse_request(await read_body(request))
-        plan = request.app[RUNTIME].plan(parsed)
+        job = request.app[RUNTIME].job_for_request(parsed)
         with RequestSlot(request.app):
-            handle = stream_completion if parsed.stream else whole_completion
-            response = await handle(request, parsed, plan)
+            handle = stream_completion if job.stream else whole_completion
+            response = await handle(request, job)
         status = request.get(STATUS, response.status)
         return response
     except CordError as error:
@@ -241,14 +241,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _finish_decode(
-    request: web.Request, plan: DecodePlan, result: DecodeResult, request_id: str
+    request: web.Request, job: ChatJob, result: DecodeResult, request_id: str
 ) -> None:
     request.app[METRICS].observe_decode(result.teachers)
     log.info(
         "decode finished",
         extra={
             "request_id": request_id,
-            "ensemble": plan.ensemble,
+            "ensemble": job.ensemble,
             "wall_s": round(result.wall_s, 3),
             "steps": len(result.best.steps),
             "score": result.best.score,
@@ -260,7 +260,7 @@ async def _finish_decode(
     if sink is None:
         return
     try:
-        await sink(trace_record(request_id, plan, result))
+        await sink(trace_record(request_id, job, result))
     except OSError as error:
         log.error(
             "dataset sink failed; the trace is only in the response",
@@ -268,28 +268,25 @@ async def _finish_decode(
         )
 
 
-async def whole_completion(
-    request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
-) -> web.StreamResponse:
+async def whole_completion(request: web.Request, job: ChatJob) -> web.StreamResponse:
     request_id = completion_id()
-    result = _cleaned(await run_decode(plan, request.app[RUNTIME].config.server.request_timeout))
-    await _finish_decode(request, plan, result, request_id)
+    result = _cleaned(await run_job(job, request.app[RUNTIME].config.server.request_timeout))
+    await _finish_decode(request, job, result, request_id)
     body = completion_body(
         result,
-        ensemble=plan.ensemble,
-        n=parsed.n,
-        reasoning_format=plan.reasoning_format,
+        ensemble=job.ensemble,
+        n=job.decode.options.n,
+        reasoning_format=job.reasoning_format,
         request_id=request_id,
     )
     return web.json_response(body)
 
 
-async def stream_completion(
-    request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
-) -> web.StreamResponse:
+async def stream_completion(request: web.Request, job: ChatJob) -> web.StreamResponse:
     request_id = completion_id()
-    writer = ChunkWriter(request_id, plan.ensemble)
-    inline = plan.reasoning_format == "inline"
+    writer = ChunkWriter(request_id, job.ensemble)
+    inline = job.reasoning_format == "inline"
+    n = job.decode.options.n
     progress: asyncio.Queue[DecodeProgress] = asyncio.Queue()
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -297,18 +294,18 @@ async def stream_completion(
     await response.prepare(request)
     timeout = request.app[RUNTIME].config.server.request_timeout
     decode: asyncio.Future[DecodeResult] = asyncio.ensure_future(
-        run_decode(plan, timeout, progress.put_nowait)
+        run_job(job, timeout, progress.put_nowait)
     )
     try:
-        await _send(response, writer.role(parsed.n))
+        await _send(response, writer.role(n))
         streamed = await _stream_certain_steps(response, writer, decode, progress, inline)
         result = _cleaned(decode.result())
-        await _finish_decode(request, plan, result, request_id)
-        await _stream_traces(response, writer, result, parsed.n, streamed, inline)
-        cord = provenance(result, plan.ensemble, parsed.n)
-        await _send(response, writer.finish(result.traces[: parsed.n], cord))
-        if parsed.stream_options and parsed.stream_options.include_usage:
-            await _send(response, writer.usage(usage_of(result, result.traces[: parsed.n])))
+        await _finish_decode(request, job, result, request_id)
+        await _stream_traces(response, writer, result, n, streamed, inline)
+        cord = provenance(result, job.ensemble, n)
+        await _send(response, writer.finish(result.traces[:n], cord))
+        if job.include_usage:
+            await _send(response, writer.usage(usage_of(result, result.traces[:n])))
     except CordError as error:
         request[STATUS] = error.status
         await _send(response, openai_error(error))
