@@ -1,7 +1,12 @@
-"""The README's table of request and decoding options, rendered from their one definition."""
+"""The README's table of request and decoding options, rendered from their one definition.
+
+``python -m cord_proxy.options_doc`` prints it; ``--write README.md`` rewrites it in place.
+"""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -9,7 +14,7 @@ from pydantic.fields import FieldInfo
 from cord_proxy.decoding.options import CONFIG, CORD, DecodeOptions, bounds_of, set_by
 from cord_proxy.protocol import CordFields
 
-BEGIN = "<!-- options table: python scripts/options_table.py --write README.md -->"
+BEGIN = "<!-- options table: python -m cord_proxy.options_doc --write README.md -->"
 END = "<!-- end of options table -->"
 HEADER = "| option | default | bounds | set by | meaning |\n|---|---|---|---|---|"
 
@@ -55,3 +60,17 @@ def _setter(name: str) -> str:
     if who == CONFIG:
         return "config"
     return f"`{who}` (standard field), config"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print the options table, or rewrite a README's.")
+    parser.add_argument("--write", type=Path, help="the README whose table to rewrite")
+    args = parser.parse_args()
+    if args.write is None:
+        print(options_table())
+        return
+    args.write.write_text(with_table(args.write.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -158,7 +158,7 @@ def test_the_cord_model_is_the_options_plus_its_own_fields() -> None:
 
 def test_the_readme_table_is_rendered_from_the_definition() -> None:
     readme = README.read_text(encoding="utf-8")
-    assert with_table(readme) == readme, "run: python scripts/options_table.py --write README.md"
+    assert with_table(readme) == readme, "run: python -m cord_proxy.options_doc --write README.md"
     for name in NAMES:
         assert f"| `{name}` |" in options_table()
 
