@@ -17,7 +17,7 @@ import httpx
 
 from bench.curation import curate
 from bench.scenario import question
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.teachers import Message, OpenAICompatTeacher
 
@@ -129,7 +129,9 @@ async def _timed(
     tokens_before, calls_before = _usage(teachers)
     started = time.perf_counter()
     if arm == "cord":
-        result = await decode(conversation, teachers, options, reference_answer=reference)
+        result = await decode(
+            DecodeJob.create(conversation, teachers, options, reference_answer=reference)
+        )
         score, answer = result.best.score, result.best.answer
     else:
         proposers = teachers if arm == "curation" else teachers[:1]

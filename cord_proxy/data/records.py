@@ -22,7 +22,7 @@ from cord_proxy.redact import clean
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import DecodePlan
+    from cord_proxy.runtime import ChatJob
 
 SCHEMA = "cord-trace/1"
 # Settings of a teacher that change what it writes or how it scores (not where it runs).
@@ -65,14 +65,15 @@ def _teacher_settings(teacher: Any) -> dict[str, Any]:
     return {"name": teacher.name, **dumped}
 
 
-def plan_settings(plan: DecodePlan) -> dict[str, Any]:
+def job_settings(job: ChatJob) -> dict[str, Any]:
     """Everything that decides how a trace is searched for: options, teachers, scorers."""
+    decode = job.decode
     return {
-        "ensemble": plan.ensemble,
-        "options": plan.options.model_dump(mode="json"),
-        "proposers": [_teacher_settings(t) for t in plan.proposers],
-        "scorers": [_teacher_settings(t) for t in plan.scorers],
-        "scorer_weights": dict(sorted(plan.weights.items())),
+        "ensemble": job.ensemble,
+        "options": decode.options.model_dump(mode="json"),
+        "proposers": [_teacher_settings(t) for t in decode.proposers],
+        "scorers": [_teacher_settings(t) for t in decode.scorers],
+        "scorer_weights": dict(sorted(decode.scorer_weights.items())),
     }
 
 
@@ -128,7 +129,7 @@ def layout(
 
 
 def trace_record(
-    request_id: str, plan: DecodePlan, result: DecodeResult, *, problem_id: Any = None
+    request_id: str, job: ChatJob, result: DecodeResult, *, problem_id: Any = None
 ) -> dict[str, Any]:
     """The dataset record of one finished decode (its best trace, others as alternatives)."""
     best = result.best
@@ -137,9 +138,9 @@ def trace_record(
     head = {
         "id": problem_id if problem_id is not None else request_id,
         "request_id": request_id,
-        "ensemble": plan.ensemble,
-        "messages": [m.model_dump(mode="json") for m in plan.conversation],
-        "reference_answer": plan.reference_answer,
+        "ensemble": job.ensemble,
+        "messages": [m.model_dump(mode="json") for m in job.decode.conversation],
+        "reference_answer": job.decode.reference_answer,
         "reasoning": best.reasoning,
         "answer": best.answer,
         "finish_reason": best.answer_finish_reason,
@@ -150,7 +151,7 @@ def trace_record(
         usage=token_usage(result.prompt_tokens, best.reasoning_tokens, best.answer_tokens),
         timings=timings(cord, finished - result.wall_s, finished),
         alternatives=[alternative(t) for t in result.traces[1:]],
-        settings=plan_settings(plan),
+        settings=job_settings(job),
         source="engine",
     )
 

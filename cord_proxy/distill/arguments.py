@@ -8,11 +8,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cord_proxy.config import CordConfig, format_validation_error, load_config
+from cord_proxy.config import CordConfig, load_config
 from cord_proxy.defaults import default_config
 from cord_proxy.distill.errors import DistillError
 from cord_proxy.distill.preflight import as_base_url
 from cord_proxy.distill.settings import DistillSettings, default_failures_path
+from cord_proxy.errors import format_validation_error
 from cord_proxy.protocol import CordOptions
 
 

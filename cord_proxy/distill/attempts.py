@@ -11,17 +11,17 @@ from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, Teache
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import DecodePlan
+    from cord_proxy.runtime import ChatJob
 
 T = TypeVar("T")
 
 
-async def decode_or_fail(plan: DecodePlan, timeout_s: float) -> DecodeResult:
-    """The plan's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
-    from cord_proxy.runtime import run_decode
+async def decode_or_fail(job: ChatJob, timeout_s: float) -> DecodeResult:
+    """The job's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
+    from cord_proxy.runtime import run_job
 
     try:
-        return await run_decode(plan, timeout_s)
+        return await run_job(job, timeout_s)
     except DecodeTimeoutError as error:
         raise ProblemFailed(
             f"no trace within {timeout_s:g} s", "timeout", transient=True, status=error.status

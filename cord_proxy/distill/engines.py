@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from pydantic import ValidationError
 
 from cord_proxy.completion import completion_id
-from cord_proxy.config import CordConfig, format_validation_error
+from cord_proxy.config import CordConfig
 from cord_proxy.data.records import record_from_completion, trace_record
 from cord_proxy.distill.attempts import decode_or_fail
 from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.distill.problems import Problem
-from cord_proxy.errors import CordError
-from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.teachers.base import Teacher
+from cord_proxy.errors import CordError, format_validation_error
+from cord_proxy.protocol import CordOptions
+from cord_proxy.teachers.base import Message, Teacher
+
+if TYPE_CHECKING:
+    from cord_proxy.runtime import ChatJob
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CONNECT_TIMEOUT_S = 10.0
@@ -59,25 +62,31 @@ class LocalEngine:
         self.timeout_s = timeout_s
 
     async def solve(self, problem: Problem) -> dict[str, Any]:
+        job = self.job(problem)
+        result = await decode_or_fail(job, self.timeout_s)
+        return trace_record(completion_id(), job, result, problem_id=problem.id)
+
+    def job(self, problem: Problem) -> ChatJob:
+        """The problem's job on the engine's ensemble; bad options fail the problem."""
+        conversation = [Message(role=m["role"], content=m["content"]) for m in problem.messages]
         try:
-            request = ChatCompletionRequest.model_validate(
-                {
-                    "model": self.model,
-                    "messages": problem.messages,
-                    "cord": problem_cord(self.cord, problem),
-                }
+            cord = CordOptions.model_validate(problem_cord(self.cord, problem))
+            return self.runtime.job(
+                self.model,
+                conversation,
+                cord.overrides(),
+                teachers=cord.teachers,
+                scorers=cord.scorers,
+                reference_answer=cord.reference_answer,
+                reasoning_format=cord.reasoning_format,
             )
-            plan = self.runtime.plan(request)
         except ValidationError as error:
+            problems = (f"cord.{p}" for p in format_validation_error(error))
             raise ProblemFailed(
-                "invalid request: " + "; ".join(format_validation_error(error)),
-                "invalid_request",
-                transient=False,
+                "invalid request: " + "; ".join(problems), "invalid_request", transient=False
             ) from None
         except CordError as error:
             raise ProblemFailed(error.message, type(error).__name__, transient=False) from None
-        result = await decode_or_fail(plan, self.timeout_s)
-        return trace_record(completion_id(), plan, result, problem_id=problem.id)
 
     async def aclose(self) -> None:
         await self.runtime.aclose()
