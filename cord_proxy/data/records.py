@@ -77,7 +77,7 @@ def job_settings(job: ChatJob) -> dict[str, Any]:
     }
 
 
-def token_usage(prompt_tokens: int, reasoning_tokens: int, answer_tokens: int) -> dict[str, int]:
+def _token_usage(prompt_tokens: int, reasoning_tokens: int, answer_tokens: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt_tokens,
         "reasoning_tokens": reasoning_tokens,
@@ -85,7 +85,7 @@ def token_usage(prompt_tokens: int, reasoning_tokens: int, answer_tokens: int) -
     }
 
 
-def timings(
+def _timings(
     cord: Mapping[str, Any], started_at: float, finished_at: float, **extra: float
 ) -> dict[str, Any]:
     return {
@@ -98,7 +98,7 @@ def timings(
     }
 
 
-def layout(
+def _layout(
     head: dict[str, Any],
     cord: Mapping[str, Any],
     *,
@@ -145,11 +145,11 @@ def trace_record(
         "answer": best.answer,
         "finish_reason": best.answer_finish_reason,
     }
-    return layout(
+    return _layout(
         head,
         cord,
-        usage=token_usage(result.prompt_tokens, best.reasoning_tokens, best.answer_tokens),
-        timings=timings(cord, finished - result.wall_s, finished),
+        usage=_token_usage(result.prompt_tokens, best.reasoning_tokens, best.answer_tokens),
+        timings=_timings(cord, finished - result.wall_s, finished),
         alternatives=[alternative(t) for t in result.traces[1:]],
         settings=job_settings(job),
         source="engine",
@@ -187,15 +187,15 @@ def record_from_completion(
         "answer": message.get("content") or "",
         "finish_reason": choice.get("finish_reason"),
     }
-    return layout(
+    return _layout(
         head,
         cord,
-        usage=token_usage(
+        usage=_token_usage(
             usage.get("prompt_tokens", 0),
             reasoning_tokens,
             usage.get("completion_tokens", 0) - reasoning_tokens,
         ),
-        timings=timings(cord, started_at, finished, request_s=round(finished - started_at, 3)),
+        timings=_timings(cord, started_at, finished, request_s=round(finished - started_at, 3)),
         alternatives=[],
         settings=requested,
         source="proxy",

@@ -3,8 +3,10 @@
 - ``problems``: the input, one problem a line;
 - ``engines``: what solves a problem: the engine in this process, or a running proxy;
 - ``attempts``: one problem's attempts, with retries of transient failures;
+- ``errors``: how a run (`DistillError`) or one problem (`ProblemFailed`) fails;
 - ``preflight``: the teachers or the proxy answer before the run starts;
 - ``resume``: which problems are left to do;
-- ``run``: the run loop, with its progress bar; ``summary``: what it did;
-- ``command``: the command line.
+- ``run``: the run loop and its progress bar; ``summary``: what it did;
+- ``settings`` and ``arguments``: the run's settings, from the command line;
+- ``command``: ``cord-proxy distill`` itself (``ray.distill`` for ``--ray``).
 """

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, TeacherError
-
-if TYPE_CHECKING:
-    from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import ChatJob
+from cord_proxy.runtime import ChatJob, run_job
 
 T = TypeVar("T")
 
 
 async def decode_or_fail(job: ChatJob, timeout_s: float) -> DecodeResult:
     """The job's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
-    from cord_proxy.runtime import run_job
-
     try:
         return await run_job(job, timeout_s)
     except DecodeTimeoutError as error:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -20,10 +20,8 @@ from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.distill.problems import Problem
 from cord_proxy.errors import CordError, format_validation_error
 from cord_proxy.protocol import CordOptions
+from cord_proxy.runtime import ChatJob, Runtime
 from cord_proxy.teachers.base import Message, Teacher
-
-if TYPE_CHECKING:
-    from cord_proxy.runtime import ChatJob
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CONNECT_TIMEOUT_S = 10.0
@@ -54,8 +52,6 @@ class LocalEngine:
         timeout_s: float,
         teachers: Mapping[str, Teacher] | None = None,
     ):
-        from cord_proxy.runtime import Runtime
-
         self.runtime = Runtime(config, teachers)
         self.model = model
         self.cord = cord
