@@ -42,10 +42,10 @@ SECURITY_HEADERS = {
 }
 
 
-class TraceNotFoundError(CordError):
-    status = 404
-    error_type = "invalid_request_error"
-    code = "trace_not_found"
+class TraceNotFoundError(
+    CordError, status=404, error_type="invalid_request_error", code="trace_not_found"
+):
+    """No trace file, or no trace at that line."""
 
 
 @dataclass
