@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from cord_proxy.config import CordConfig, format_validation_error
+from cord_proxy.config import CordConfig
 from cord_proxy.dataset import (
     JsonlSink,
     ReadReport,
@@ -34,7 +34,13 @@ from cord_proxy.dataset import (
     record_from_completion,
     trace_record,
 )
-from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, TeacherError
+from cord_proxy.errors import (
+    CordError,
+    DecodeError,
+    DecodeTimeoutError,
+    TeacherError,
+    format_validation_error,
+)
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher

@@ -31,7 +31,10 @@ status, type and code in its header; what it does not name it takes from its par
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 TEACHER_TIMEOUT = "teacher_timeout"
@@ -190,3 +193,37 @@ class DecodeTimeoutError(DecodeError, status=504, code="request_timeout"):
 
 class TeachersTimedOutError(DecodeError, status=504, code=TEACHER_TIMEOUT):
     """Every failure of the step was a timeout."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One bad field of a pydantic validation error."""
+
+    location: tuple[str | int, ...]
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        path = ".".join(str(part) for part in self.location) or "(top level)"
+        return f"{path}: {self.message}"
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """Every bad field, in order; an emptied list whose items were each reported is left out."""
+    items = error.errors()
+    locations = [tuple(item["loc"]) for item in items]
+    problems = []
+    for item in items:
+        location = tuple(item["loc"])
+        if item["type"] == "too_short" and any(
+            other[: len(location)] == location and other != location for other in locations
+        ):
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(FieldProblem(location, item["type"], message))
+    return problems
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """Every bad field as ``path: message``."""
+    return [str(problem) for problem in field_problems(error)]

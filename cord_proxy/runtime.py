@@ -1,8 +1,9 @@
-"""The running configuration: teacher clients built once, and requests turned into decode plans."""
+"""The running configuration: the teacher registry, requests turned into jobs, and readiness."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,19 +14,27 @@ from cord_proxy.config import (
     CordConfig,
     EnsembleConfig,
     LimitsConfig,
+    TeacherConfig,
     ensemble_scorers,
-    format_validation_error,
 )
 from cord_proxy.decoding import DecodeJob, ProgressCallback, decode
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import DecodeResult
-from cord_proxy.errors import DecodeTimeoutError, InvalidRequestError, ModelNotFoundError
+from cord_proxy.errors import (
+    DecodeTimeoutError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    format_validation_error,
+)
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
+from cord_proxy.teachers.check import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
 
 ReasoningFormat = Literal["field", "inline"]
+READY_TIMEOUT_S = 5.0
+READY_CACHE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,55 @@ class ChatJob:
     include_usage: bool = False
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """Ready when every teacher answers and no teacher's circuit breaker is open."""
+
+    teachers: dict[str, bool]
+    breakers: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return all(self.teachers.values()) and "open" not in self.breakers.values()
+
+
+class Reachability:
+    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
+
+    Concurrent callers share one check, so a burst of probes makes one round of calls.
+    """
+
+    def __init__(self, teachers: tuple[TeacherConfig, ...]):
+        self.teachers = teachers
+        self.checked_at = -READY_CACHE_S
+        self.current: asyncio.Future[dict[str, bool]] | None = None
+
+    async def get(self) -> dict[str, bool]:
+        now = time.monotonic()
+        if self.current is None or now - self.checked_at >= READY_CACHE_S:
+            self.checked_at = now
+            self.current = asyncio.ensure_future(self._check())
+        return await asyncio.shield(self.current)
+
+    async def _check(self) -> dict[str, bool]:
+        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
+        return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
+
+
+async def _reachable(teacher: TeacherConfig) -> bool:
+    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
+    if teacher.base_url is None:
+        return True
+    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
+
+
 class Runtime:
     """Teacher clients for a config, shared by all requests."""
 
     def __init__(self, config: CordConfig, teachers: Mapping[str, Teacher] | None = None):
         self.config = config
         self.breakers = BreakerRegistry()
+        self.reachability = Reachability(config.teachers)
         self.teachers: dict[str, Teacher] = (
             dict(teachers)
             if teachers is not None
@@ -59,6 +111,9 @@ class Runtime:
             ).state
             for t in self.config.teachers
         }
+
+    async def readiness(self) -> Readiness:
+        return Readiness(await self.reachability.get(), self.breaker_states())
 
     @property
     def ensemble_names(self) -> list[str]:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cord_proxy.auth import ApiKeys
 from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
-from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig
+from cord_proxy.config import CordConfig, ServerConfig
 from cord_proxy.connections import GuardedRunner
 from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
@@ -30,6 +30,7 @@ from cord_proxy.errors import (
     RequestTimeoutError,
     RequestTooLargeError,
     UnsupportedFieldError,
+    field_problems,
 )
 from cord_proxy.metrics import Metrics, render_breakers
 from cord_proxy.protocol import (
@@ -40,7 +41,6 @@ from cord_proxy.protocol import (
 )
 from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import ChatJob, Runtime, run_job
-from cord_proxy.teachers.check import listed_models
 from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
@@ -48,8 +48,6 @@ log = logging.getLogger("cord_proxy.server")
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 KEEPALIVE_S = 15.0
-READY_TIMEOUT_S = 5.0
-READY_CACHE_S = 5.0
 CLIENT_CLOSED = 499  # nginx's status for a client that went away before its answer
 LINGERING_S = 2.0
 ERROR_MESSAGE_LIMIT = 1000
@@ -160,12 +158,12 @@ def parse_request(body: dict[str, Any]) -> ChatCompletionRequest:
 
 
 def _validation_error(error: ValidationError) -> InvalidRequestError:
-    first = error.errors()[0]
-    param = param_name(first["loc"])
-    if first["type"] == "extra_forbidden":
+    first = field_problems(error)[0]
+    param = param_name(first.location)
+    if first.kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     else:
-        message = f"Invalid value for '{param}': {first['msg'].removeprefix('Value error, ')}"
+        message = f"Invalid value for '{param}': {first.message}"
     return InvalidRequestError(message, param=param)
 
 
@@ -370,52 +368,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-class Readiness:
-    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
-
-    Concurrent requests share one check, so a burst of probes makes one round of calls.
-    """
-
-    def __init__(self, teachers: tuple[TeacherConfig, ...]):
-        self.teachers = teachers
-        self.checked_at = -READY_CACHE_S
-        self.current: asyncio.Future[dict[str, bool]] | None = None
-
-    async def get(self) -> dict[str, bool]:
-        now = time.monotonic()
-        if self.current is None or now - self.checked_at >= READY_CACHE_S:
-            self.checked_at = now
-            self.current = asyncio.ensure_future(self._check())
-        return await asyncio.shield(self.current)
-
-    async def _check(self) -> dict[str, bool]:
-        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
-        return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
-
-
-READINESS = web.AppKey("readiness", Readiness)
-
-
 async def ready(request: web.Request) -> web.Response:
     """Ready when every teacher answers and no teacher's circuit breaker is open."""
-    teachers = await request.app[READINESS].get()
-    breakers = request.app[RUNTIME].breaker_states()
-    is_ready = all(teachers.values()) and "open" not in breakers.values()
+    readiness = await request.app[RUNTIME].readiness()
     return web.json_response(
         {
-            "status": "ready" if is_ready else "not_ready",
-            "teachers": teachers,
-            "breakers": breakers,
+            "status": "ready" if readiness.ready else "not_ready",
+            "teachers": readiness.teachers,
+            "breakers": readiness.breakers,
         },
-        status=200 if is_ready else 503,
+        status=200 if readiness.ready else 503,
     )
-
-
-async def _reachable(teacher: TeacherConfig) -> bool:
-    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
-    if teacher.base_url is None:
-        return True
-    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -433,7 +396,6 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
         remember_endpoint(teacher.base_url)
     app[RUNTIME] = runtime
     app[METRICS] = Metrics()
-    app[READINESS] = Readiness(config.teachers)
     if sink is not None:
         app[SINK] = sink
     app.router.add_post("/v1/chat/completions", chat_completions)

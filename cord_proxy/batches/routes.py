@@ -23,12 +23,13 @@ from cord_proxy.auth import request_key
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
 from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
 from cord_proxy.batches.store import Row, Store
-from cord_proxy.config import BatchesConfig, format_validation_error
+from cord_proxy.config import BatchesConfig
 from cord_proxy.errors import (
     InvalidRequestError,
     NotFoundError,
     RateLimitError,
     RequestTooLargeError,
+    format_validation_error,
 )
 from cord_proxy.runtime import Runtime
 from cord_proxy.secret_refs import resolve_secret

@@ -9,7 +9,8 @@ this class, so a new option is one field here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, MaxLen, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -134,9 +135,16 @@ def bounds_of(info: FieldInfo) -> str:
             if isinstance(item, MinLen):
                 low = str(item.min_length)
             else:
-                high = str(item.max_length)
+                high = f"{item.max_length:,}"
     text = f"{low or 0} to {high}" if high else (f"at least {low}" if low else "")
-    return f"{text} items" if items and text else text
+    unit = " characters" if _is_text(info.annotation) else " items"
+    return text + unit if items and text else text
+
+
+def _is_text(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return str in get_args(annotation)
+    return annotation is str
 
 
 def _constraints(info: FieldInfo) -> list[Any]:
