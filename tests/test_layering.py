@@ -126,24 +126,18 @@ def modules() -> Modules:
     return found
 
 
-def test_decoding_imports_nothing_from_the_outer_layers(modules: Modules) -> None:
-    problems = decoding_problems(modules)
-    assert not problems, "\n".join(problems)
+RULES = {
+    "decoding-imports-no-outer-layer": decoding_problems,
+    "teachers-import-nothing-from-decoding": teachers_problems,
+    "config-imports-only-errors-and-options": config_problems,
+    "no-import-cycles": cycle_problems,
+}
 
 
-def test_teachers_import_nothing_from_decoding(modules: Modules) -> None:
-    problems = teachers_problems(modules)
-    assert not problems, "\n".join(problems)
-
-
-def test_config_imports_only_errors_and_the_options(modules: Modules) -> None:
-    problems = config_problems(modules)
-    assert not problems, "\n".join(problems)
-
-
-def test_there_are_no_import_cycles(modules: Modules) -> None:
-    problems = cycle_problems(modules)
-    assert not problems, "\n\n".join(problems)
+@pytest.mark.parametrize("rule", RULES)
+def test_the_layers_hold(modules: Modules, rule: str) -> None:
+    problems = RULES[rule](modules)
+    assert not problems, f"{rule}:\n" + "\n\n".join(problems)
 
 
 # --- the checker itself, on planted trees ---------------------------------------------------
@@ -174,7 +168,7 @@ def test_a_clean_planted_tree_passes(tmp_path: Path) -> None:
     modules = _plant(tmp_path, CLEAN)
     assert len(modules) == len(CLEAN)
     assert modules["cord_proxy.decoding.beam"].functions == (Function("decode", 2, 1),)
-    for check in (decoding_problems, teachers_problems, config_problems, cycle_problems):
+    for check in RULES.values():
         assert check(modules) == []
 
 
