@@ -10,6 +10,8 @@ packages above the importing module itself, which are running already).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
@@ -242,3 +244,19 @@ def test_the_checker_finds_planted_cycles(tmp_path: Path) -> None:
         "cord_proxy.config line 2: from .decoding.options import X"
         " (which runs the __init__ of cord_proxy.decoding)"
     ) in problems[1]
+
+
+def test_the_module_table_lists_every_module_and_the_longest_functions(tmp_path: Path) -> None:
+    _plant(tmp_path, CLEAN)
+    script = PACKAGE.parent / "scripts" / "modules.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "1", str(tmp_path / "cord_proxy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| config | 2 | decoding.options, errors |" in out
+    assert "| server | 2 | config, decoding |" in out
+    assert f"{len(CLEAN)} modules" in out
+    assert "| 1 | decoding.beam:decode | 2 |" in out
+    assert "functions over 60 lines: 0" in out
