@@ -1,4 +1,5 @@
-"""The server's API keys (``[server] api_keys``) and the key a request carries.
+"""The server's API keys (``[server] api_keys``), the key a request carries, and the owner
+that key stands for (``[batches] owners``).
 
 One check for the OpenAI routes, the Files and Batches routes and the page's APIs: an
 ``Authorization: Bearer <key>`` header, the scheme in any case (RFC 7235), the key compared
@@ -8,7 +9,7 @@ in constant time with each resolved key. With no key set, every request passes.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
@@ -62,3 +63,18 @@ class ApiKeys:
         """Raise the 401 `AuthenticationError` unless the request may pass."""
         if not self.accepts(request):
             raise AuthenticationError(MISSING_KEY)
+
+
+class KeyOwners:
+    """``[batches] owners``: the owner each key stands for; without owners, none is set."""
+
+    def __init__(self, refs: Mapping[str, str]):
+        self._owners = {resolve_secret(ref) or "": owner for ref, owner in refs.items()}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._owners)
+
+    def owner(self, request: web.BaseRequest) -> str:
+        """The owner of the request's key; "" for a key that owns nothing, or no owners set."""
+        return self._owners.get(request_key(request) or "", "")

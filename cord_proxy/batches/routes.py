@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cord_proxy.auth import request_key
+from cord_proxy.auth import KeyOwners
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
 from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
 from cord_proxy.batches.store import Row, Store
@@ -32,7 +32,6 @@ from cord_proxy.errors import (
     format_validation_error,
 )
 from cord_proxy.runtime import Runtime
-from cord_proxy.secret_refs import resolve_secret
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW_S = 24 * 3600
@@ -75,7 +74,7 @@ class BatchService:
         self.config = config
         self.store = Store(root / "batches.sqlite")
         self.area = FileArea(root)
-        self.owners = {resolve_secret(ref) or "": owner for ref, owner in config.owners.items()}
+        self.owners = KeyOwners(config.owners)
         server = runtime.config.server
         settings = RunSettings(
             concurrency=config.concurrency,
@@ -89,11 +88,11 @@ class BatchService:
         self.worker = BatchWorker(context, root / "worker.lock")
 
     def owner(self, request: web.Request) -> str:
-        return self.owners.get(request_key(request) or "", "") if self.owners else ""
+        return self.owners.owner(request)
 
     def scope(self, request: web.Request) -> str | None:
         """The owner whose things this request may see; None: everything (no owners set)."""
-        return self.owner(request) if self.owners else None
+        return self.owners.owner(request) if self.owners.enabled else None
 
     async def batch_object(self, row: Row) -> dict[str, Any]:
         counts = await self.store.counts(row["id"])
