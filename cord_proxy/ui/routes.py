@@ -81,11 +81,9 @@ def add_ui_routes(
     trace_file: str | Path | None = None,
 ) -> None:
     """Serve the page on `app`: for a running proxy (config, metrics) or a file alone."""
-    keys = ApiKeys()
-    if config is not None:
-        keys = ApiKeys(config.server.api_keys)
-        if trace_file is None and config.dataset.path:
-            trace_file = config.dataset.path
+    keys = ApiKeys(config.server.api_keys if config is not None else ())
+    if config is not None and trace_file is None and config.dataset.path:
+        trace_file = config.dataset.path
     index = TraceIndex(Path(trace_file)) if trace_file is not None else None
     app[UI_STATE] = UiState(keys=keys, config=config, metrics=metrics, index=index)
     _static_files()  # read at start, not at the first request
