@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
@@ -16,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
+from cord_proxy.auth import ApiKeys
 from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
 from cord_proxy.config import CordConfig, ServerConfig
@@ -25,7 +25,6 @@ from cord_proxy.data.sink import TraceSink
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
-    AuthenticationError,
     CordError,
     InvalidRequestError,
     RateLimitError,
@@ -43,7 +42,6 @@ from cord_proxy.protocol import (
 )
 from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import ChatJob, Runtime, run_job
-from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
@@ -97,37 +95,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(CordError("internal error"))
 
 
-def bearer_token(header: str | None) -> bytes | None:
-    """The key of an ``Authorization: Bearer <key>`` header (scheme in any case, RFC 7235)."""
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return token.encode("utf-8")
-    except UnicodeEncodeError:  # header bytes that were not UTF-8
-        return None
-
-
 def _needs_key(request: web.Request) -> bool:
     if request.path.startswith("/v1/"):
         return True
     return request.path == "/metrics" and not request.app[RUNTIME].config.server.metrics_public
 
 
-def auth_middleware(keys: list[str]) -> Middleware:
-    encoded = [k.encode("utf-8") for k in keys]
-
+def auth_middleware(keys: ApiKeys) -> Middleware:
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if encoded and _needs_key(request):
-            given = bearer_token(request.headers.get("Authorization"))
-            if given is None or not any(hmac.compare_digest(given, k) for k in encoded):
-                raise AuthenticationError(
-                    "Incorrect or missing API key: send 'Authorization: Bearer <key>'"
-                )
+        if keys.required and _needs_key(request):
+            keys.check(request)
         return await handler(request)
 
     return check_key
@@ -410,9 +388,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Application:
     config: CordConfig = runtime.config
-    keys = [k for k in (resolve_secret(ref) for ref in config.server.api_keys) if k]
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(keys)],
+        middlewares=[errors_middleware, auth_middleware(ApiKeys(config.server.api_keys))],
         client_max_size=config.server.max_body_bytes,
     )
     for teacher in config.teachers:

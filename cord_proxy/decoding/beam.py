@@ -39,10 +39,10 @@ from cord_proxy.decoding.trace import (
     TeacherUsage,
 )
 from cord_proxy.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     ContextLengthExceededError,
     CordError,
     DecodeError,
-    ScoredPromptTooLongError,
     TeacherError,
     TeachersTimedOutError,
 )
@@ -50,7 +50,7 @@ from cord_proxy.teachers.affinity import use_routing_key
 from cord_proxy.teachers.base import Proposal, SpanScore, Teacher
 
 Merged = dict[tuple[int, str, bool], Candidate]
-TOO_LONG = frozenset({ScoredPromptTooLongError.code})
+TOO_LONG = frozenset({CONTEXT_LENGTH_EXCEEDED})
 
 
 @dataclass(frozen=True)
