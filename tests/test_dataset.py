@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cord_proxy.config import CordConfig, EnsembleConfig, TeacherConfig
 from cord_proxy.data.jsonl import ReadReport, append_record, encode_line, iter_jsonl, read_records
-from cord_proxy.data.records import settings_hash, trace_record
+from cord_proxy.data.records import record_from_completion, settings_hash, trace_record
 from cord_proxy.data.sink import JsonlSink
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
@@ -213,3 +213,28 @@ async def test_the_server_sinks_one_record_per_finished_request(tmp_path: Path) 
         assert record["reasoning"] == body["choices"][0]["message"]["reasoning_content"]
         assert record["reference_answer"] == "42"
         assert record["source"] == "engine"
+
+
+async def test_a_record_from_the_response_is_the_sinks_record(tmp_path: Path) -> None:
+    """The response's `cord` object and the sink's record render one provenance."""
+    sink = JsonlSink(tmp_path / "sink.jsonl")
+    async with TestClient(TestServer(create_app(Runtime(_config(), _fakes()), sink))) as client:
+        body = await (await client.post("/v1/chat/completions", json=BODY)).json()
+    [sunk] = read_records(sink.path)
+    rebuilt = record_from_completion(
+        body,
+        problem_id=sunk["id"],
+        messages=sunk["messages"],
+        reference_answer=sunk["reference_answer"],
+        requested=sunk["settings"],
+        started_at=sunk["timings"]["started_at"],
+    )
+    differ = {key for key in sunk if rebuilt[key] != sunk[key]}
+    only_in_the_engine = {"alternatives"} if sunk["alternatives"] else set()
+    assert differ == {"steps", "timings", "source"} | only_in_the_engine
+    assert rebuilt["alternatives"] == [] and rebuilt["source"] == "proxy"
+    without_nulls = [{k: v for k, v in s.items() if v is not None} for s in rebuilt["steps"]]
+    assert without_nulls == sunk["steps"]
+    for key in ("started_at", "wall_s", "answer_wait_s", "rounds"):
+        assert rebuilt["timings"][key] == sunk["timings"][key], key
+    assert rebuilt["failures"] == sunk["failures"] and rebuilt["dropped"] == sunk["dropped"]
