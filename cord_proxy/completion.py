@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from cord_proxy.decoding.segment import THINK_CLOSE
 from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
+from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN
 
 ANSWER_CHUNK_CHARS = 32
 
@@ -21,7 +21,7 @@ def message_of(
     trace: FinishedTrace, reasoning_format: Literal["field", "inline"]
 ) -> dict[str, Any]:
     if reasoning_format == "inline":
-        inline = f"<think>\n{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer}"
+        inline = f"{THINK_OPEN}{trace.reasoning}\n{THINK_CLOSE}\n\n{trace.answer}"
         return {"role": "assistant", "content": inline}
     return {
         "role": "assistant",
@@ -154,7 +154,7 @@ class ChunkWriter:
         for position, step in enumerate(steps):
             text = step.text.lstrip() if first and position == 0 else step.text
             if inline and first and position == 0:
-                text = "<think>\n" + text
+                text = THINK_OPEN + text
             if text:
                 yield self.reasoning(index, text, inline)
 

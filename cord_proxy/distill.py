@@ -38,7 +38,7 @@ from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, Teache
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher
-from cord_proxy.teachers.check import fetch_model_ids
+from cord_proxy.teachers.endpoint import fetch_model_ids
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.trace import DecodeResult

@@ -42,7 +42,7 @@ from cord_proxy.protocol import (
 from cord_proxy.redact import excerpt, remember_endpoint
 from cord_proxy.runtime import DecodePlan, Runtime, run_decode
 from cord_proxy.secret_refs import resolve_secret
-from cord_proxy.teachers.check import listed_models
+from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
