@@ -17,7 +17,7 @@ from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
 from cord_proxy import DecodeOptions, DecodeResult, decode
-from cord_proxy.teachers import OpenAICompatTeacher
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
 @dataclass(frozen=True)

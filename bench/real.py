@@ -18,7 +18,8 @@ from bench.curation import curate
 from bench.scenario import question
 from cord_proxy import DecodeOptions, decode
 from cord_proxy.config import ScoreMethod, TeacherConfig
-from cord_proxy.teachers import Message, OpenAICompatTeacher
+from cord_proxy.teachers import Message
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 

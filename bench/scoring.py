@@ -20,7 +20,8 @@ from typing import Any, Literal
 import httpx
 
 from cord_proxy.config import ScoreMethod, TeacherConfig
-from cord_proxy.teachers import THINK_OPEN, Message, OpenAICompatTeacher
+from cord_proxy.teachers import THINK_OPEN, Message
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ScoringMode = Literal["reference", "step"]
 ANSWER_PROMPT = "</think> The final answer is "

@@ -1,18 +1,29 @@
-"""Teacher clients behind one small interface (`Teacher`)."""
+"""Teacher clients behind one small interface (`Teacher`), the step contract.
+
+The package exports the contract only. The clients (`openai_compat.OpenAICompatTeacher`,
+`hosted.HostedTeacher`, `factory.build_teacher`) import the config models, and the config
+imports the decoding options, whose package imports this contract: exporting the clients
+here would close that loop.
+"""
 
 from __future__ import annotations
 
-from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Message, Proposal, SpanScore, Teacher
-from cord_proxy.teachers.factory import build_teacher
-from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.base import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    FinishReason,
+    Message,
+    Proposal,
+    SpanScore,
+    Teacher,
+)
 
 __all__ = [
     "THINK_CLOSE",
     "THINK_OPEN",
+    "FinishReason",
     "Message",
-    "OpenAICompatTeacher",
     "Proposal",
     "SpanScore",
     "Teacher",
-    "build_teacher",
 ]
