@@ -16,7 +16,7 @@ from typing import Any
 from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
-from cord_proxy import DecodeOptions, DecodeResult, decode
+from cord_proxy import DecodeJob, DecodeOptions, DecodeResult, decode
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
@@ -64,7 +64,7 @@ async def _measure(
     problems = [question(i, tag) for i in range(count)]
     cpu_before, started = time.process_time(), time.perf_counter()
     results = await asyncio.gather(
-        *(decode(q, teachers, options, reference_answer=a) for q, a in problems)
+        *(decode(DecodeJob.create(q, teachers, options, reference_answer=a)) for q, a in problems)
     )
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_before

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.curation import curate
 from bench.real import local_teachers, step_options
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import ScoreMethod
 from cord_proxy.teachers import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
@@ -71,10 +71,12 @@ async def _cord(settings: LongSettings, method: ScoreMethod) -> dict[str, Any]:
     try:
         started = time.perf_counter()
         result = await decode(
-            [Message(role="user", content=text)],
-            teachers,
-            options(settings),
-            reference_answer=reference,
+            DecodeJob.create(
+                [Message(role="user", content=text)],
+                teachers,
+                options(settings),
+                reference_answer=reference,
+            )
         )
         wall = time.perf_counter() - started
     finally:

@@ -16,7 +16,7 @@ import httpx
 
 from bench.curation import curate
 from bench.scenario import question
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.teachers import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
@@ -122,7 +122,9 @@ async def _timed(
     options = decode_options(settings)
     started = time.perf_counter()
     if arm == "cord":
-        result = await decode(conversation, teachers, options, reference_answer=reference)
+        result = await decode(
+            DecodeJob.create(conversation, teachers, options, reference_answer=reference)
+        )
         score, answer = result.best.score, result.best.answer
         tokens = sum(u.completion_tokens for u in result.teachers)
         calls = sum(u.propose_calls + u.score_calls for u in result.teachers)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import TeacherConfig
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.local import LocalTeacherServer, prepare
@@ -167,7 +167,10 @@ async def run_decodes(
     started = time.perf_counter()
     try:
         results = await asyncio.gather(
-            *(decode(q, teachers, options, reference_answer=a) for q, a in questions)
+            *(
+                decode(DecodeJob.create(q, teachers, options, reference_answer=a))
+                for q, a in questions
+            )
         )
     finally:
         for teacher in teachers:

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from cord_proxy.decoding.options import DecodeOptions
-from cord_proxy.errors import ConfigError
+from cord_proxy.errors import ConfigError, format_validation_error
 
 Role = Literal["propose", "score"]
 ScoreMethod = Literal["auto", "cached", "prompt_logprobs", "echo"]
@@ -301,22 +301,6 @@ def _reference_problems(config: CordConfig) -> list[str]:
         if not ensemble_scorers(config, ensemble):
             problems.append(f"{where}.scorers: no teacher can score")
     return problems
-
-
-def format_validation_error(error: ValidationError) -> list[str]:
-    """Every bad field as ``path: message``."""
-    items = error.errors()
-    locations = [tuple(item["loc"]) for item in items]
-    lines = []
-    for item in items:
-        loc = tuple(item["loc"])
-        if item["type"] == "too_short" and any(
-            other[: len(loc)] == loc and other != loc for other in locations
-        ):
-            continue  # an emptied tuple whose items were reported one by one
-        path = ".".join(str(part) for part in loc) or "(top level)"
-        lines.append(f"{path}: {item['msg'].removeprefix('Value error, ')}")
-    return lines
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> CordConfig:

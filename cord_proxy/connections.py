@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -33,6 +34,15 @@ log = logging.getLogger("cord_proxy.server")
 OnRejected = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class HeaderGuard:
+    """What every connection of a runner shares: the deadline for a request's headers, and
+    whom to tell of a request refused at the HTTP level."""
+
+    header_timeout: float
+    on_rejected: OnRejected
+
+
 def error_body(status: int, message: str, code: str | None) -> dict[str, Any]:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -41,12 +51,9 @@ def error_body(status: int, message: str, code: str | None) -> dict[str, Any]:
 class GuardedRequestHandler(web.RequestHandler):
     """A connection that answers HTTP-level errors as JSON and times out slow headers."""
 
-    def __init__(
-        self, manager: web.Server, *, header_timeout: float, on_rejected: OnRejected, **kwargs: Any
-    ):
+    def __init__(self, manager: web.Server, *, guard: HeaderGuard, **kwargs: Any):
         super().__init__(manager, **kwargs)
-        self.header_timeout = header_timeout
-        self.on_rejected = on_rejected
+        self.guard = guard
         self.busy = False
         self.body: StreamReader | None = None  # the last request's body
         self.header_timer: asyncio.TimerHandle | None = None
@@ -88,7 +95,7 @@ class GuardedRequestHandler(web.RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("the response has started; the error cannot be sent")
         reason = "malformed_http" if status < 500 else "server_error"
-        self.on_rejected(reason)
+        self.guard.on_rejected(reason)
         if status >= 500:
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
             log.error("connection error", extra={"status": status}, exc_info=exc)
@@ -109,7 +116,7 @@ class GuardedRequestHandler(web.RequestHandler):
     def _arm(self) -> None:
         self._disarm()
         loop = asyncio.get_running_loop()
-        self.header_timer = loop.call_later(self.header_timeout, self._headers_too_slow)
+        self.header_timer = loop.call_later(self.guard.header_timeout, self._headers_too_slow)
 
     def _disarm(self) -> None:
         if self.header_timer is not None:
@@ -120,8 +127,8 @@ class GuardedRequestHandler(web.RequestHandler):
         self.header_timer = None
         if self.busy or self.transport is None:
             return
-        self.on_rejected("header_timeout")
-        message = f"the request headers did not arrive within {self.header_timeout:g} s"
+        self.guard.on_rejected("header_timeout")
+        message = f"the request headers did not arrive within {self.guard.header_timeout:g} s"
         body = json.dumps(error_body(408, message, "header_timeout")).encode()
         head = (
             "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
@@ -134,7 +141,7 @@ class GuardedRequestHandler(web.RequestHandler):
 class GuardedServer(web.Server):
     """Builds `GuardedRequestHandler` connections; tells each when its headers are in."""
 
-    def __init__(self, base: web.Server, header_timeout: float, on_rejected: OnRejected):
+    def __init__(self, base: web.Server, guard: HeaderGuard):
         super().__init__(
             base.request_handler,
             request_factory=self._guarded_factory(base.request_factory),
@@ -142,17 +149,10 @@ class GuardedServer(web.Server):
             loop=base._loop,
             **base._kwargs,
         )
-        self.header_timeout = header_timeout
-        self.on_rejected = on_rejected
+        self.guard = guard
 
     def __call__(self) -> GuardedRequestHandler:
-        return GuardedRequestHandler(
-            self,
-            loop=self._loop,
-            header_timeout=self.header_timeout,
-            on_rejected=self.on_rejected,
-            **self._kwargs,
-        )
+        return GuardedRequestHandler(self, loop=self._loop, guard=self.guard, **self._kwargs)
 
     @staticmethod
     def _guarded_factory(factory: Any) -> Any:
@@ -178,9 +178,7 @@ class GuardedRunner(web.AppRunner):
         self, app: web.Application, *, header_timeout: float, on_rejected: OnRejected, **kw: Any
     ):
         super().__init__(app, **kw)
-        self.header_timeout = header_timeout
-        self.on_rejected = on_rejected
+        self.guard = HeaderGuard(header_timeout, on_rejected)
 
     async def _make_server(self) -> web.Server:
-        base = await super()._make_server()
-        return GuardedServer(base, self.header_timeout, self.on_rejected)
+        return GuardedServer(await super()._make_server(), self.guard)

@@ -31,7 +31,7 @@ from cord_proxy.redact import clean
 if TYPE_CHECKING:
     from cord_proxy.decoding.options import DecodeOptions
     from cord_proxy.decoding.trace import DecodeResult, FinishedTrace
-    from cord_proxy.runtime import DecodePlan
+    from cord_proxy.runtime import ChatJob
 
 TraceSink = Callable[[dict[str, Any]], Awaitable[None]]
 SCHEMA = "cord-trace/1"
@@ -194,7 +194,7 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def plan_settings(plan: DecodePlan) -> dict[str, Any]:
+def plan_settings(plan: ChatJob) -> dict[str, Any]:
     """Everything that decides how a trace is searched for: options, teachers, scorers."""
 
     def teacher(t: Any) -> dict[str, Any]:
@@ -208,10 +208,10 @@ def plan_settings(plan: DecodePlan) -> dict[str, Any]:
 
     return {
         "ensemble": plan.ensemble,
-        "options": _options(plan.options),
-        "proposers": [teacher(t) for t in plan.proposers],
-        "scorers": [teacher(t) for t in plan.scorers],
-        "scorer_weights": dict(sorted(plan.weights.items())),
+        "options": _options(plan.decode.options),
+        "proposers": [teacher(t) for t in plan.decode.proposers],
+        "scorers": [teacher(t) for t in plan.decode.scorers],
+        "scorer_weights": dict(sorted(plan.decode.scorer_weights.items())),
     }
 
 
@@ -237,7 +237,7 @@ def _alternative(trace: FinishedTrace) -> dict[str, Any]:
 
 
 def trace_record(
-    request_id: str, plan: DecodePlan, result: DecodeResult, *, problem_id: Any = None
+    request_id: str, plan: ChatJob, result: DecodeResult, *, problem_id: Any = None
 ) -> dict[str, Any]:
     """The dataset record of one finished decode (its best trace, others as alternatives)."""
     best = result.best
@@ -248,8 +248,8 @@ def trace_record(
         "id": problem_id if problem_id is not None else request_id,
         "request_id": request_id,
         "ensemble": plan.ensemble,
-        "messages": [m.model_dump(mode="json") for m in plan.conversation],
-        "reference_answer": plan.reference_answer,
+        "messages": [m.model_dump(mode="json") for m in plan.decode.conversation],
+        "reference_answer": plan.decode.reference_answer,
         "reasoning": best.reasoning,
         "answer": best.answer,
         "finish_reason": best.answer_finish_reason,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from cord_proxy.config import CordConfig, format_validation_error
+from cord_proxy.config import CordConfig
 from cord_proxy.dataset import (
     JsonlSink,
     ReadReport,
@@ -34,7 +34,13 @@ from cord_proxy.dataset import (
     record_from_completion,
     trace_record,
 )
-from cord_proxy.errors import CordError, DecodeError, DecodeTimeoutError, TeacherError
+from cord_proxy.errors import (
+    CordError,
+    DecodeError,
+    DecodeTimeoutError,
+    TeacherError,
+    format_validation_error,
+)
 from cord_proxy.progress import ProgressBar, format_duration
 from cord_proxy.protocol import ChatCompletionRequest, CordOptions
 from cord_proxy.teachers.base import Teacher
@@ -42,7 +48,7 @@ from cord_proxy.teachers.endpoint import fetch_model_ids
 
 if TYPE_CHECKING:
     from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import DecodePlan
+    from cord_proxy.runtime import ChatJob
 
 T = TypeVar("T")
 
@@ -68,12 +74,12 @@ class ProblemFailed(Exception):
         self.status = status
 
 
-async def decode_or_fail(plan: DecodePlan, timeout_s: float) -> DecodeResult:
+async def decode_or_fail(plan: ChatJob, timeout_s: float) -> DecodeResult:
     """The plan's decode; a failure as `ProblemFailed`, transient for teachers and timeouts."""
-    from cord_proxy.runtime import run_decode
+    from cord_proxy.runtime import run_job
 
     try:
-        return await run_decode(plan, timeout_s)
+        return await run_job(plan, timeout_s)
     except DecodeTimeoutError as error:
         raise ProblemFailed(
             f"no trace within {timeout_s:g} s", "timeout", transient=True, status=error.status
@@ -244,7 +250,7 @@ class LocalEngine:
                     "cord": _cord(self.cord, problem),
                 }
             )
-            plan = self.runtime.plan(request)
+            plan = self.runtime.job_for_request(request)
         except ValidationError as error:
             raise ProblemFailed(
                 "invalid request: " + "; ".join(format_validation_error(error)),

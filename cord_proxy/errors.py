@@ -1,42 +1,64 @@
 """The one exception tree of cord-proxy.
 
 Every error the proxy can report maps to an OpenAI error object
-(``{"error": {"message", "type", "param", "code"}}``) and an HTTP status::
+(``{"error": {"message", "type", "param", "code"}}``) and an HTTP status. A class names its
+status, type and code in its header; what it does not name it takes from its parent::
 
     CordError (500, server_error)
-    +-- InvalidRequestError (400, invalid_request_error)   bad field, bad `cord` option
-    |   +-- UnsupportedFieldError (400)                    a field the proxy cannot honour
-    |   +-- ContextLengthExceededError (400)               the messages fill every context
+    +-- InvalidRequestError (400, invalid_request_error)
+    |   +-- UnsupportedFieldError (400)
+    |   +-- ContextLengthExceededError (400)
     |   +-- RequestTooLargeError (413)
-    |   +-- RequestTimeoutError (408)                      a request's body did not arrive in time
+    |   +-- RequestTimeoutError (408)
     +-- AuthenticationError (401, authentication_error)
     +-- ModelNotFoundError (404, invalid_request_error / model_not_found)
-    +-- NotFoundError (404, invalid_request_error / not_found)   no such file or batch
-    +-- RateLimitError (429, rate_limit_error)             over the concurrency limit; Retry-After
-    +-- ConfigError (500, server_error)                    a bad config; raised at start
-    +-- TeacherError (502, teacher_error)                  one teacher failed; names it
-    |   +-- TeacherUnreachableError                        connection refused, DNS, reset
-    |   |   +-- CircuitOpenError                           the endpoint's breaker is open
+    +-- NotFoundError (404, invalid_request_error / not_found)
+    +-- RateLimitError (429, rate_limit_error)
+    +-- ConfigError (500, server_error)
+    +-- TeacherError (502, teacher_error)
+    |   +-- TeacherUnreachableError
+    |   |   +-- CircuitOpenError
     |   +-- TeacherTimeoutError (504)
-    |   +-- TeacherHTTPError                               the teacher answered an error status
-    |   +-- TeacherProtocolError                           malformed JSON or missing fields
-    |   |   +-- SpanMismatchError                          scored tokens do not spell the target
-    |   +-- TeacherCapabilityError (400)                   asked to do what it cannot
-    |       +-- ScoredPromptTooLongError                   a scored prompt over its context
-    +-- DecodeError (502, decode_error)                    no candidate survived a step
-        +-- DecodeTimeoutError (504)                       over the server's request_timeout
-        +-- TeachersTimedOutError (504)                    every failure of the step was a timeout
+    |   +-- TeacherHTTPError
+    |   +-- TeacherProtocolError
+    |   |   +-- SpanMismatchError
+    |   +-- TeacherCapabilityError (400)
+    |       +-- ScoredPromptTooLongError
+    +-- DecodeError (502, decode_error)
+        +-- DecodeTimeoutError (504)
+        +-- TeachersTimedOutError (504)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+TEACHER_TIMEOUT = "teacher_timeout"
 
 
 class CordError(Exception):
-    status: int = 500
-    error_type: str = "server_error"
+    """An error the proxy reports; the catch-all is a 500."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
     code: str | None = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status = status if status is not None else cls.status
+        cls.error_type = error_type if error_type is not None else cls.error_type
+        cls.code = code if code is not None else cls.code
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -60,51 +82,47 @@ class CordError(Exception):
         }
 
 
-class InvalidRequestError(CordError):
-    status = 400
-    error_type = "invalid_request_error"
+class InvalidRequestError(CordError, status=400, error_type="invalid_request_error"):
+    """A bad field, or a bad `cord` option."""
 
 
-class ContextLengthExceededError(InvalidRequestError):
-    code = "context_length_exceeded"
+class ContextLengthExceededError(InvalidRequestError, code=CONTEXT_LENGTH_EXCEEDED):
+    """The messages fill every teacher's context."""
 
 
-class UnsupportedFieldError(InvalidRequestError):
-    code = "unsupported_parameter"
+class UnsupportedFieldError(InvalidRequestError, code="unsupported_parameter"):
+    """A field the proxy cannot honour."""
 
 
-class RequestTooLargeError(InvalidRequestError):
-    status = 413
-    code = "request_too_large"
+class RequestTooLargeError(InvalidRequestError, status=413, code="request_too_large"):
+    """A body over the limit."""
 
 
-class RequestTimeoutError(InvalidRequestError):
-    status = 408
-    code = "body_timeout"
+class RequestTimeoutError(InvalidRequestError, status=408, code="body_timeout"):
+    """A request's body did not arrive in time."""
 
 
-class AuthenticationError(CordError):
-    status = 401
-    error_type = "authentication_error"
-    code = "invalid_api_key"
+class AuthenticationError(
+    CordError, status=401, error_type="authentication_error", code="invalid_api_key"
+):
+    """A missing or wrong API key."""
 
 
-class ModelNotFoundError(CordError):
-    status = 404
-    error_type = "invalid_request_error"
-    code = "model_not_found"
+class ModelNotFoundError(
+    CordError, status=404, error_type="invalid_request_error", code="model_not_found"
+):
+    """No ensemble of that name."""
 
 
-class NotFoundError(CordError):
-    status = 404
-    error_type = "invalid_request_error"
-    code = "not_found"
+class NotFoundError(CordError, status=404, error_type="invalid_request_error", code="not_found"):
+    """No such file or batch."""
 
 
-class RateLimitError(CordError):
-    status = 429
-    error_type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+class RateLimitError(
+    CordError, status=429, error_type="rate_limit_error", code="rate_limit_exceeded"
+):
+    """Over the concurrency limit: try again after ``Retry-After`` seconds."""
+
     retry_after_s = 1
 
     def headers(self) -> dict[str, str]:
@@ -112,76 +130,100 @@ class RateLimitError(CordError):
 
 
 class ConfigError(CordError):
-    """A configuration that cannot run. `problems` lists every bad field."""
+    """A configuration that cannot run, raised at start. `problems` lists every bad field."""
 
     def __init__(self, message: str, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = problems or []
 
 
-class TeacherError(CordError):
-    status = 502
-    error_type = "teacher_error"
+class TeacherError(CordError, status=502, error_type="teacher_error"):
+    """One teacher failed; the message names it."""
 
     def __init__(self, teacher: str, message: str, **kwargs: Any):
         super().__init__(f"teacher '{teacher}': {message}", **kwargs)
         self.teacher = teacher
 
 
-class TeacherUnreachableError(TeacherError):
-    code = "teacher_unreachable"
+class TeacherUnreachableError(TeacherError, code="teacher_unreachable"):
+    """Connection refused, DNS, reset."""
 
 
-class CircuitOpenError(TeacherUnreachableError):
+class CircuitOpenError(TeacherUnreachableError, code="circuit_open"):
     """The endpoint failed too often in a row: calls fail at once until its cool-down ends."""
 
-    code = "circuit_open"
+
+class TeacherTimeoutError(TeacherError, status=504, code=TEACHER_TIMEOUT):
+    """The teacher did not answer in its timeout."""
 
 
-class TeacherTimeoutError(TeacherError):
-    status = 504
-    code = "teacher_timeout"
-
-
-class TeacherHTTPError(TeacherError):
-    code = "teacher_http_error"
+class TeacherHTTPError(TeacherError, code="teacher_http_error"):
+    """The teacher answered an error status."""
 
     def __init__(self, teacher: str, message: str, *, http_status: int, **kwargs: Any):
         super().__init__(teacher, message, **kwargs)
         self.http_status = http_status
 
 
-class TeacherProtocolError(TeacherError):
-    code = "teacher_protocol_error"
+class TeacherProtocolError(TeacherError, code="teacher_protocol_error"):
+    """Malformed JSON, or missing fields."""
 
 
-class SpanMismatchError(TeacherProtocolError):
+class SpanMismatchError(TeacherProtocolError, code="span_mismatch"):
     """The tokens picked as a scored span do not decode to the target text: never scored."""
 
-    code = "span_mismatch"
+
+class TeacherCapabilityError(
+    TeacherError, status=400, error_type="invalid_request_error", code="teacher_capability"
+):
+    """Asked to do what it cannot."""
 
 
-class TeacherCapabilityError(TeacherError):
-    status = 400
-    error_type = "invalid_request_error"
-    code = "teacher_capability"
+class ScoredPromptTooLongError(TeacherCapabilityError, code=CONTEXT_LENGTH_EXCEEDED):
+    """A scored prompt over the teacher's context."""
 
 
-class ScoredPromptTooLongError(TeacherCapabilityError):
-    code = "context_length_exceeded"
+class DecodeError(CordError, status=502, error_type="decode_error", code="no_candidate_survived"):
+    """No candidate survived a step."""
 
 
-class DecodeError(CordError):
-    status = 502
-    error_type = "decode_error"
-    code = "no_candidate_survived"
+class DecodeTimeoutError(DecodeError, status=504, code="request_timeout"):
+    """Over the server's ``request_timeout``."""
 
 
-class DecodeTimeoutError(DecodeError):
-    status = 504
-    code = "request_timeout"
+class TeachersTimedOutError(DecodeError, status=504, code=TEACHER_TIMEOUT):
+    """Every failure of the step was a timeout."""
 
 
-class TeachersTimedOutError(DecodeError):
-    status = 504
-    code = "teacher_timeout"
+@dataclass(frozen=True)
+class FieldProblem:
+    """One bad field of a pydantic validation error."""
+
+    location: tuple[str | int, ...]
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        path = ".".join(str(part) for part in self.location) or "(top level)"
+        return f"{path}: {self.message}"
+
+
+def field_problems(error: ValidationError) -> list[FieldProblem]:
+    """Every bad field, in order; an emptied list whose items were each reported is left out."""
+    items = error.errors()
+    locations = [tuple(item["loc"]) for item in items]
+    problems = []
+    for item in items:
+        location = tuple(item["loc"])
+        if item["type"] == "too_short" and any(
+            other[: len(location)] == location and other != location for other in locations
+        ):
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(FieldProblem(location, item["type"], message))
+    return problems
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """Every bad field as ``path: message``."""
+    return [str(problem) for problem in field_problems(error)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import TextIO
 
 BAR_WIDTH = 24
@@ -20,8 +21,39 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+@dataclass
+class Tally:
+    """What a batch of `total` items has come to: done, failed, cost, scores and pace."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0
+    scores: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def mean_score(self) -> float | None:
+        return sum(self.scores) / len(self.scores) if self.scores else None
+
+    def rate_per_min(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return 60.0 * self.finished / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        if self.finished == 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.finished * (self.total - self.finished)
+
+
 class ProgressBar:
-    """Done, failed, rate, ETA, running cost and mean score of a batch of `total` items."""
+    """A `Tally` drawn on `stream` (default stderr), in place on a terminal, at most every
+    `every_s` seconds (default 0.25 s on a terminal, 10 s otherwise)."""
 
     def __init__(
         self,
@@ -32,58 +64,38 @@ class ProgressBar:
         every_s: float | None = None,
         label: str = "distill",
     ):
-        self.total = total
+        self.tally = Tally(total)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.every_s = (
             every_s if every_s is not None else (TTY_EVERY_S if self.tty else PLAIN_EVERY_S)
         )
         self.label = label
-        self.done = 0
-        self.failed = 0
-        self.cost_usd = 0.0
-        self._scores: list[float] = []
-        self.started = time.monotonic()
         self._last_draw = float("-inf")
         self._width = 0
 
-    @property
-    def mean_score(self) -> float | None:
-        return sum(self._scores) / len(self._scores) if self._scores else None
-
-    def rate_per_min(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return 60.0 * (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
-
-    def eta_s(self) -> float | None:
-        finished = self.done + self.failed
-        if finished == 0:
-            return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / finished * (self.total - finished)
-
     def succeeded(self, cost_usd: float = 0.0, score: float | None = None) -> None:
-        self.done += 1
-        self.cost_usd += cost_usd
+        self.tally.done += 1
+        self.tally.cost_usd += cost_usd
         if score is not None:
-            self._scores.append(score)
+            self.tally.scores.append(score)
         self.update()
 
     def failure(self) -> None:
-        self.failed += 1
+        self.tally.failed += 1
         self.update()
 
     def render(self) -> str:
-        finished = self.done + self.failed
-        fraction = finished / self.total if self.total else 1.0
+        tally = self.tally
+        fraction = tally.finished / tally.total if tally.total else 1.0
         filled = round(BAR_WIDTH * fraction)
         bar = "#" * filled + "." * (BAR_WIDTH - filled)
-        mean = self.mean_score
+        mean = tally.mean_score
         score = f"{mean:.3f}" if mean is not None else "-"
         return (
-            f"{self.label} [{bar}] {finished}/{self.total} {100 * fraction:3.0f}% | "
-            f"done {self.done} failed {self.failed} | {self.rate_per_min():.1f}/min | "
-            f"ETA {format_duration(self.eta_s())} | ${self.cost_usd:.4f} | "
+            f"{self.label} [{bar}] {tally.finished}/{tally.total} {100 * fraction:3.0f}% | "
+            f"done {tally.done} failed {tally.failed} | {tally.rate_per_min():.1f}/min | "
+            f"ETA {format_duration(tally.eta_s())} | ${tally.cost_usd:.4f} | "
             f"mean score {score}"
         )
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from cord_proxy.decoding.options import Segmentation
+from cord_proxy.decoding.options import (
+    CORD,
+    ChoiceCount,
+    Seed,
+    Temperature,
+    TopP,
+    options_set_by,
+    request_fields,
+    unset_field,
+)
 
 UNSUPPORTED_FIELDS = (
     "tools",
@@ -30,8 +39,6 @@ UNSUPPORTED_FIELDS = (
     "store",
 )
 """Standard fields the proxy cannot honour: a request that sets one is refused, by name."""
-
-MAX_SEED = 2**63 - 1
 
 
 class TextPart(BaseModel):
@@ -58,24 +65,28 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class CordOptions(BaseModel):
-    """The CoRD controls of one request (``extra_body={"cord": {...}}`` in the openai SDK)."""
+class CordFields(BaseModel):
+    """The ``cord`` fields that are not decoding options: they choose what and with whom."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reference_answer: str | None = Field(None, max_length=100_000)
-    beam_width: int | None = Field(None, ge=1, le=64)
-    proposals_per_teacher: int | None = Field(None, ge=1, le=16)
-    teachers: list[str] | None = Field(None, min_length=1, max_length=64)
-    scorers: list[str] | None = Field(None, min_length=1, max_length=64)
-    segmentation: Segmentation | None = None
-    markers: list[str] | None = Field(None, min_length=1, max_length=32)
-    thinking_budget: int | None = Field(None, ge=1, le=1_000_000)
-    answer_budget: int | None = Field(None, ge=1, le=1_000_000)
-    max_step_tokens: int | None = Field(None, ge=1, le=100_000)
-    max_steps: int | None = Field(None, ge=1, le=1024)
-    include_candidates: bool | None = None
-    reasoning_format: Literal["field", "inline"] = "field"
+    reference_answer: str | None = Field(
+        None,
+        max_length=100_000,
+        description="known answer: candidates are scored by the predictive probability of "
+        "this answer (METHOD.md, Eq. 3). Without it, by the other teachers' likelihood of "
+        "the step",
+    )
+    teachers: list[str] | None = Field(
+        None, min_length=1, max_length=64, description="the proposers: configured teachers"
+    )
+    scorers: list[str] | None = Field(
+        None, min_length=1, max_length=64, description="the scorers: configured teachers"
+    )
+    reasoning_format: Literal["field", "inline"] = Field(
+        "field",
+        description="`field` (`reasoning_content`) or `inline` (`<think>...</think>` in `content`)",
+    )
 
     @field_validator("reference_answer")
     @classmethod
@@ -84,12 +95,30 @@ class CordOptions(BaseModel):
             raise ValueError("reference_answer must not be blank; omit it to score steps instead")
         return value
 
-    @field_validator("markers")
-    @classmethod
-    def _non_empty_markers(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not m.strip() for m in value):
-            raise ValueError("markers must not be empty strings")
-        return value
+    def overrides(self) -> dict[str, Any]:
+        """The decoding options this object sets."""
+        return {
+            name: value
+            for name, _ in options_set_by(CORD)
+            if (value := getattr(self, name, None)) is not None
+        }
+
+
+def _cord_model() -> type[CordFields]:
+    """The request's ``cord`` object: `CordFields` plus every option a request may set there."""
+    fields: dict[str, Any] = {name: unset_field(info) for name, info in options_set_by(CORD)}
+    return create_model(
+        "CordOptions",
+        __base__=CordFields,
+        __doc__='The CoRD controls of one request (``extra_body={"cord": {...}}``).',
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    CordOptions = CordFields
+else:
+    CordOptions = _cord_model()
 
 
 class ChatCompletionRequest(BaseModel):
@@ -101,13 +130,13 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
     max_tokens: int | None = Field(None, ge=1, le=2_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=2_000_000)
     stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=64)
+    n: ChoiceCount = 1
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, str] | None = None
     cord: CordOptions = CordOptions()
@@ -132,6 +161,13 @@ class ChatCompletionRequest(BaseModel):
 
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def overrides(self) -> dict[str, Any]:
+        """The decoding options this request sets, in ``cord`` and in standard fields."""
+        given = {field: getattr(self, field) for field in request_fields()}
+        given["stop"] = self.stop_strings()
+        standard = {request_fields()[f]: v for f, v in given.items() if v is not None}
+        return {**self.cord.overrides(), **standard}
 
 
 def asks_nothing(value: Any) -> bool:

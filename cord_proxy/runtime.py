@@ -1,9 +1,10 @@
-"""The running configuration: teacher clients built once, and requests turned into decode plans."""
+"""The running configuration: the teacher registry, requests turned into jobs, and readiness."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,31 +14,80 @@ from cord_proxy.config import (
     CordConfig,
     EnsembleConfig,
     LimitsConfig,
+    TeacherConfig,
     ensemble_scorers,
-    format_validation_error,
 )
-from cord_proxy.decoding.beam import BeamSearch, DecodeProgress
+from cord_proxy.decoding import DecodeJob, ProgressCallback, decode
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import DecodeResult
-from cord_proxy.errors import DecodeTimeoutError, InvalidRequestError, ModelNotFoundError
+from cord_proxy.errors import (
+    DecodeTimeoutError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    format_validation_error,
+)
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
+from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
+
+ReasoningFormat = Literal["field", "inline"]
+READY_TIMEOUT_S = 5.0
+READY_CACHE_S = 5.0
 
 
 @dataclass(frozen=True)
-class DecodePlan:
-    """Everything one decode needs, resolved from a request and its ensemble."""
+class ChatJob:
+    """One chat request resolved against its ensemble: the decode, and how to answer it."""
 
     ensemble: str
-    conversation: list[Message]
-    proposers: list[Teacher]
-    scorers: list[Teacher]
-    weights: dict[str, float]
-    options: DecodeOptions
-    reference_answer: str | None
-    reasoning_format: Literal["field", "inline"]
+    decode: DecodeJob
+    reasoning_format: ReasoningFormat = "field"
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Ready when every teacher answers and no teacher's circuit breaker is open."""
+
+    teachers: dict[str, bool]
+    breakers: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return all(self.teachers.values()) and "open" not in self.breakers.values()
+
+
+class Reachability:
+    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
+
+    Concurrent callers share one check, so a burst of probes makes one round of calls.
+    """
+
+    def __init__(self, teachers: tuple[TeacherConfig, ...]):
+        self.teachers = teachers
+        self.checked_at = -READY_CACHE_S
+        self.current: asyncio.Future[dict[str, bool]] | None = None
+
+    async def get(self) -> dict[str, bool]:
+        now = time.monotonic()
+        if self.current is None or now - self.checked_at >= READY_CACHE_S:
+            self.checked_at = now
+            self.current = asyncio.ensure_future(self._check())
+        return await asyncio.shield(self.current)
+
+    async def _check(self) -> dict[str, bool]:
+        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
+        return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
+
+
+async def _reachable(teacher: TeacherConfig) -> bool:
+    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
+    if teacher.base_url is None:
+        return True
+    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
 
 
 class Runtime:
@@ -46,6 +96,7 @@ class Runtime:
     def __init__(self, config: CordConfig, teachers: Mapping[str, Teacher] | None = None):
         self.config = config
         self.breakers = BreakerRegistry()
+        self.reachability = Reachability(config.teachers)
         self.teachers: dict[str, Teacher] = (
             dict(teachers)
             if teachers is not None
@@ -61,6 +112,9 @@ class Runtime:
             for t in self.config.teachers
         }
 
+    async def readiness(self) -> Readiness:
+        return Readiness(await self.reachability.get(), self.breaker_states())
+
     @property
     def ensemble_names(self) -> list[str]:
         return [e.name for e in self.config.ensembles]
@@ -69,34 +123,74 @@ class Runtime:
         for teacher in self.teachers.values():
             await teacher.aclose()
 
-    def plan(self, request: ChatCompletionRequest) -> DecodePlan:
-        ensemble = self._ensemble(request.model)
+    def job_for_request(self, request: ChatCompletionRequest) -> ChatJob:
+        """The job of a chat completion request."""
         cord = request.cord
-        proposers = self._pick(cord.teachers or ensemble.teachers, "cord.teachers")
+        return self.job(
+            request.model,
+            [Message(role=m.role, content=m.text()) for m in request.messages],
+            request.overrides(),
+            completion_limit=request.completion_limit(),
+            teachers=cord.teachers,
+            scorers=cord.scorers,
+            reference_answer=cord.reference_answer,
+            reasoning_format=cord.reasoning_format,
+            stream=request.stream,
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+
+    def job(
+        self,
+        ensemble_name: str,
+        conversation: Sequence[Message],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        teachers: Sequence[str] | None = None,
+        scorers: Sequence[str] | None = None,
+        reference_answer: str | None = None,
+        reasoning_format: ReasoningFormat = "field",
+        completion_limit: int | None = None,
+        stream: bool = False,
+        include_usage: bool = False,
+    ) -> ChatJob:
+        """A job on an ensemble: its teachers (or the chosen ones) and its default options
+        with `overrides` (decoding option name -> value) on top, within the cost caps.
+
+        `completion_limit` (``max_completion_tokens``) is shared between the thinking and
+        the answer budgets, in their ratio.
+        """
+        ensemble = self._ensemble(ensemble_name)
+        proposers, chosen_scorers = self._teachers(ensemble, teachers, scorers)
+        options = _options(ensemble, overrides or {}, completion_limit)
+        check_cost(self.config.limits, options, len(proposers), len(chosen_scorers))
+        job = DecodeJob(
+            tuple(conversation),
+            tuple(proposers),
+            tuple(chosen_scorers),
+            options,
+            reference_answer,
+            dict(ensemble.scorer_weights),
+        )
+        return ChatJob(ensemble.name, job, reasoning_format, stream, include_usage)
+
+    def _teachers(
+        self,
+        ensemble: EnsembleConfig,
+        teachers: Sequence[str] | None,
+        scorers: Sequence[str] | None,
+    ) -> tuple[list[Teacher], list[Teacher]]:
+        proposers = self._pick(teachers or ensemble.teachers, "cord.teachers")
         proposers = [t for t in proposers if t.can_propose]
         if not proposers:
             raise InvalidRequestError("no chosen teacher can propose steps", param="cord.teachers")
-        scorers = self._pick(
-            cord.scorers or ensemble_scorers(self.config, ensemble), "cord.scorers"
-        )
-        unable = [t.name for t in scorers if not t.can_score]
+        chosen = self._pick(scorers or ensemble_scorers(self.config, ensemble), "cord.scorers")
+        unable = [t.name for t in chosen if not t.can_score]
         if unable:
             raise InvalidRequestError(
                 f"teacher '{unable[0]}' cannot score (propose-only); choose scorers that can",
                 param="cord.scorers",
             )
-        options = self._options(ensemble, request)
-        check_cost(self.config.limits, options, len(proposers), len(scorers))
-        return DecodePlan(
-            ensemble=ensemble.name,
-            conversation=[Message(role=m.role, content=m.text()) for m in request.messages],
-            proposers=proposers,
-            scorers=scorers,
-            weights=dict(ensemble.scorer_weights),
-            options=options,
-            reference_answer=cord.reference_answer,
-            reasoning_format=cord.reasoning_format,
-        )
+        return proposers, chosen
 
     def _ensemble(self, name: str) -> EnsembleConfig:
         ensemble = self.config.ensemble(name)
@@ -108,42 +202,29 @@ class Runtime:
             )
         return ensemble
 
-    def _pick(self, names: list[str] | tuple[str, ...], param: str) -> list[Teacher]:
+    def _pick(self, names: Sequence[str], param: str) -> list[Teacher]:
         unknown = [n for n in names if n not in self.teachers]
         if unknown:
             raise InvalidRequestError(f"unknown teacher '{unknown[0]}'", param=param)
         return [self.teachers[n] for n in dict.fromkeys(names)]
 
-    def _options(self, ensemble: EnsembleConfig, request: ChatCompletionRequest) -> DecodeOptions:
-        updates: dict[str, Any] = {
-            key: value
-            for key, value in request.cord.model_dump(
-                exclude={"reference_answer", "teachers", "scorers", "reasoning_format"}
-            ).items()
-            if value is not None
-        }
-        updates.update(n=request.n, answer_stop=request.stop_strings())
-        if request.seed is not None:
-            updates["seed"] = request.seed
-        if request.temperature is not None:
-            updates["temperature"] = request.temperature
-        if request.top_p is not None:
-            updates["top_p"] = request.top_p
-        merged = {**ensemble.defaults.model_dump(), **updates}
-        merged.update(_split_limit(request.completion_limit(), merged))
-        try:
-            options = DecodeOptions.model_validate(merged)
-        except ValidationError as error:
-            raise InvalidRequestError(
-                "invalid cord option: " + "; ".join(format_validation_error(error)), param="cord"
-            ) from None
-        if options.n > options.beam_width:
-            raise InvalidRequestError(
-                f"n={options.n} exceeds beam_width={options.beam_width}: "
-                "a decode returns at most beam_width finished traces",
-                param="n",
-            )
-        return options
+
+def _options(
+    ensemble: EnsembleConfig, overrides: Mapping[str, Any], completion_limit: int | None
+) -> DecodeOptions:
+    try:
+        options = ensemble.defaults.overridden(overrides)
+    except ValidationError as error:
+        raise InvalidRequestError(
+            "invalid cord option: " + "; ".join(format_validation_error(error)), param="cord"
+        ) from None
+    if options.n > options.beam_width:
+        raise InvalidRequestError(
+            f"n={options.n} exceeds beam_width={options.beam_width}: "
+            "a decode returns at most beam_width finished traces",
+            param="n",
+        )
+    return options.overridden(_split_limit(completion_limit, options))
 
 
 def check_cost(limits: LimitsConfig, options: DecodeOptions, proposers: int, scorers: int) -> None:
@@ -166,9 +247,9 @@ def check_cost(limits: LimitsConfig, options: DecodeOptions, proposers: int, sco
         )
 
 
-def _split_limit(limit: int | None, options: dict[str, Any]) -> dict[str, int]:
+def _split_limit(limit: int | None, options: DecodeOptions) -> dict[str, int]:
     """Share `max_completion_tokens` between thinking and answer, in their budgets' ratio."""
-    thinking, answer = int(options["thinking_budget"]), int(options["answer_budget"])
+    thinking, answer = options.thinking_budget, options.answer_budget
     if limit is None or limit >= thinking + answer:
         return {}
     share = max(1, round(limit * thinking / (thinking + answer)))
@@ -176,23 +257,12 @@ def _split_limit(limit: int | None, options: dict[str, Any]) -> dict[str, int]:
     return {"thinking_budget": share, "answer_budget": max(1, limit - share)}
 
 
-async def run_decode(
-    plan: DecodePlan,
-    timeout: float,
-    on_progress: Callable[[DecodeProgress], None] | None = None,
+async def run_job(
+    job: ChatJob, timeout: float, on_progress: ProgressCallback | None = None
 ) -> DecodeResult:
-    """The plan's decode, failing with a 504 past the server's request timeout."""
-    search = BeamSearch(
-        plan.conversation,
-        plan.proposers,
-        plan.scorers,
-        plan.options,
-        reference_answer=plan.reference_answer,
-        scorer_weights=plan.weights,
-        on_progress=on_progress,
-    )
+    """The job's decode, failing with a 504 past `timeout` seconds."""
     try:
         async with asyncio.timeout(timeout):
-            return await search.run()
+            return await decode(job.decode, on_progress)
     except TimeoutError:
         raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None

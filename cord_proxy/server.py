@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
@@ -16,21 +15,22 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
+from cord_proxy.auth import ApiKeys
 from cord_proxy.batches import install_batches
 from cord_proxy.completion import ChunkWriter, completion_body, completion_id, provenance, usage_of
-from cord_proxy.config import CordConfig, ServerConfig, TeacherConfig
+from cord_proxy.config import CordConfig, ServerConfig
 from cord_proxy.connections import GuardedRunner
 from cord_proxy.dataset import trace_record
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
-    AuthenticationError,
     CordError,
     InvalidRequestError,
     RateLimitError,
     RequestTimeoutError,
     RequestTooLargeError,
     UnsupportedFieldError,
+    field_problems,
 )
 from cord_proxy.metrics import Metrics, render_breakers
 from cord_proxy.protocol import (
@@ -40,9 +40,7 @@ from cord_proxy.protocol import (
     unsupported_fields,
 )
 from cord_proxy.redact import excerpt, remember_endpoint
-from cord_proxy.runtime import DecodePlan, Runtime, run_decode
-from cord_proxy.secret_refs import resolve_secret
-from cord_proxy.teachers.endpoint import listed_models
+from cord_proxy.runtime import ChatJob, Runtime, run_job
 from cord_proxy.ui import add_ui_routes
 
 log = logging.getLogger("cord_proxy.server")
@@ -50,8 +48,6 @@ log = logging.getLogger("cord_proxy.server")
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 KEEPALIVE_S = 15.0
-READY_TIMEOUT_S = 5.0
-READY_CACHE_S = 5.0
 CLIENT_CLOSED = 499  # nginx's status for a client that went away before its answer
 LINGERING_S = 2.0
 ERROR_MESSAGE_LIMIT = 1000
@@ -99,37 +95,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(CordError("internal error"))
 
 
-def bearer_token(header: str | None) -> bytes | None:
-    """The key of an ``Authorization: Bearer <key>`` header (scheme in any case, RFC 7235)."""
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return token.encode("utf-8")
-    except UnicodeEncodeError:  # header bytes that were not UTF-8
-        return None
-
-
 def _needs_key(request: web.Request) -> bool:
     if request.path.startswith("/v1/"):
         return True
     return request.path == "/metrics" and not request.app[RUNTIME].config.server.metrics_public
 
 
-def auth_middleware(keys: list[str]) -> Middleware:
-    encoded = [k.encode("utf-8") for k in keys]
-
+def auth_middleware(keys: ApiKeys) -> Middleware:
     @web.middleware
     async def check_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if encoded and _needs_key(request):
-            given = bearer_token(request.headers.get("Authorization"))
-            if given is None or not any(hmac.compare_digest(given, k) for k in encoded):
-                raise AuthenticationError(
-                    "Incorrect or missing API key: send 'Authorization: Bearer <key>'"
-                )
+        if keys.required and _needs_key(request):
+            keys.check(request)
         return await handler(request)
 
     return check_key
@@ -182,12 +158,12 @@ def parse_request(body: dict[str, Any]) -> ChatCompletionRequest:
 
 
 def _validation_error(error: ValidationError) -> InvalidRequestError:
-    first = error.errors()[0]
-    param = param_name(first["loc"])
-    if first["type"] == "extra_forbidden":
+    first = field_problems(error)[0]
+    param = param_name(first.location)
+    if first.kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     else:
-        message = f"Invalid value for '{param}': {first['msg'].removeprefix('Value error, ')}"
+        message = f"Invalid value for '{param}': {first.message}"
     return InvalidRequestError(message, param=param)
 
 
@@ -219,10 +195,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     status = 500
     try:
         parsed = parse_request(await read_body(request))
-        plan = request.app[RUNTIME].plan(parsed)
+        job = request.app[RUNTIME].job_for_request(parsed)
         with RequestSlot(request.app):
-            handle = stream_completion if parsed.stream else whole_completion
-            response = await handle(request, parsed, plan)
+            handle = stream_completion if job.stream else whole_completion
+            response = await handle(request, job)
         status = request.get(STATUS, response.status)
         return response
     except CordError as error:
@@ -241,14 +217,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _finish_decode(
-    request: web.Request, plan: DecodePlan, result: DecodeResult, request_id: str
+    request: web.Request, job: ChatJob, result: DecodeResult, request_id: str
 ) -> None:
     request.app[METRICS].observe_decode(result.teachers)
     log.info(
         "decode finished",
         extra={
             "request_id": request_id,
-            "ensemble": plan.ensemble,
+            "ensemble": job.ensemble,
             "wall_s": round(result.wall_s, 3),
             "steps": len(result.best.steps),
             "score": result.best.score,
@@ -260,7 +236,7 @@ async def _finish_decode(
     if sink is None:
         return
     try:
-        await sink(trace_record(request_id, plan, result))
+        await sink(trace_record(request_id, job, result))
     except OSError as error:
         log.error(
             "dataset sink failed; the trace is only in the response",
@@ -268,28 +244,25 @@ async def _finish_decode(
         )
 
 
-async def whole_completion(
-    request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
-) -> web.StreamResponse:
+async def whole_completion(request: web.Request, job: ChatJob) -> web.StreamResponse:
     request_id = completion_id()
-    result = _cleaned(await run_decode(plan, request.app[RUNTIME].config.server.request_timeout))
-    await _finish_decode(request, plan, result, request_id)
+    result = _cleaned(await run_job(job, request.app[RUNTIME].config.server.request_timeout))
+    await _finish_decode(request, job, result, request_id)
     body = completion_body(
         result,
-        ensemble=plan.ensemble,
-        n=parsed.n,
-        reasoning_format=plan.reasoning_format,
+        ensemble=job.ensemble,
+        n=job.decode.options.n,
+        reasoning_format=job.reasoning_format,
         request_id=request_id,
     )
     return web.json_response(body)
 
 
-async def stream_completion(
-    request: web.Request, parsed: ChatCompletionRequest, plan: DecodePlan
-) -> web.StreamResponse:
+async def stream_completion(request: web.Request, job: ChatJob) -> web.StreamResponse:
     request_id = completion_id()
-    writer = ChunkWriter(request_id, plan.ensemble)
-    inline = plan.reasoning_format == "inline"
+    writer = ChunkWriter(request_id, job.ensemble)
+    inline = job.reasoning_format == "inline"
+    n = job.decode.options.n
     progress: asyncio.Queue[DecodeProgress] = asyncio.Queue()
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -297,18 +270,18 @@ async def stream_completion(
     await response.prepare(request)
     timeout = request.app[RUNTIME].config.server.request_timeout
     decode: asyncio.Future[DecodeResult] = asyncio.ensure_future(
-        run_decode(plan, timeout, progress.put_nowait)
+        run_job(job, timeout, progress.put_nowait)
     )
     try:
-        await _send(response, writer.role(parsed.n))
+        await _send(response, writer.role(n))
         streamed = await _stream_certain_steps(response, writer, decode, progress, inline)
         result = _cleaned(decode.result())
-        await _finish_decode(request, plan, result, request_id)
-        await _stream_traces(response, writer, result, parsed.n, streamed, inline)
-        cord = provenance(result, plan.ensemble, parsed.n)
-        await _send(response, writer.finish(result.traces[: parsed.n], cord))
-        if parsed.stream_options and parsed.stream_options.include_usage:
-            await _send(response, writer.usage(usage_of(result, result.traces[: parsed.n])))
+        await _finish_decode(request, job, result, request_id)
+        await _stream_traces(response, writer, result, n, streamed, inline)
+        cord = provenance(result, job.ensemble, n)
+        await _send(response, writer.finish(result.traces[:n], cord))
+        if job.include_usage:
+            await _send(response, writer.usage(usage_of(result, result.traces[:n])))
     except CordError as error:
         request[STATUS] = error.status
         await _send(response, openai_error(error))
@@ -395,52 +368,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-class Readiness:
-    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
-
-    Concurrent requests share one check, so a burst of probes makes one round of calls.
-    """
-
-    def __init__(self, teachers: tuple[TeacherConfig, ...]):
-        self.teachers = teachers
-        self.checked_at = -READY_CACHE_S
-        self.current: asyncio.Future[dict[str, bool]] | None = None
-
-    async def get(self) -> dict[str, bool]:
-        now = time.monotonic()
-        if self.current is None or now - self.checked_at >= READY_CACHE_S:
-            self.checked_at = now
-            self.current = asyncio.ensure_future(self._check())
-        return await asyncio.shield(self.current)
-
-    async def _check(self) -> dict[str, bool]:
-        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
-        return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
-
-
-READINESS = web.AppKey("readiness", Readiness)
-
-
 async def ready(request: web.Request) -> web.Response:
     """Ready when every teacher answers and no teacher's circuit breaker is open."""
-    teachers = await request.app[READINESS].get()
-    breakers = request.app[RUNTIME].breaker_states()
-    is_ready = all(teachers.values()) and "open" not in breakers.values()
+    readiness = await request.app[RUNTIME].readiness()
     return web.json_response(
         {
-            "status": "ready" if is_ready else "not_ready",
-            "teachers": teachers,
-            "breakers": breakers,
+            "status": "ready" if readiness.ready else "not_ready",
+            "teachers": readiness.teachers,
+            "breakers": readiness.breakers,
         },
-        status=200 if is_ready else 503,
+        status=200 if readiness.ready else 503,
     )
-
-
-async def _reachable(teacher: TeacherConfig) -> bool:
-    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
-    if teacher.base_url is None:
-        return True
-    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -450,16 +388,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Application:
     config: CordConfig = runtime.config
-    keys = [k for k in (resolve_secret(ref) for ref in config.server.api_keys) if k]
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(keys)],
+        middlewares=[errors_middleware, auth_middleware(ApiKeys(config.server.api_keys))],
         client_max_size=config.server.max_body_bytes,
     )
     for teacher in config.teachers:
         remember_endpoint(teacher.base_url)
     app[RUNTIME] = runtime
     app[METRICS] = Metrics()
-    app[READINESS] = Readiness(config.teachers)
     if sink is not None:
         app[SINK] = sink
     app.router.add_post("/v1/chat/completions", chat_completions)

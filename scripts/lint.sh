@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 .venv/bin/ruff check cord_proxy tests bench clients scripts
 .venv/bin/ruff format --check cord_proxy tests bench clients scripts
-.venv/bin/mypy cord_proxy bench
+.venv/bin/mypy --strict cord_proxy bench
 echo "[lint] ruff, ruff format and mypy --strict are clean"

@@ -27,7 +27,7 @@ from cord_proxy.dataset import (
 )
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.runtime import Runtime, run_decode
+from cord_proxy.runtime import Runtime, run_job
 from cord_proxy.server import create_app
 from tests.fakes import ScriptedFakeTeacher
 
@@ -152,8 +152,8 @@ def _fakes() -> dict[str, ScriptedFakeTeacher]:
 
 async def _decode(body: dict[str, Any]) -> tuple[Any, Any]:
     runtime = Runtime(_config(), _fakes())
-    plan = runtime.plan(ChatCompletionRequest.model_validate(body))
-    return plan, await run_decode(plan, timeout=60.0)
+    plan = runtime.job_for_request(ChatCompletionRequest.model_validate(body))
+    return plan, await run_job(plan, timeout=60.0)
 
 
 BODY = {

@@ -46,7 +46,7 @@ def request(**fields: Any) -> ChatCompletionRequest:
 
 
 def test_ensemble_defaults_and_cord_overrides() -> None:
-    plan = runtime().plan(
+    job = runtime().job_for_request(
         request(
             n=2,
             seed=5,
@@ -55,30 +55,30 @@ def test_ensemble_defaults_and_cord_overrides() -> None:
             cord={"beam_width": 2, "reference_answer": "5", "segmentation": "newline"},
         )
     )
-    assert [t.name for t in plan.proposers] == ["a", "b"]
-    assert [t.name for t in plan.scorers] == ["a"]
-    options = plan.options
+    assert [t.name for t in job.decode.proposers] == ["a", "b"]
+    assert [t.name for t in job.decode.scorers] == ["a"]
+    options = job.decode.options
     assert (options.beam_width, options.n, options.seed, options.temperature) == (2, 2, 5, 0.3)
     assert options.segmentation == "newline" and options.answer_stop == ("END",)
-    assert options.thinking_budget == 900 and plan.reference_answer == "5"
+    assert options.thinking_budget == 900 and job.decode.reference_answer == "5"
 
 
 def test_max_completion_tokens_is_shared_in_the_budgets_ratio() -> None:
-    options = runtime().plan(request(max_completion_tokens=100)).options
+    options = runtime().job_for_request(request(max_completion_tokens=100)).decode.options
     assert (options.thinking_budget, options.answer_budget) == (90, 10)
-    assert runtime().plan(request(max_tokens=5000)).options.thinking_budget == 900
+    assert runtime().job_for_request(request(max_tokens=5000)).decode.options.thinking_budget == 900
 
 
 def test_unknown_model_and_bad_choices_are_refused() -> None:
     with pytest.raises(ModelNotFoundError, match="'nope' does not exist"):
-        runtime().plan(request(model="nope"))
+        runtime().job_for_request(request(model="nope"))
     with pytest.raises(InvalidRequestError, match="exceeds beam_width") as caught:
-        runtime().plan(request(n=4))
+        runtime().job_for_request(request(n=4))
     assert caught.value.param == "n"
     with pytest.raises(InvalidRequestError, match="unknown teacher 'z'"):
-        runtime().plan(request(cord={"teachers": ["z"]}))
+        runtime().job_for_request(request(cord={"teachers": ["z"]}))
     with pytest.raises(InvalidRequestError, match="'b' cannot score") as caught:
-        runtime().plan(request(cord={"scorers": ["b"]}))
+        runtime().job_for_request(request(cord={"scorers": ["b"]}))
     assert caught.value.param == "cord.scorers"
 
 
@@ -100,18 +100,18 @@ def test_blank_reference_answer_is_refused() -> None:
 
 def test_cost_caps_refuse_an_amplifying_request_by_name() -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        runtime().plan(request(cord={"beam_width": 64, "proposals_per_teacher": 16}))
+        runtime().job_for_request(request(cord={"beam_width": 64, "proposals_per_teacher": 16}))
     assert caught.value.param == "cord.beam_width"
     assert "max_candidates_per_step" in caught.value.message
     with pytest.raises(InvalidRequestError) as caught:
-        runtime().plan(request(cord={"beam_width": 16, "max_steps": 1024}))
+        runtime().job_for_request(request(cord={"beam_width": 16, "max_steps": 1024}))
     assert caught.value.param == "cord.max_steps"
     assert "max_teacher_calls" in caught.value.message
 
 
 def test_the_papers_setting_fits_the_default_caps() -> None:
-    plan = runtime().plan(request(cord={"beam_width": 4, "max_steps": 64}))
-    assert plan.options.beam_width == 4
+    job = runtime().job_for_request(request(cord={"beam_width": 4, "max_steps": 64}))
+    assert job.decode.options.beam_width == 4
 
 
 def test_max_steps_has_a_lower_ceiling() -> None:
@@ -120,4 +120,4 @@ def test_max_steps_has_a_lower_ceiling() -> None:
 
 
 def test_top_p_overrides_every_teacher() -> None:
-    assert runtime().plan(request(top_p=0.5)).options.top_p == 0.5
+    assert runtime().job_for_request(request(top_p=0.5)).decode.options.top_p == 0.5

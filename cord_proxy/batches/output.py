@@ -15,13 +15,13 @@ from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.distill import ProblemFailed
 from cord_proxy.export import to_openai_batch
 from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.runtime import DecodePlan
+from cord_proxy.runtime import ChatJob
 
 
 def success_line(
     record: dict[str, Any],
     request: ChatCompletionRequest,
-    plan: DecodePlan,
+    plan: ChatJob,
     result: DecodeResult,
 ) -> str:
     """`record` is the line's trace record (``dataset.trace_record``)."""

@@ -19,23 +19,25 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cord_proxy.auth import KeyOwners
 from cord_proxy.batches.files import FileArea, file_object, receive_upload
 from cord_proxy.batches.runner import BatchWorker, Context, RunSettings, TraceSink
 from cord_proxy.batches.store import Row, Store
-from cord_proxy.config import BatchesConfig, format_validation_error
+from cord_proxy.config import BatchesConfig
 from cord_proxy.errors import (
     InvalidRequestError,
     NotFoundError,
     RateLimitError,
     RequestTooLargeError,
+    format_validation_error,
 )
 from cord_proxy.runtime import Runtime
-from cord_proxy.secret_refs import resolve_secret
 
 ENDPOINT = "/v1/chat/completions"
 WINDOW_S = 24 * 3600
 MAX_CREATE_BODY = 65536
 SERVICE: web.AppKey[BatchService] = web.AppKey("batches")
+ROUTES = web.RouteTableDef()
 
 
 def data_dir(config: BatchesConfig) -> Path:
@@ -72,7 +74,7 @@ class BatchService:
         self.config = config
         self.store = Store(root / "batches.sqlite")
         self.area = FileArea(root)
-        self.owners = {resolve_secret(ref) or "": owner for ref, owner in config.owners.items()}
+        self.owners = KeyOwners(config.owners)
         server = runtime.config.server
         settings = RunSettings(
             concurrency=config.concurrency,
@@ -86,12 +88,11 @@ class BatchService:
         self.worker = BatchWorker(context, root / "worker.lock")
 
     def owner(self, request: web.Request) -> str:
-        key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return self.owners.get(key, "") if self.owners else ""
+        return self.owners.owner(request)
 
     def scope(self, request: web.Request) -> str | None:
         """The owner whose things this request may see; None: everything (no owners set)."""
-        return self.owner(request) if self.owners else None
+        return self.owners.owner(request) if self.owners.enabled else None
 
     async def batch_object(self, row: Row) -> dict[str, Any]:
         counts = await self.store.counts(row["id"])
@@ -141,6 +142,7 @@ def _page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 # --- files -----------------------------------------------------------------------------------
 
 
+@ROUTES.post("/v1/files")
 async def create_file(request: web.Request) -> web.Response:
     service = _service(request)
     try:
@@ -156,6 +158,7 @@ async def create_file(request: web.Request) -> web.Response:
     return web.json_response(file_object(row))
 
 
+@ROUTES.get("/v1/files")
 async def list_files(request: web.Request) -> web.Response:
     service, limit = _service(request), _limit(request, 10000)
     order = request.query.get("order", "desc")
@@ -179,10 +182,12 @@ async def _file(request: web.Request) -> Row:
     return row
 
 
+@ROUTES.get("/v1/files/{file_id}")
 async def get_file(request: web.Request) -> web.Response:
     return web.json_response(file_object(await _file(request)))
 
 
+@ROUTES.get("/v1/files/{file_id}/content")
 async def file_content(request: web.Request) -> web.StreamResponse:
     row = await _file(request)
     path = _service(request).area.path(row["id"])
@@ -191,6 +196,7 @@ async def file_content(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
+@ROUTES.delete("/v1/files/{file_id}")
 async def delete_file(request: web.Request) -> web.Response:
     row, service = await _file(request), _service(request)
     await service.store.delete_file(row["id"])
@@ -214,6 +220,7 @@ async def _create_body(request: web.Request) -> CreateBatch:
         raise InvalidRequestError(f"invalid batch: {message}"[:500], param=param) from None
 
 
+@ROUTES.post("/v1/batches")
 async def create_batch(request: web.Request) -> web.Response:
     service = _service(request)
     body = await _create_body(request)
@@ -253,11 +260,13 @@ async def _batch_row(request: web.Request, batch_id: str) -> Row:
     return row
 
 
+@ROUTES.get("/v1/batches/{batch_id}")
 async def get_batch(request: web.Request) -> web.Response:
     row = await _batch_row(request, request.match_info["batch_id"])
     return web.json_response(await _service(request).batch_object(row))
 
 
+@ROUTES.get("/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
     service, limit = _service(request), _limit(request, 20, 100)
     rows = await service.store.list_batches(
@@ -266,6 +275,7 @@ async def list_batches(request: web.Request) -> web.Response:
     return web.json_response(_page([await service.batch_object(r) for r in rows], limit))
 
 
+@ROUTES.post("/v1/batches/{batch_id}/cancel")
 async def cancel_batch(request: web.Request) -> web.Response:
     service = _service(request)
     row = await _batch_row(request, request.match_info["batch_id"])
@@ -282,15 +292,7 @@ def install_batches(app: web.Application, runtime: Runtime, sink: TraceSink | No
     """Add the Files and Batches routes, and run the batch worker while the app runs."""
     service = BatchService(runtime.config.batches, runtime, sink)
     app[SERVICE] = service
-    app.router.add_post("/v1/files", create_file)
-    app.router.add_get("/v1/files", list_files)
-    app.router.add_get("/v1/files/{file_id}", get_file)
-    app.router.add_get("/v1/files/{file_id}/content", file_content)
-    app.router.add_delete("/v1/files/{file_id}", delete_file)
-    app.router.add_post("/v1/batches", create_batch)
-    app.router.add_get("/v1/batches", list_batches)
-    app.router.add_get("/v1/batches/{batch_id}", get_batch)
-    app.router.add_post("/v1/batches/{batch_id}/cancel", cancel_batch)
+    app.add_routes(ROUTES)
 
     async def start(_: web.Application) -> None:
         service.worker.start()

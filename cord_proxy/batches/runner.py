@@ -1,6 +1,6 @@
 """The batch runner: validate, decode every pending line, finalize; resumable and cancellable.
 
-Each line runs on the proxy's own decode path (``Runtime.plan`` and ``run_decode``), with
+Each line runs on the proxy's own decode path (``Runtime.job_for_request`` and ``run_job``), with
 distill's retries of transient failures. Progress lives in the store, so a restarted proxy
 carries on with the lines not done yet. One process of those sharing a data directory runs
 the batches (it holds ``worker.lock``); the others only record them.
@@ -137,7 +137,7 @@ class BatchRun:
         log.info("batch line decode", extra={"batch_id": self.batch_id, "custom_id": custom_id})
         request = ChatCompletionRequest.model_validate_json(body)
         try:
-            plan = self.context.runtime.plan(request)
+            plan = self.context.runtime.job_for_request(request)
         except CordError as error:
             kind = error.code or type(error).__name__
             raise ProblemFailed(error.message, kind, transient=False, status=error.status) from None

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from cord_proxy.config import format_validation_error
+from cord_proxy.errors import format_validation_error
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
 
 MAX_LINES = 50_000

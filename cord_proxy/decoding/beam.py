@@ -8,12 +8,12 @@ import hashlib
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cord_proxy.decoding.candidates import Beam, Candidate, Selection, select_top, step_weight
 from cord_proxy.decoding.failures import FailureLog
-from cord_proxy.decoding.options import DecodeOptions
+from cord_proxy.decoding.job import DecodeJob
 from cord_proxy.decoding.scoring import (
     as_probability,
     normalised_logprob,
@@ -37,18 +37,18 @@ from cord_proxy.decoding.trace import (
     TeacherUsage,
 )
 from cord_proxy.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     ContextLengthExceededError,
     CordError,
     DecodeError,
-    ScoredPromptTooLongError,
     TeacherError,
     TeachersTimedOutError,
 )
 from cord_proxy.teachers.affinity import use_routing_key
-from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Message, Proposal, SpanScore, Teacher
+from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Proposal, SpanScore, Teacher
 
 Merged = dict[tuple[int, str, bool], Candidate]
-TOO_LONG = frozenset({ScoredPromptTooLongError.code})
+TOO_LONG = frozenset({CONTEXT_LENGTH_EXCEEDED})
 
 
 @dataclass(frozen=True)
@@ -88,27 +88,17 @@ class BeamSearch:
     ties are broken by (beam, teacher, proposal), and the answer teacher is chosen the same way.
     """
 
-    def __init__(
-        self,
-        conversation: Sequence[Message],
-        proposers: Sequence[Teacher],
-        scorers: Sequence[Teacher],
-        options: DecodeOptions,
-        *,
-        reference_answer: str | None = None,
-        scorer_weights: Mapping[str, float] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ):
-        self.conversation = list(conversation)
-        self.proposers = list(proposers)
-        self.scorers = list(scorers)
-        self.options = options
-        self.reference = reference_answer
-        self.step_mode = reference_answer is None
-        self.weights = dict(scorer_weights or {})
+    def __init__(self, job: DecodeJob, on_progress: ProgressCallback | None = None):
+        self.conversation = list(job.conversation)
+        self.proposers = list(job.proposers)
+        self.scorers = list(job.scorers)
+        self.options = options = job.options
+        self.reference = job.reference_answer
+        self.step_mode = job.reference_answer is None
+        self.weights = dict(job.scorer_weights)
         self.on_progress = on_progress
         self.segmenter: Segmenter = segmenter_for(options)
-        self.usage = {t.name: TeacherUsage(name=t.name) for t in [*proposers, *scorers]}
+        self.usage = {t.name: TeacherUsage(name=t.name) for t in [*job.proposers, *job.scorers]}
         self.log = FailureLog(self.usage)
         self.rounds: list[RoundTiming] = []
         self._rank = {t.name: i for i, t in enumerate(self.proposers)}

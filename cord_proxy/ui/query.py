@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -17,6 +17,7 @@ SORT_KEYS = ("line", "id", "score", "steps", "failures", "wall_s", "cost_usd")
 MAX_LIMIT = 500
 HISTOGRAM_BINS = 20
 SECRET_KEYS = frozenset({"api_key", "api_keys", "authorization", "password", "secret"})
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -45,28 +46,30 @@ class TraceQuery:
         )
 
 
-def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(
+    params: Mapping[str, str], name: str, convert: Callable[[str], N], kind: str
+) -> N | None:
     raw = params.get(name, "")
     if raw == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError:
-        raise InvalidRequestError(f"'{name}' must be an integer", param=name) from None
+        raise InvalidRequestError(f"'{name}' must be {kind}", param=name) from None
+
+
+def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(params, name, int, "an integer")
+    if value is None:
+        return default
     if not low <= value <= high:
         raise InvalidRequestError(f"'{name}' must be between {low} and {high}", param=name)
     return value
 
 
 def _float(params: Mapping[str, str], name: str) -> float | None:
-    raw = params.get(name, "")
-    if raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidRequestError(f"'{name}' must be a number", param=name) from None
-    if not math.isfinite(value):
+    value = _number(params, name, float, "a number")
+    if value is not None and not math.isfinite(value):
         raise InvalidRequestError(f"'{name}' must be finite", param=name)
     return value
 

@@ -8,7 +8,7 @@ reference. The page's own files hold no secret and are served to anyone.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,10 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from aiohttp import web
 
+from cord_proxy.auth import ApiKeys
 from cord_proxy.config import CordConfig, TeacherConfig, ensemble_scorers
-from cord_proxy.errors import AuthenticationError, CordError
+from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
-from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.ui.index import TraceIndex
 from cord_proxy.ui.query import file_stats, list_traces, parse_query, read_record
@@ -42,17 +42,17 @@ SECURITY_HEADERS = {
 }
 
 
-class TraceNotFoundError(CordError):
-    status = 404
-    error_type = "invalid_request_error"
-    code = "trace_not_found"
+class TraceNotFoundError(
+    CordError, status=404, error_type="invalid_request_error", code="trace_not_found"
+):
+    """No trace file, or no trace at that line."""
 
 
 @dataclass
 class UiState:
     """What the page's APIs read: the config and counters of a proxy, or a trace file alone."""
 
-    keys: list[str]
+    keys: ApiKeys
     config: CordConfig | None
     metrics: Metrics | None
     index: TraceIndex | None
@@ -60,8 +60,10 @@ class UiState:
 
 
 UI_STATE = web.AppKey("ui_state", UiState)
+ROUTES = web.RouteTableDef()
 
 
+@functools.cache
 def _static_files() -> dict[str, tuple[bytes, str]]:
     root = resources.files("cord_proxy.ui") / "static"
     files: dict[str, tuple[bytes, str]] = {}
@@ -79,37 +81,31 @@ def add_ui_routes(
     trace_file: str | Path | None = None,
 ) -> None:
     """Serve the page on `app`: for a running proxy (config, metrics) or a file alone."""
-    keys: list[str] = []
-    if config is not None:
-        keys = [k for k in (resolve_secret(ref) for ref in config.server.api_keys) if k]
-        if trace_file is None and config.dataset.path:
-            trace_file = config.dataset.path
+    keys = ApiKeys(config.server.api_keys if config is not None else ())
+    if config is not None and trace_file is None and config.dataset.path:
+        trace_file = config.dataset.path
     index = TraceIndex(Path(trace_file)) if trace_file is not None else None
     app[UI_STATE] = UiState(keys=keys, config=config, metrics=metrics, index=index)
-    files = _static_files()
-
-    async def page(request: web.Request) -> web.Response:
-        return _static(files, "index.html")
-
-    async def static(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in files:
-            raise web.HTTPNotFound()
-        return _static(files, name)
-
-    app.router.add_get("/ui", page)
-    app.router.add_get("/ui/", page)
-    app.router.add_get("/ui/static/{name}", static)
-    app.router.add_get("/ui/api/auth", auth_status)
-    app.router.add_get("/ui/api/info", info)
-    app.router.add_get("/ui/api/traces", traces)
-    app.router.add_get("/ui/api/traces/{line}", trace)
-    app.router.add_get("/ui/api/stats", stats)
-    app.router.add_get("/ui/api/teachers", teachers)
+    _static_files()  # read at start, not at the first request
+    app.add_routes(ROUTES)
 
 
-def _static(files: dict[str, tuple[bytes, str]], name: str) -> web.Response:
-    body, content_type = files[name]
+@ROUTES.get("/ui")
+@ROUTES.get("/ui/")
+async def page(request: web.Request) -> web.Response:
+    return _static("index.html")
+
+
+@ROUTES.get("/ui/static/{name}")
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _static_files():
+        raise web.HTTPNotFound()
+    return _static(name)
+
+
+def _static(name: str) -> web.Response:
+    body, content_type = _static_files()[name]
     return web.Response(
         body=body, content_type=content_type, charset="utf-8", headers=SECURITY_HEADERS
     )
@@ -122,26 +118,17 @@ def _json(data: Any) -> web.Response:
     )
 
 
-def _authorized(request: web.Request) -> bool:
-    keys = request.app[UI_STATE].keys
-    if not keys:
-        return True
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return any(hmac.compare_digest(given.encode(), k.encode()) for k in keys)
-
-
 def _state(request: web.Request) -> UiState:
-    if not _authorized(request):
-        raise AuthenticationError(
-            "Incorrect or missing API key: send 'Authorization: Bearer <key>'"
-        )
-    return request.app[UI_STATE]
+    state = request.app[UI_STATE]
+    state.keys.check(request)
+    return state
 
 
+@ROUTES.get("/ui/api/auth")
 async def auth_status(request: web.Request) -> web.Response:
     """Whether a key is needed and whether the one sent is good; never a 401."""
-    state = request.app[UI_STATE]
-    return _json({"auth_required": bool(state.keys), "authorized": _authorized(request)})
+    keys = request.app[UI_STATE].keys
+    return _json({"auth_required": keys.required, "authorized": keys.accepts(request)})
 
 
 def _ensemble(config: CordConfig, name: str) -> dict[str, Any]:
@@ -155,6 +142,7 @@ def _ensemble(config: CordConfig, name: str) -> dict[str, Any]:
     }
 
 
+@ROUTES.get("/ui/api/info")
 async def info(request: web.Request) -> web.Response:
     state = _state(request)
     config = state.config
@@ -174,12 +162,14 @@ def _index(state: UiState) -> TraceIndex:
     return state.index
 
 
+@ROUTES.get("/ui/api/traces")
 async def traces(request: web.Request) -> web.Response:
     index = _index(_state(request))
     query = parse_query(request.query)
     return _json(await asyncio.to_thread(list_traces, index, query))
 
 
+@ROUTES.get("/ui/api/traces/{line}")
 async def trace(request: web.Request) -> web.Response:
     index = _index(_state(request))
     raw = request.match_info["line"]
@@ -189,6 +179,7 @@ async def trace(request: web.Request) -> web.Response:
     return _json(found)
 
 
+@ROUTES.get("/ui/api/stats")
 async def stats(request: web.Request) -> web.Response:
     index = _index(_state(request))
     return _json(await asyncio.to_thread(file_stats, index))
@@ -216,6 +207,7 @@ async def _ready(state: UiState, teacher: TeacherConfig) -> bool:
     return ok
 
 
+@ROUTES.get("/ui/api/teachers")
 async def teachers(request: web.Request) -> web.Response:
     state = _state(request)
     if state.config is None or state.metrics is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.teachers.affinity import ROUTING_HEADER, routing_headers
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from tests.fakes import ScriptedFakeTeacher
@@ -41,7 +41,7 @@ async def test_each_beam_keeps_one_key_and_its_best_child_inherits_it() -> None:
         for name, word, value in (("alpha", "adding", -0.1), ("beta", "counting", -0.4))
     ]
     options = DecodeOptions(beam_width=2, max_steps=2, thinking_budget=64, answer_budget=4)
-    await decode("What is 40 + 2?", teachers, options, reference_answer="42")
+    await decode(DecodeJob.create("What is 40 + 2?", teachers, options, reference_answer="42"))
 
     proposals = [(prefix, key) for kind, prefix, key in log if kind == "propose"]
     first = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.errors import DecodeError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
 from tests.fakes import (
@@ -105,11 +105,13 @@ async def test_selection_equals_brute_force_top_b(width: int) -> None:
     steps = 3
 
     result = await decode(
-        "q",
-        teachers,
-        DecodeOptions(beam_width=width, max_steps=steps, include_candidates=True),
-        reference_answer=REFERENCE,
-        scorer_weights=weights,
+        DecodeJob.create(
+            "q",
+            teachers,
+            DecodeOptions(beam_width=width, max_steps=steps, include_candidates=True),
+            reference_answer=REFERENCE,
+            scorer_weights=weights,
+        )
     )
 
     # The same search by hand: every candidate, scored from the scripts; keep a brute-force top-B.
@@ -183,10 +185,12 @@ async def test_beam_width_one_is_greedy() -> None:
     meta = ScriptedFakeTeacher("meta", logprobs=logprobs, can_propose=False)
 
     result = await decode(
-        "q",
-        [*teachers, meta],
-        DecodeOptions(beam_width=1, include_candidates=True),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [*teachers, meta],
+            DecodeOptions(beam_width=1, include_candidates=True),
+            reference_answer=REFERENCE,
+        )
     )
 
     assert len(result.traces) == 1
@@ -232,10 +236,12 @@ async def test_identical_candidates_are_merged_with_both_proposers_kept() -> Non
     )
 
     result = await decode(
-        "q",
-        [*teachers, meta],
-        DecodeOptions(beam_width=2, include_candidates=True),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [*teachers, meta],
+            DecodeOptions(beam_width=2, include_candidates=True),
+            reference_answer=REFERENCE,
+        )
     )
 
     records = result.best.steps[0].candidates
@@ -267,10 +273,12 @@ async def test_identical_text_under_different_parents_is_not_merged() -> None:
     meta = ScriptedFakeTeacher("meta", logprobs=hashed_logprobs("meta"), can_propose=False)
 
     result = await decode(
-        "q",
-        [*teachers, meta],
-        DecodeOptions(beam_width=2, include_candidates=True),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [*teachers, meta],
+            DecodeOptions(beam_width=2, include_candidates=True),
+            reference_answer=REFERENCE,
+        )
     )
 
     records = result.best.steps[1].candidates
@@ -295,7 +303,12 @@ async def test_thinking_budget_closes_the_thinking_block() -> None:
     )
 
     result = await decode(
-        "q", [writer], DecodeOptions(beam_width=1, thinking_budget=10), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q",
+            [writer],
+            DecodeOptions(beam_width=1, thinking_budget=10),
+            reference_answer=REFERENCE,
+        )
     )
 
     calls = writer.proposals_calls()
@@ -322,7 +335,9 @@ async def test_teacher_ending_its_output_closes_the_trace() -> None:
         logprobs=[-0.5],
     )
 
-    result = await decode("q", [writer], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+    result = await decode(
+        DecodeJob.create("q", [writer], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+    )
 
     assert result.best.closed_by == "eos"
     assert len(writer.proposals_calls()) == 1
@@ -334,7 +349,9 @@ async def test_max_steps_closes_the_leftover_beams() -> None:
     )
 
     result = await decode(
-        "q", [writer], DecodeOptions(beam_width=1, max_steps=2), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q", [writer], DecodeOptions(beam_width=1, max_steps=2), reference_answer=REFERENCE
+        )
     )
 
     assert result.best.closed_by == "max_steps"
@@ -371,7 +388,9 @@ async def test_final_answer_comes_from_the_last_steps_proposer() -> None:
     a, b, meta = two_writers()
 
     result = await decode(
-        "q", [a, b, meta], DecodeOptions(beam_width=1, answer_budget=77), reference_answer="42"
+        DecodeJob.create(
+            "q", [a, b, meta], DecodeOptions(beam_width=1, answer_budget=77), reference_answer="42"
+        )
     )
 
     trace = result.best
@@ -389,7 +408,9 @@ async def test_final_answer_comes_from_the_last_steps_proposer() -> None:
 async def test_another_teacher_answers_when_the_last_steps_proposer_fails() -> None:
     a, b, meta = two_writers(answer_failures=frozenset({"b"}))
 
-    result = await decode("q", [a, b, meta], DecodeOptions(beam_width=1), reference_answer="42")
+    result = await decode(
+        DecodeJob.create("q", [a, b, meta], DecodeOptions(beam_width=1), reference_answer="42")
+    )
 
     trace = result.best
     assert trace.steps[-1].proposers == ["b"]
@@ -416,7 +437,9 @@ async def test_every_proposal_of_a_step_is_in_flight_at_once() -> None:
     ]
 
     await decode(
-        "q", teachers, DecodeOptions(beam_width=2, max_steps=2), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q", teachers, DecodeOptions(beam_width=2, max_steps=2), reference_answer=REFERENCE
+        )
     )
 
     calls = [c for t in teachers for c in t.proposals_calls()]
@@ -443,10 +466,12 @@ async def test_scoring_starts_before_the_slowest_proposal_returns() -> None:
     meta = ScriptedFakeTeacher("meta", logprobs=[-0.5], can_propose=False)
 
     await decode(
-        "q",
-        [*teachers, meta],
-        DecodeOptions(beam_width=1, max_steps=1),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [*teachers, meta],
+            DecodeOptions(beam_width=1, max_steps=1),
+            reference_answer=REFERENCE,
+        )
     )
 
     (slowest,) = teachers[2].proposals_calls()
@@ -501,7 +526,9 @@ async def test_cancel_stops_every_in_flight_call(phase: str) -> None:
     ]
 
     task = asyncio.create_task(
-        decode("q", teachers, DecodeOptions(beam_width=2), reference_answer=REFERENCE)
+        decode(
+            DecodeJob.create("q", teachers, DecodeOptions(beam_width=2), reference_answer=REFERENCE)
+        )
     )
     expected = {
         "propose": lambda: meter.by_kind["propose"] == 3,
@@ -542,10 +569,12 @@ async def test_failing_proposer_is_dropped_for_that_step_only() -> None:
     ]
 
     result = await decode(
-        "q",
-        teachers,
-        DecodeOptions(beam_width=1, max_steps=3, include_candidates=True),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            teachers,
+            DecodeOptions(beam_width=1, max_steps=3, include_candidates=True),
+            reference_answer=REFERENCE,
+        )
     )
 
     assert [f.model_dump() for f in result.failures] == [
@@ -586,7 +615,9 @@ async def test_failing_scorer_is_dropped_from_that_steps_scores() -> None:
     s2 = ScriptedFakeTeacher("s2", logprobs=failing, can_propose=False)
 
     result = await decode(
-        "q", [writer, s1, s2], DecodeOptions(beam_width=1), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q", [writer, s1, s2], DecodeOptions(beam_width=1), reference_answer=REFERENCE
+        )
     )
 
     first, second = result.best.steps
@@ -610,7 +641,9 @@ async def test_decode_raises_when_every_proposer_fails_a_step() -> None:
     a = ScriptedFakeTeacher("a", proposals=script, logprobs=[-0.5])
 
     with pytest.raises(DecodeError, match=r"step 2: no candidate survived .*connection refused"):
-        await decode("q", [a], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+        await decode(
+            DecodeJob.create("q", [a], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+        )
 
     assert a.in_flight == 0
     assert pending_tasks() == []
@@ -627,7 +660,11 @@ async def test_decode_raises_when_the_only_scorer_fails() -> None:
     meta = ScriptedFakeTeacher("meta", logprobs=failing, can_propose=False)
 
     with pytest.raises(DecodeError, match="step 1: no candidate survived"):
-        await decode("q", [writer, meta], DecodeOptions(beam_width=2), reference_answer=REFERENCE)
+        await decode(
+            DecodeJob.create(
+                "q", [writer, meta], DecodeOptions(beam_width=2), reference_answer=REFERENCE
+            )
+        )
 
 
 async def test_a_later_failed_step_keeps_the_finished_traces() -> None:
@@ -649,7 +686,10 @@ async def test_a_later_failed_step_keeps_the_finished_traces() -> None:
     ]
 
     result = await asyncio.wait_for(
-        decode("q", teachers, DecodeOptions(beam_width=2), reference_answer=REFERENCE), 5.0
+        decode(
+            DecodeJob.create("q", teachers, DecodeOptions(beam_width=2), reference_answer=REFERENCE)
+        ),
+        5.0,
     )
 
     assert [t.in_flight for t in teachers] == [0, 0]

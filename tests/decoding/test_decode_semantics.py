@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
     ContextLengthExceededError,
@@ -56,7 +56,7 @@ async def test_step_mode_ranks_a_trace_by_all_its_steps() -> None:
         ScriptedFakeTeacher(n, proposals=propose(n), can_score=False) for n in ("bad", "good")
     ]
     judges = [ScriptedFakeTeacher(f"judge{i}", logprobs=judge, can_propose=False) for i in range(2)]
-    result = await decode("q", [*proposers, *judges], DecodeOptions(beam_width=2))
+    result = await decode(DecodeJob.create("q", [*proposers, *judges], DecodeOptions(beam_width=2)))
     assert result.score_mode == "step"
     assert [s.proposers for s in result.best.steps] == [["good"], ["good"]]
     assert result.best.log_score == pytest.approx(-0.5)
@@ -102,7 +102,11 @@ def fingerprint(result: DecodeResult) -> str:
 async def test_a_seeded_decode_does_not_depend_on_arrival_order() -> None:
     options = DecodeOptions(beam_width=2, max_steps=4, seed=7, include_candidates=True)
     runs = [
-        fingerprint(await decode("q", delayed_team(run), options, reference_answer=REFERENCE))
+        fingerprint(
+            await decode(
+                DecodeJob.create("q", delayed_team(run), options, reference_answer=REFERENCE)
+            )
+        )
         for run in range(10)
     ]
     assert len(set(runs)) == 1
@@ -133,10 +137,12 @@ async def test_a_finished_trace_keeps_its_slot_only_while_in_the_top_b() -> None
     meta = ScriptedFakeTeacher("meta", logprobs=judge, can_propose=False)
     live_counts: list[int] = []
     result = await decode(
-        "q",
-        [*teachers, meta],
-        DecodeOptions(beam_width=2, max_steps=3),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [*teachers, meta],
+            DecodeOptions(beam_width=2, max_steps=3),
+            reference_answer=REFERENCE,
+        ),
         on_progress=lambda p: live_counts.append(p.live_beams),
     )
     assert live_counts == [1, 2, 2]
@@ -159,10 +165,12 @@ async def test_the_round_deadline_cuts_stragglers_and_goes_on() -> None:
     started = time.perf_counter()
     result = await asyncio.wait_for(
         decode(
-            "q",
-            [fast, stalled],
-            DecodeOptions(beam_width=1, round_timeout=0.3),
-            reference_answer=REFERENCE,
+            DecodeJob.create(
+                "q",
+                [fast, stalled],
+                DecodeOptions(beam_width=1, round_timeout=0.3),
+                reference_answer=REFERENCE,
+            )
         ),
         10,
     )
@@ -185,10 +193,12 @@ async def test_a_scorer_cut_at_the_round_deadline_leaves_the_scores_that_arrived
     )
     result = await asyncio.wait_for(
         decode(
-            "q",
-            [fast, slow_scorer],
-            DecodeOptions(beam_width=1, round_timeout=0.3),
-            reference_answer=REFERENCE,
+            DecodeJob.create(
+                "q",
+                [fast, slow_scorer],
+                DecodeOptions(beam_width=1, round_timeout=0.3),
+                reference_answer=REFERENCE,
+            )
         ),
         10,
     )
@@ -213,7 +223,9 @@ async def test_only_consecutive_failures_drop_a_teacher() -> None:
         ),
     ]
     result = await decode(
-        "q", teachers, DecodeOptions(beam_width=1, max_steps=4), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q", teachers, DecodeOptions(beam_width=1, max_steps=4), reference_answer=REFERENCE
+        )
     )
     assert [f.step for f in result.failures] == [1, 3]
     assert result.dropped == []
@@ -225,7 +237,9 @@ async def test_every_proposer_timing_out_is_a_504() -> None:
 
     slow = ScriptedFakeTeacher("slow", proposals=timing_out, logprobs=[-0.5])
     with pytest.raises(DecodeError) as caught:
-        await decode("q", [slow], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+        await decode(
+            DecodeJob.create("q", [slow], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+        )
     assert caught.value.status == 504
 
 
@@ -238,7 +252,9 @@ async def test_a_full_context_closes_the_trace() -> None:
         return " a step."
 
     teacher = ScriptedFakeTeacher("t", proposals=script, logprobs=[-0.5])
-    result = await decode("q", [teacher], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+    result = await decode(
+        DecodeJob.create("q", [teacher], DecodeOptions(beam_width=1), reference_answer=REFERENCE)
+    )
     assert result.best.closed_by == "context"
     assert result.best.answer == "42"
 
@@ -248,10 +264,12 @@ async def test_top_p_and_the_answer_reserve_reach_the_teacher() -> None:
         "t", proposals=lambda p: "42" if is_answer_prefix(p) else closing(" x."), logprobs=[-1.0]
     )
     await decode(
-        "q",
-        [teacher],
-        DecodeOptions(beam_width=1, top_p=0.8, answer_budget=77),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [teacher],
+            DecodeOptions(beam_width=1, top_p=0.8, answer_budget=77),
+            reference_answer=REFERENCE,
+        )
     )
     step, answer = teacher.proposals_calls()[0], teacher.answer_calls()[0]
     assert step.extra == {"top_p": 0.8, "reserve": 77}
@@ -262,7 +280,11 @@ async def test_messages_that_fill_every_context_are_a_400() -> None:
     full = Proposal("", "length", 0, context_full=True)
     teachers = [ScriptedFakeTeacher(n, proposals=lambda p: full, logprobs=[-0.5]) for n in "ab"]
     with pytest.raises(ContextLengthExceededError) as caught:
-        await decode("q" * 9000, teachers, DecodeOptions(beam_width=2), reference_answer="4")
+        await decode(
+            DecodeJob.create(
+                "q" * 9000, teachers, DecodeOptions(beam_width=2), reference_answer="4"
+            )
+        )
     assert (caught.value.status, caught.value.param) == (400, "messages")
 
 
@@ -272,5 +294,7 @@ async def test_a_reference_longer_than_every_scorer_context_is_a_400() -> None:
 
     teacher = ScriptedFakeTeacher("t", proposals=lambda p: " step.", logprobs=too_long)
     with pytest.raises(ContextLengthExceededError) as caught:
-        await decode("q", [teacher], DecodeOptions(beam_width=1), reference_answer="4" * 9)
+        await decode(
+            DecodeJob.create("q", [teacher], DecodeOptions(beam_width=1), reference_answer="4" * 9)
+        )
     assert caught.value.param == "cord.reference_answer"

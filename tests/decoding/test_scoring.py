@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.scoring import (
     as_probability,
     mean_logprob,
@@ -135,11 +135,13 @@ async def test_reference_mode_score_equals_the_hand_computation() -> None:
     weights = {"s1": 2.0, "s2": 0.5}
 
     result = await decode(
-        "What is 2 + 3?",
-        [writer, s1, s2],
-        DecodeOptions(beam_width=1),
-        reference_answer=reference,
-        scorer_weights=weights,
+        DecodeJob.create(
+            "What is 2 + 3?",
+            [writer, s1, s2],
+            DecodeOptions(beam_width=1),
+            reference_answer=reference,
+            scorer_weights=weights,
+        )
     )
 
     contexts = [
@@ -184,7 +186,9 @@ async def test_reference_mode_with_one_scorer_is_the_papers_geometric_mean() -> 
     scorer = ScriptedFakeTeacher("meta", logprobs=[-0.2, -0.4, -0.9], can_propose=False)
 
     result = await decode(
-        "2+3?", [writer, scorer], DecodeOptions(beam_width=1), reference_answer="5"
+        DecodeJob.create(
+            "2+3?", [writer, scorer], DecodeOptions(beam_width=1), reference_answer="5"
+        )
     )
 
     step = result.best.steps[0]
@@ -209,7 +213,9 @@ async def test_step_mode_score_is_the_mean_over_the_other_teachers() -> None:
     by_name = {t.name: t for t in teachers}
 
     result = await decode(
-        "q", teachers, DecodeOptions(beam_width=3, max_steps=1, include_candidates=True)
+        DecodeJob.create(
+            "q", teachers, DecodeOptions(beam_width=3, max_steps=1, include_candidates=True)
+        )
     )
 
     assert result.score_mode == "step"
@@ -246,7 +252,7 @@ async def test_step_mode_lone_teacher_scores_its_own_steps() -> None:
 
     lone = ScriptedFakeTeacher("lone", proposals=proposals, logprobs=hashed_logprobs("lone"))
 
-    result = await decode("q", [lone], DecodeOptions(beam_width=1))
+    result = await decode(DecodeJob.create("q", [lone], DecodeOptions(beam_width=1)))
 
     expected_calls = [
         ("<think>\n### Step 1.", " first thought."),
@@ -267,7 +273,9 @@ async def test_step_mode_byte_normalisation_divides_by_the_steps_bytes() -> None
     reader = ScriptedFakeTeacher("reader", logprobs=[-1.0, -2.5, -0.5], can_propose=False)
 
     result = await decode(
-        "q", [writer, reader], DecodeOptions(beam_width=1, score_normalisation="byte")
+        DecodeJob.create(
+            "q", [writer, reader], DecodeOptions(beam_width=1, score_normalisation="byte")
+        )
     )
 
     assert len(body.encode("utf-8")) == 14
@@ -281,7 +289,7 @@ async def test_step_mode_scores_an_empty_closing_step_as_the_think_close() -> No
     )
     reader = ScriptedFakeTeacher("reader", logprobs=[-0.25], can_propose=False)
 
-    result = await decode("q", [writer, reader], DecodeOptions(beam_width=1))
+    result = await decode(DecodeJob.create("q", [writer, reader], DecodeOptions(beam_width=1)))
 
     assert [(c.prefix, c.target) for c in reader.score_calls()] == [
         ("<think>\n### Step 1.", "</think>")
@@ -303,7 +311,9 @@ async def test_step_mode_merged_candidate_is_not_scored_by_any_of_its_proposers(
     ]
 
     result = await decode(
-        "q", teachers, DecodeOptions(beam_width=2, max_steps=1, include_candidates=True)
+        DecodeJob.create(
+            "q", teachers, DecodeOptions(beam_width=2, max_steps=1, include_candidates=True)
+        )
     )
 
     records = result.best.steps[0].candidates

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.beam import BeamSearch
 from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.teachers.base import Message, Proposal
@@ -49,10 +49,12 @@ async def test_every_candidate_of_a_round_is_ranked_by_the_same_scorers() -> Non
         ScriptedFakeTeacher("weak", logprobs=weak, can_propose=False),
     ]
     result = await decode(
-        "q",
-        [writer("a", " A."), writer("b", " B."), *scorers],
-        DecodeOptions(beam_width=1),
-        reference_answer=REFERENCE,
+        DecodeJob.create(
+            "q",
+            [writer("a", " A."), writer("b", " B."), *scorers],
+            DecodeOptions(beam_width=1),
+            reference_answer=REFERENCE,
+        )
     )
     (step,) = result.best.steps
     assert step.proposers == ["b"]
@@ -79,7 +81,9 @@ async def test_a_failed_shared_scoring_call_never_drops_a_proposer() -> None:
 
     teachers = [propose(f"t{i}") for i in range(3)]
     result = await decode(
-        "q", teachers, DecodeOptions(beam_width=1, max_steps=3), reference_answer=REFERENCE
+        DecodeJob.create(
+            "q", teachers, DecodeOptions(beam_width=1, max_steps=3), reference_answer=REFERENCE
+        )
     )
     assert result.dropped == []
     assert len(result.best.steps) == 3
@@ -92,10 +96,12 @@ async def test_reference_mode_reports_eq3_even_with_byte_normalisation() -> None
     values = [-0.2, -0.6, -1.0]
     scorer = ScriptedFakeTeacher("s", logprobs=values, can_propose=False)
     result = await decode(
-        "q",
-        [writer("w", " step."), scorer],
-        DecodeOptions(beam_width=1, score_normalisation="byte"),
-        reference_answer="forty-two",
+        DecodeJob.create(
+            "q",
+            [writer("w", " step."), scorer],
+            DecodeOptions(beam_width=1, score_normalisation="byte"),
+            reference_answer="forty-two",
+        )
     )
     assert result.best.log_score == pytest.approx(math.fsum(values) / len(values))
 
@@ -111,11 +117,13 @@ async def test_score_state_is_freed_when_its_round_ends() -> None:
         for name in ("a", "b")
     ]
     search = BeamSearch(
-        [Message(role="user", content="q")],
-        teachers,
-        teachers,
-        DecodeOptions(beam_width=2, max_steps=3),
-        reference_answer=REFERENCE,
+        DecodeJob(
+            (Message(role="user", content="q"),),
+            tuple(teachers),
+            tuple(teachers),
+            DecodeOptions(beam_width=2, max_steps=3),
+            reference_answer=REFERENCE,
+        ),
         on_progress=lambda _p: held.append(len(search._round_scores)),
     )
     await search.run()
@@ -132,7 +140,9 @@ async def test_a_shared_scoring_call_counts_its_tokens_once() -> None:
         )
         for i in range(3)
     ]
-    result = await decode("q", teachers, DecodeOptions(beam_width=1), reference_answer="4 2")
+    result = await decode(
+        DecodeJob.create("q", teachers, DecodeOptions(beam_width=1), reference_answer="4 2")
+    )
     (call,) = [c for t in teachers for c in t.score_calls()]
     assert sum(t.score_calls for t in result.teachers) == 1
     assert sum(t.score_tokens for t in result.teachers) == len(call.prefix.split()) + 2

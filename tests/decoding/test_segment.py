@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.segment import (
     close_thinking,
     segmenter_for,
@@ -81,7 +81,9 @@ async def test_prompt_mode_writes_step_markers_and_cuts_at_the_next_marker() -> 
 
     writer = ScriptedFakeTeacher("writer", proposals=proposals, logprobs=[-0.1])
 
-    result = await decode("2+3?", [writer], DecodeOptions(beam_width=1), reference_answer="5")
+    result = await decode(
+        DecodeJob.create("2+3?", [writer], DecodeOptions(beam_width=1), reference_answer="5")
+    )
 
     calls = writer.proposals_calls()
     assert [c.prefix for c in calls] == [
@@ -117,7 +119,9 @@ async def test_newline_mode_cuts_at_blank_lines() -> None:
     writer = ScriptedFakeTeacher("writer", proposals=proposals, logprobs=[-0.1])
 
     result = await decode(
-        "q", [writer], DecodeOptions(beam_width=1, segmentation="newline"), reference_answer="5"
+        DecodeJob.create(
+            "q", [writer], DecodeOptions(beam_width=1, segmentation="newline"), reference_answer="5"
+        )
     )
 
     calls = writer.proposals_calls()
@@ -149,10 +153,12 @@ async def test_markers_mode_next_step_starts_with_the_marker_the_teacher_stopped
     writer = ScriptedFakeTeacher("writer", proposals=proposals, logprobs=[-0.1])
 
     result = await decode(
-        "q",
-        [writer],
-        DecodeOptions(beam_width=1, segmentation="markers", markers=("Wait", "Alternatively")),
-        reference_answer="5",
+        DecodeJob.create(
+            "q",
+            [writer],
+            DecodeOptions(beam_width=1, segmentation="markers", markers=("Wait", "Alternatively")),
+            reference_answer="5",
+        )
     )
 
     calls = writer.proposals_calls()
@@ -183,7 +189,9 @@ async def test_prompt_mode_reference_context_has_the_marker_and_the_answer_promp
     )
     meta = ScriptedFakeTeacher("meta", logprobs=[-0.3], can_propose=False)
 
-    await decode("q", [writer, meta], DecodeOptions(beam_width=1), reference_answer="5")
+    await decode(
+        DecodeJob.create("q", [writer, meta], DecodeOptions(beam_width=1), reference_answer="5")
+    )
 
     assert [(c.prefix, c.target) for c in meta.score_calls()] == [
         ("<think>\n### Step 1. 5.</think> The final answer is ", "5")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import TeacherConfig
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
@@ -30,7 +30,9 @@ async def test_three_homogeneous_teachers_beam_two(local_teacher: str) -> None:
         seed=1,
     )
     try:
-        result = await decode("What is 12 + 30?", teachers, options, reference_answer="42")
+        result = await decode(
+            DecodeJob.create("What is 12 + 30?", teachers, options, reference_answer="42")
+        )
     finally:
         for teacher in teachers:
             await teacher.aclose()

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cord_proxy import DecodeOptions, decode
+from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import parse_config
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.hosted import HostedTeacher
@@ -102,10 +102,12 @@ async def test_mixed_ensemble_decode_on_the_real_teacher(local_teacher: str) -> 
     assert not hosted.can_score and local.can_score
     try:
         result = await decode(
-            QUESTION,
-            [hosted, local],
-            DecodeOptions(**SMALL, include_candidates=True, seed=1),
-            reference_answer="42",
+            DecodeJob.create(
+                QUESTION,
+                [hosted, local],
+                DecodeOptions(**SMALL, include_candidates=True, seed=1),
+                reference_answer="42",
+            )
         )
     finally:
         await hosted.aclose()

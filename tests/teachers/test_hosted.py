@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from cord_proxy.config import TeacherConfig, parse_config
-from cord_proxy.decoding import DecodeOptions, decode
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.failures import DROP_AFTER_FAILURES
 from cord_proxy.errors import ConfigError, DecodeError, TeacherCapabilityError
 from cord_proxy.runtime import Runtime
@@ -244,7 +244,7 @@ async def test_a_decode_refuses_a_hosted_scorer_up_front(providers: Any) -> None
     teacher = hosted(fake.base_url)
 
     with pytest.raises(TeacherCapabilityError, match="'hosted'"):
-        await decode("What is 2 + 3?", [teacher, local_fake()], scorers=[teacher])
+        await decode(DecodeJob.create("What is 2 + 3?", [teacher, local_fake()], scorers=[teacher]))
     assert fake.requests == []
 
 
@@ -256,10 +256,12 @@ async def test_a_mixed_decode_never_sends_a_scoring_call_to_the_hosted_teacher(
     local = local_fake()
 
     result = await decode(
-        "What is 2 + 3?",
-        [teacher, local],
-        DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16, include_candidates=True),
-        reference_answer="5",
+        DecodeJob.create(
+            "What is 2 + 3?",
+            [teacher, local],
+            DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16, include_candidates=True),
+            reference_answer="5",
+        )
     )
 
     assert fake.requests  # it proposed
@@ -290,10 +292,12 @@ async def test_a_hosted_teacher_that_always_fails_is_dropped_and_the_answer_is_d
     local = local_fake()
 
     result = await decode(
-        "What is 2 + 3?",
-        [teacher, local],
-        DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16),
-        reference_answer="5",
+        DecodeJob.create(
+            "What is 2 + 3?",
+            [teacher, local],
+            DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16),
+            reference_answer="5",
+        )
     )
 
     assert result.best.answer == "The answer is 5."
@@ -317,10 +321,12 @@ async def test_every_proposer_failing_is_a_502_decode_error(providers: Any) -> N
 
     with pytest.raises(DecodeError) as raised:
         await decode(
-            "What is 2 + 3?",
-            [teacher, scorer],
-            DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16),
-            reference_answer="5",
+            DecodeJob.create(
+                "What is 2 + 3?",
+                [teacher, scorer],
+                DecodeOptions(beam_width=2, max_steps=3, max_step_tokens=16),
+                reference_answer="5",
+            )
         )
 
     error = raised.value.to_openai()["error"]

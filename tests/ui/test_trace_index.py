@@ -136,6 +136,8 @@ def test_view_api_answers_and_refuses_with_openai_errors(tmp_path: Path) -> None
             ("traces?sort=nope", 400, "sort"),
             ("traces?limit=0", 400, "limit"),
             ("traces?min_score=nan", 400, "min_score"),
+            ("traces?offset=two", 400, "offset"),
+            ("traces?max_score=high", 400, "max_score"),
             ("traces?failures=maybe", 400, "failures"),
             ("traces/7", 404, "line"),
             ("traces/-1", 404, "line"),

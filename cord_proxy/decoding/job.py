@@ -1,0 +1,75 @@
+"""One decode's inputs, resolved: the engine's single door takes a `DecodeJob`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cord_proxy.decoding.options import DecodeOptions
+from cord_proxy.errors import InvalidRequestError, TeacherCapabilityError
+from cord_proxy.teachers.base import Message, Teacher
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """What to decode and with whom.
+
+    `proposers` write steps and `scorers` rescore them. With `reference_answer`, candidates
+    are scored by the predictive probability of that answer (METHOD.md, Eq. 3); without it,
+    by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1).
+    """
+
+    conversation: tuple[Message, ...]
+    proposers: tuple[Teacher, ...]
+    scorers: tuple[Teacher, ...]
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+    reference_answer: str | None = None
+    scorer_weights: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        question: str | Sequence[Message],
+        teachers: Sequence[Teacher],
+        options: DecodeOptions | None = None,
+        *,
+        scorers: Sequence[Teacher] | None = None,
+        reference_answer: str | None = None,
+        scorer_weights: Mapping[str, float] | None = None,
+    ) -> DecodeJob:
+        """A job from a question: `teachers` that can propose do; `scorers` default to those
+        of `teachers` that can score. Roles are checked here, not mid-decode."""
+        conversation = (
+            (Message(role="user", content=question),)
+            if isinstance(question, str)
+            else tuple(question)
+        )
+        proposers = tuple(t for t in teachers if t.can_propose)
+        chosen = (
+            tuple(scorers) if scorers is not None else tuple(t for t in teachers if t.can_score)
+        )
+        _check_roles(proposers, chosen)
+        if reference_answer is not None and not reference_answer.strip():
+            raise InvalidRequestError(
+                "reference_answer must not be blank", param="reference_answer"
+            )
+        return cls(
+            conversation,
+            proposers,
+            chosen,
+            options or DecodeOptions(),
+            reference_answer,
+            dict(scorer_weights or {}),
+        )
+
+
+def _check_roles(proposers: Sequence[Teacher], scorers: Sequence[Teacher]) -> None:
+    if not proposers:
+        raise TeacherCapabilityError("(ensemble)", "no teacher can propose steps")
+    unable = [s.name for s in scorers if not s.can_score]
+    if unable:
+        raise TeacherCapabilityError(
+            unable[0], "cannot score (it has no score role or no logprobs)"
+        )
+    if not scorers:
+        raise TeacherCapabilityError("(ensemble)", "no teacher can score candidates")

@@ -1,0 +1,76 @@
+"""The README's table of request and decoding options, rendered from their one definition.
+
+``python -m cord_proxy.options_doc`` prints it; ``--write README.md`` rewrites it in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
+from cord_proxy.decoding.options import CONFIG, CORD, DecodeOptions, bounds_of, set_by
+from cord_proxy.protocol import CordFields
+
+BEGIN = "<!-- options table: python -m cord_proxy.options_doc --write README.md -->"
+END = "<!-- end of options table -->"
+HEADER = "| option | default | bounds | set by | meaning |\n|---|---|---|---|---|"
+
+
+def options_table() -> str:
+    """Every option of a request: the ``cord`` fields first, then the decoding options."""
+    rows = [_row(name, info, "—", "`cord`") for name, info in CordFields.model_fields.items()]
+    rows += [
+        _row(name, info, _default(info.default), _setter(name))
+        for name, info in DecodeOptions.model_fields.items()
+    ]
+    return "\n".join([HEADER, *rows])
+
+
+def with_table(readme: str) -> str:
+    """The README text with its options table (between the markers) rendered anew."""
+    head, found, rest = readme.partition(BEGIN)
+    _, found_end, tail = rest.partition(END)
+    if not found or not found_end:
+        raise ValueError("the README has no options table markers")
+    return f"{head}{BEGIN}\n{options_table()}\n{END}{tail}"
+
+
+def _row(name: str, info: FieldInfo, default: str, setter: str) -> str:
+    meaning = (info.description or "").replace("|", "\\|")
+    return f"| `{name}` | {default} | {bounds_of(info)} | {setter} | {meaning} |"
+
+
+def _default(value: Any) -> str:
+    if value is None or value == ():
+        return "—"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return ", ".join(f"`{item}`" for item in value)
+    return f"`{value}`"
+
+
+def _setter(name: str) -> str:
+    who = set_by(name)
+    if who == CORD:
+        return "`cord`, config"
+    if who == CONFIG:
+        return "config"
+    return f"`{who}` (standard field), config"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print the options table, or rewrite a README's.")
+    parser.add_argument("--write", type=Path, help="the README whose table to rewrite")
+    args = parser.parse_args()
+    if args.write is None:
+        print(options_table())
+        return
+    args.write.write_text(with_table(args.write.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
