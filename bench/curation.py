@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cord_proxy import DecodeOptions
-from cord_proxy.teachers import Message, Proposal, Teacher
+from cord_proxy.teachers import THINK_CLOSE, THINK_OPEN, Message, Proposal, Teacher
 
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
 FIRST_STEP = "### Step 1."
 
 
@@ -28,6 +26,7 @@ class CuratedTrace:
     answer: str
     log_score: float
     tokens: int
+    calls: int = 0
 
     @property
     def score(self) -> float:
@@ -112,4 +111,5 @@ async def curate(
         answer=answer.text.strip(),
         log_score=best_score,
         tokens=sum(s.proposal.tokens for s in samples) + answer.tokens,
+        calls=len(proposers) + len(samples) * len(judges) + 1,
     )

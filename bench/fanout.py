@@ -17,7 +17,7 @@ from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
 from cord_proxy import DecodeJob, DecodeOptions, DecodeResult, decode
-from cord_proxy.teachers import OpenAICompatTeacher
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ def decode_options(settings: FanoutSettings) -> DecodeOptions:
     return DecodeOptions(beam_width=settings.beam_width, max_steps=settings.steps + 2)
 
 
-def teacher_calls(teachers: Sequence[OpenAICompatTeacher]) -> int:
-    return sum(t.stats.propose_calls + t.stats.score_calls for t in teachers)
-
-
 @dataclass
 class Measured:
     results: list[DecodeResult]
@@ -65,7 +61,6 @@ async def _measure(
     tag: str,
 ) -> Measured:
     sims.reset()
-    calls_before = teacher_calls(teachers)
     problems = [question(i, tag) for i in range(count)]
     cpu_before, started = time.process_time(), time.perf_counter()
     results = await asyncio.gather(
@@ -73,7 +68,7 @@ async def _measure(
     )
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
-    return Measured(list(results), wall, cpu, teacher_calls(teachers) - calls_before)
+    return Measured(list(results), wall, cpu, len(sims.records()))
 
 
 def _round_ideal(result: DecodeResult) -> float:

@@ -1,6 +1,6 @@
 """A FAKE, fault-injecting vLLM teacher for the fault benchmark (`bench.faults`).
 
-It answers what `cord_proxy.teachers.OpenAICompatTeacher` sends, over a character-level
+It answers what `OpenAICompatTeacher` sends, over a character-level
 tokenizer (one token per character, its code point; ``<bos>`` is token 2), in the wire
 shapes of vLLM 0.32:
 

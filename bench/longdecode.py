@@ -17,7 +17,8 @@ from bench.curation import curate
 from bench.real import local_teachers, step_options
 from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import ScoreMethod
-from cord_proxy.teachers import Message, OpenAICompatTeacher
+from cord_proxy.teachers import Message
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 PENS = 72
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,8 @@ from bench.curation import curate
 from bench.scenario import question
 from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import ScoreMethod, TeacherConfig
-from cord_proxy.teachers import Message, OpenAICompatTeacher
+from cord_proxy.teachers import Message
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -114,35 +114,27 @@ def decode_options(settings: RealSettings) -> DecodeOptions:
     return step_options(s.beam_width, s.max_steps, s.step_tokens, s.answer_tokens, s.seed)
 
 
-def _usage(teachers: Sequence[OpenAICompatTeacher]) -> tuple[int, int]:
-    tokens = sum(t.stats.completion_tokens for t in teachers)
-    calls = sum(t.stats.propose_calls + t.stats.score_calls for t in teachers)
-    return tokens, calls
-
-
 async def _timed(
     arm: str, teachers: list[OpenAICompatTeacher], index: int, settings: RealSettings
 ) -> ArmRun:
     text, reference = question(index, tag=None)
     conversation = [Message(role="user", content=text)]
     options = decode_options(settings)
-    tokens_before, calls_before = _usage(teachers)
     started = time.perf_counter()
     if arm == "cord":
         result = await decode(
             DecodeJob.create(conversation, teachers, options, reference_answer=reference)
         )
         score, answer = result.best.score, result.best.answer
+        tokens = sum(u.completion_tokens for u in result.teachers)
+        calls = sum(u.propose_calls + u.score_calls for u in result.teachers)
     else:
         proposers = teachers if arm == "curation" else teachers[:1]
         samples = settings.beam_width if arm == "curation" else 1
         trace = await curate(conversation, proposers, teachers, reference, options, samples)
-        score, answer = trace.score, trace.answer
+        score, answer, tokens, calls = trace.score, trace.answer, trace.tokens, trace.calls
     wall = time.perf_counter() - started
-    tokens_after, calls_after = _usage(teachers)
-    return ArmRun(
-        wall, tokens_after - tokens_before, calls_after - calls_before, score, reference in answer
-    )
+    return ArmRun(wall, tokens, calls, score, reference in answer)
 
 
 def _summary(runs: list[ArmRun]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.config import TeacherConfig
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.local import LocalTeacherServer, prepare
-from cord_proxy.teachers import OpenAICompatTeacher
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "deploy" / "router" / "serve-router.sh"

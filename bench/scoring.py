@@ -10,6 +10,7 @@ mode); ``step`` scores each candidate step itself. Each figure is the median of 
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import Sequence
@@ -19,11 +20,11 @@ from typing import Any, Literal
 import httpx
 
 from cord_proxy.config import ScoreMethod, TeacherConfig
-from cord_proxy.teachers import Message, OpenAICompatTeacher, ScoreRequest
+from cord_proxy.teachers import THINK_OPEN, Message
+from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ScoringMode = Literal["reference", "step"]
 ANSWER_PROMPT = "</think> The final answer is "
-THINK_OPEN = "<think>\n"
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,11 @@ def _teacher(settings: ScoringSettings, method: ScoreMethod) -> OpenAICompatTeac
     )
 
 
-def _requests(settings: ScoringSettings, trace: str, texts: Sequence[str]) -> list[ScoreRequest]:
+def _requests(settings: ScoringSettings, trace: str, texts: Sequence[str]) -> list[tuple[str, str]]:
+    """(prefix, target) of each candidate's score."""
     if settings.mode == "step":
-        return [ScoreRequest(prefix=trace, target=text or " .") for text in texts]
-    return [
-        ScoreRequest(prefix=trace + text + ANSWER_PROMPT, target=settings.reference)
-        for text in texts
-    ]
+        return [(trace, text or " .") for text in texts]
+    return [(trace + text + ANSWER_PROMPT, settings.reference) for text in texts]
 
 
 async def _one_run(
@@ -152,7 +151,9 @@ async def _one_run(
     requests = _requests(settings, trace, [p.text for p in proposals])
     for method, teacher in teachers.items():
         started = time.perf_counter()
-        spans = await teacher.score_many(conversation, requests)
+        spans = await asyncio.gather(
+            *(teacher.score(conversation, prefix, target) for prefix, target in requests)
+        )
         cell = cells[(context, method)]
         cell.runs_s.append(time.perf_counter() - started)
         cell.context_tokens.append(spans[0].context_tokens)

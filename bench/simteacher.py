@@ -2,7 +2,7 @@
 
     python -m bench.simteacher --port 8501 --config '{"seed": 7, "models": {"fast": {}}}'
 
-It answers the subset of vLLM's OpenAI API that `cord_proxy.teachers.OpenAICompatTeacher`
+It answers the subset of vLLM's OpenAI API that `OpenAICompatTeacher`
 uses, with deterministic texts, log-probabilities and latencies (`bench.simmodel`):
 
 - ``POST /v1/chat/completions``: proposals (``continue_final_message``, ``n``, ``stop``,

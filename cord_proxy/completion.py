@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from cord_proxy.data.provenance import decode_provenance
-from cord_proxy.decoding.segment import THINK_CLOSE, THINK_OPEN
 from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
+from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN
 
 ANSWER_CHUNK_CHARS = 32
 

@@ -24,7 +24,6 @@ from pydantic import (
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError, format_validation_error
-from cord_proxy.teachers.capabilities import litellm_score_problem
 
 Role = Literal["propose", "score"]
 ScoreMethod = Literal["auto", "cached", "prompt_logprobs", "echo"]
@@ -144,10 +143,6 @@ class TeacherConfig(BaseModel):
 
     @model_validator(mode="after")
     def _kind_settings(self) -> TeacherConfig:
-        if self.kind == "litellm" and "score" in self.roles:
-            problem = litellm_score_problem(self.name, self.model)
-            if problem:
-                raise ValueError(problem)
         if self.kind != "litellm" and self.assistant_prefill is not None:
             raise ValueError("assistant_prefill applies to kind 'litellm' only")
         return self

@@ -29,7 +29,7 @@ from cord_proxy.errors import (
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
-from cord_proxy.teachers.check import listed_models
+from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
 
 ReasoningFormat = Literal["field", "inline"]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from cord_proxy.teachers.base import Message, Proposal, ScoreRequest, SpanScore
+from cord_proxy.teachers.base import Message, Proposal, SpanScore
 
 CallKind = Literal["propose", "score"]
 Outcome = Literal["running", "ok", "error", "cancelled"]
@@ -229,13 +229,6 @@ class ScriptedFakeTeacher:
             )
 
         return await self._track(record, body())
-
-    async def score_many(
-        self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
-    ) -> list[SpanScore]:
-        return list(
-            await asyncio.gather(*(self.score(conversation, r.prefix, r.target) for r in requests))
-        )
 
     async def aclose(self) -> None:
         self.closed = True

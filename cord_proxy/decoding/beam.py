@@ -21,8 +21,6 @@ from cord_proxy.decoding.scoring import (
     weighted_mean,
 )
 from cord_proxy.decoding.segment import (
-    THINK_CLOSE,
-    THINK_OPEN,
     Segmenter,
     close_thinking,
     reasoning_of,
@@ -47,7 +45,7 @@ from cord_proxy.errors import (
     TeachersTimedOutError,
 )
 from cord_proxy.teachers.affinity import use_routing_key
-from cord_proxy.teachers.base import Proposal, SpanScore, Teacher
+from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Proposal, SpanScore, Teacher
 
 Merged = dict[tuple[int, str, bool], Candidate]
 TOO_LONG = frozenset({CONTEXT_LENGTH_EXCEEDED})

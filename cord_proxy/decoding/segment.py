@@ -7,10 +7,7 @@ from dataclasses import dataclass
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import StepRecord
-from cord_proxy.teachers.base import Proposal
-
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
+from cord_proxy.teachers.base import THINK_CLOSE, Proposal
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from cord_proxy.errors import CordError, format_validation_error
 from cord_proxy.protocol import CordOptions
 from cord_proxy.runtime import ChatJob, Runtime
 from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.endpoint import bearer_headers
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CONNECT_TIMEOUT_S = 10.0
@@ -99,10 +100,9 @@ class ProxyEngine:
         timeout_s: float,
         api_key: str | None = None,
     ):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
             base_url=base_url,
-            headers=headers,
+            headers=bearer_headers(api_key),
             timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         )
         self.model = model

@@ -6,8 +6,7 @@ import httpx
 
 from cord_proxy.config import CordConfig, ensemble_scorers
 from cord_proxy.distill.errors import DistillError
-from cord_proxy.secret_refs import resolve_secret
-from cord_proxy.teachers.check import fetch_model_ids
+from cord_proxy.teachers.endpoint import api_key_of, fetch_model_ids
 
 DEFAULT_TEACHER_URL = "http://127.0.0.1:8401/v1"
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -30,9 +29,7 @@ async def check_teachers(config: CordConfig, model: str) -> None:
         if teacher.kind != "openai" or teacher.base_url is None:
             continue
         try:
-            await fetch_model_ids(
-                teacher.base_url, resolve_secret(teacher.api_key), PREFLIGHT_TIMEOUT_S
-            )
+            await fetch_model_ids(teacher.base_url, api_key_of(teacher), PREFLIGHT_TIMEOUT_S)
         except (httpx.HTTPError, ValueError) as error:
             raise DistillError(
                 f"teacher {name!r} at {teacher.base_url} is unreachable ({error!r:.200}); "

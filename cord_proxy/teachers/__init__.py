@@ -1,33 +1,29 @@
-"""Teacher clients behind one small interface (`Teacher`).
+"""Teacher clients behind one small interface (`Teacher`), the step contract.
 
-The clients import the config models, which import the decoding options; they are loaded
-on first use so that importing this package never cycles.
+The package exports the contract only. The clients (`openai_compat.OpenAICompatTeacher`,
+`hosted.HostedTeacher`, `factory.build_teacher`) import the config models, and the config
+imports the decoding options, whose package imports this contract: exporting the clients
+here would close that loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from cord_proxy.teachers.base import Message, Proposal, ScoreRequest, SpanScore, Teacher
+from cord_proxy.teachers.base import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    FinishReason,
+    Message,
+    Proposal,
+    SpanScore,
+    Teacher,
+)
 
 __all__ = [
+    "THINK_CLOSE",
+    "THINK_OPEN",
+    "FinishReason",
     "Message",
-    "OpenAICompatTeacher",
     "Proposal",
-    "ScoreRequest",
     "SpanScore",
     "Teacher",
-    "build_teacher",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "OpenAICompatTeacher":
-        from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
-
-        return OpenAICompatTeacher
-    if name == "build_teacher":
-        from cord_proxy.teachers.factory import build_teacher
-
-        return build_teacher
-    raise AttributeError(name)

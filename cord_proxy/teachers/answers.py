@@ -68,8 +68,8 @@ class CompletionAnswer(_Lenient):
 
 def read_proposals(
     data: dict[str, Any], stop: Sequence[str], teacher: str, *, chat: bool
-) -> tuple[list[Proposal], Usage]:
-    """The proposals of one answer, in choice order, and the answer's usage.
+) -> list[Proposal]:
+    """The proposals of one answer, in choice order.
 
     The call's prompt was read once: its tokens go on the first proposal.
     """
@@ -85,7 +85,7 @@ def read_proposals(
     proposals = [_proposal(choice, stop) for choice in choices]
     if usage.prompt_tokens:
         proposals[0] = dataclasses.replace(proposals[0], prompt_tokens=usage.prompt_tokens)
-    return proposals, usage
+    return proposals
 
 
 def _proposal(choice: ChatChoice | CompletionChoice, stop: Sequence[str]) -> Proposal:

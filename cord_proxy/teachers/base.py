@@ -1,12 +1,19 @@
-"""The teacher interface: the only thing the decoding driver knows about a teacher."""
+"""The teacher interface: the only thing the decoding driver knows about a teacher.
+
+This is the step contract: a teacher continues the partial assistant message, whose
+reasoning opens with `THINK_OPEN` and closes with `THINK_CLOSE`, one step at a time.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
+
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "</think>"
 
 FinishReason = Literal["stop", "length", "closed"]
 
@@ -59,28 +66,6 @@ class SpanScore:
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
 
 
-@dataclass(frozen=True)
-class ScoreRequest:
-    """Score `target` when it directly follows the assistant prefix `prefix`."""
-
-    prefix: str
-    target: str
-
-
-@dataclass
-class CallStats:
-    """Running counts of one teacher's calls, read by provenance and metrics."""
-
-    propose_calls: int = 0
-    score_calls: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-
 @runtime_checkable
 class Teacher(Protocol):
     """One named model at one endpoint with its own sampling settings and roles."""
@@ -116,9 +101,5 @@ class Teacher(Protocol):
     async def score(
         self, conversation: Sequence[Message], prefix: str, target: str
     ) -> SpanScore: ...
-
-    async def score_many(
-        self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
-    ) -> list[SpanScore]: ...
 
     async def aclose(self) -> None: ...

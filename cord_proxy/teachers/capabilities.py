@@ -8,8 +8,8 @@ flag for prompt log-probabilities. So no provider is known to give, through lite
 scoring needs: `PROMPT_LOGPROB_PROVIDERS` is empty, and a litellm teacher proposes only.
 Add a provider there only together with a scoring path in `hosted.py` that is tested.
 
-This module imports litellm only inside `litellm_capabilities`, so that the config loader
-can use `litellm_score_problem` without the three seconds of ``import litellm``.
+This module imports litellm only when asked (`load_litellm`), so that the check of a
+teacher's roles (`litellm_score_problem`) runs without the three seconds of ``import litellm``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cord_proxy.config import TeacherConfig
+from typing import Any
 
 # Providers reached through litellm whose answers carry prompt log-probabilities: none.
 PROMPT_LOGPROB_PROVIDERS: frozenset[str] = frozenset()
@@ -46,6 +43,14 @@ def prepare_litellm_env() -> None:
             if folder.is_dir():
                 os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
                 break
+
+
+def load_litellm() -> None:
+    """Import litellm after the settings it reads at import, without its debug notices."""
+    prepare_litellm_env()
+    import litellm
+
+    litellm.suppress_debug_info = True
 
 
 def provider_prefix(model: str) -> str | None:
@@ -107,34 +112,33 @@ class HostedCapabilities:
         }
 
 
-def litellm_capabilities(config: TeacherConfig) -> HostedCapabilities:
-    """Ask litellm (offline, from its bundled model map) what this teacher can do.
+def litellm_capabilities(
+    model: str, *, base_url: str | None = None, assistant_prefill: bool | None = None
+) -> HostedCapabilities:
+    """Ask litellm (offline, from its bundled model map) what a teacher of `model` can do.
 
-    Raises `ValueError` when litellm cannot tell which provider serves the model.
+    `assistant_prefill`, when set, is the config's word on prefilling. Raises `ValueError`
+    when litellm cannot tell which provider serves the model.
     """
-    prepare_litellm_env()
+    load_litellm()
     import litellm
     from litellm.utils import supports_assistant_prefill
 
     try:
-        model, provider, _, _ = litellm.get_llm_provider(
-            model=config.model, api_base=config.base_url
-        )
+        served, provider, _, _ = litellm.get_llm_provider(model=model, api_base=base_url)
     except Exception as error:  # litellm raises its own BadRequestError
-        raise ValueError(
-            f"litellm cannot tell the provider of model {config.model!r}: {error}"
-        ) from None
-    params = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider)
-    if config.assistant_prefill is not None:
-        prefill, source = config.assistant_prefill, "config (assistant_prefill)"
+        raise ValueError(f"litellm cannot tell the provider of model {model!r}: {error}") from None
+    params = litellm.get_supported_openai_params(model=served, custom_llm_provider=provider)
+    if assistant_prefill is not None:
+        prefill, source = assistant_prefill, "config (assistant_prefill)"
     elif provider in VLLM_PROVIDERS:
         prefill, source = True, "vLLM continue_final_message"
     else:
-        prefill = bool(supports_assistant_prefill(model, provider))
+        prefill = bool(supports_assistant_prefill(served, provider))
         source = "litellm model map (supports_assistant_prefill)"
     return HostedCapabilities(
         provider=provider,
-        model=model,
+        model=served,
         assistant_prefill=prefill,
         prefill_source=source,
         prompt_logprobs=provider in PROMPT_LOGPROB_PROVIDERS,

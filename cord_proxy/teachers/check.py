@@ -6,12 +6,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import CordError
-from cord_proxy.secret_refs import resolve_secret
 from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 PROBE = [Message(role="user", content="Reply with OK.")]
@@ -34,32 +32,6 @@ class TeacherCheck:
     @property
     def ok(self) -> bool:
         return self.reachable and self.can_propose is not False and self.can_score is not False
-
-
-async def fetch_model_ids(base_url: str, api_key: str | None, timeout: float) -> list[str]:
-    """The model ids an OpenAI-compatible endpoint lists (``GET /models``).
-
-    Raises `httpx.HTTPError` when it cannot be reached or answers an error status, and
-    `ValueError` when the answer is not JSON.
-    """
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        answer = await client.get(base_url.rstrip("/") + "/models", headers=headers)
-    answer.raise_for_status()
-    return [str(m.get("id")) for m in answer.json().get("data", [])]
-
-
-async def listed_models(config: TeacherConfig, timeout: float | None = None) -> list[str] | None:
-    """The models the teacher's endpoint lists, or None when it cannot be reached."""
-    if config.base_url is None:
-        return None
-    try:
-        key = resolve_secret(config.api_key)
-        return await fetch_model_ids(
-            config.base_url, key, timeout if timeout is not None else min(config.timeout, 10.0)
-        )
-    except (httpx.HTTPError, ValueError, AttributeError, CordError):
-        return None
 
 
 def _served_name(config: TeacherConfig) -> str:

@@ -6,6 +6,7 @@ from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import ConfigError
 from cord_proxy.teachers.base import Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
+from cord_proxy.teachers.capabilities import litellm_score_problem
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
@@ -15,7 +16,15 @@ def endpoint_key(config: TeacherConfig) -> str:
 
 
 def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None) -> Teacher:
-    """The client for one configured teacher; `breakers` shares a breaker per endpoint."""
+    """The client for one configured teacher; `breakers` shares a breaker per endpoint.
+
+    Raises `ConfigError` for a teacher whose roles its kind cannot fill (a litellm scorer),
+    before litellm is imported.
+    """
+    if config.kind == "litellm" and "score" in config.roles:
+        problem = litellm_score_problem(config.name, config.model)
+        if problem:
+            raise ConfigError(problem, [problem])
     registry = breakers or BreakerRegistry()
     breaker = registry.get(endpoint_key(config), config.breaker_threshold, config.breaker_cooldown)
     if config.kind == "openai":

@@ -13,9 +13,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -26,28 +25,16 @@ from cord_proxy.errors import (
     TeacherError,
     TeacherHTTPError,
     TeacherProtocolError,
-    TeacherTimeoutError,
     TeacherUnreachableError,
 )
-from cord_proxy.secret_refs import resolve_secret
+from cord_proxy.teachers._client import StepCall, TeacherClient
 from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.answers import read_proposals
-from cord_proxy.teachers.base import (
-    CallStats,
-    Message,
-    Proposal,
-    ScoreRequest,
-    SpanScore,
-)
+from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from cord_proxy.teachers.breaker import CircuitBreaker
+from cord_proxy.teachers.endpoint import api_key_of, bearer_headers
 from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
-from cord_proxy.teachers.retry import (
-    Retryable,
-    RetryPolicy,
-    call_with_retries,
-    is_retryable_status,
-    parse_retry_after,
-)
+from cord_proxy.teachers.retry import Retryable, is_retryable_status, parse_retry_after
 from cord_proxy.teachers.score_probe import (
     PROBE_PREFIX,
     PROBE_QUESTION,
@@ -59,13 +46,12 @@ from cord_proxy.teachers.score_probe import (
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 
 ERROR_BODY_EXCERPT = 300
-CallKind = Literal["propose", "score", "measure"]
 T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
 log = logging.getLogger("cord_proxy.teachers")
 
 
-class OpenAICompatTeacher:
+class OpenAICompatTeacher(TeacherClient):
     """A teacher at an OpenAI-compatible endpoint (vLLM for scoring)."""
 
     def __init__(
@@ -74,30 +60,15 @@ class OpenAICompatTeacher:
         session: aiohttp.ClientSession | None = None,
         breaker: CircuitBreaker | None = None,
     ):
-        self.config = config
-        self.breaker = breaker or CircuitBreaker(config.breaker_threshold, config.breaker_cooldown)
-        self.stats = CallStats()
+        super().__init__(config, breaker)
         self._owns_session = session is None
         self._session = session
-        self._slots = asyncio.Semaphore(config.max_concurrency)
-        self._headers = _auth_headers(resolve_secret(config.api_key))
+        self._headers = {"Content-Type": "application/json", **bearer_headers(api_key_of(config))}
         self._base_url = (config.base_url or "").rstrip("/")
-        self._reader = SpanReader(config.name, config.model, self._base_url, self._post_score)
+        self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
         self._probe: asyncio.Future[ScoringProbe] | None = None
         self._no_tokenize = False
         self._context: int | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def can_propose(self) -> bool:
-        return "propose" in self.config.roles
-
-    @property
-    def can_score(self) -> bool:
-        return "score" in self.config.roles
 
     @property
     def score_identity(self) -> str:
@@ -126,31 +97,20 @@ class OpenAICompatTeacher:
             self._owns_session = True
         return self._session
 
-    async def propose(
-        self,
-        conversation: Sequence[Message],
-        prefix: str,
-        *,
-        n: int,
-        stop: Sequence[str],
-        max_tokens: int,
-        seed: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        reserve: int = 0,
+    async def _propose(
+        self, conversation: Sequence[Message], prefix: str, call: StepCall
     ) -> list[Proposal]:
         """The continuations of `prefix`, each within the room the teacher's context leaves.
 
-        `reserve` tokens (at most a quarter of the context) are kept free for what follows
-        the step: the answer and its scoring. When no room is left, the one proposal is an
-        empty one marked `context_full`.
+        The reserve is at most a quarter of the context. When no room is left, the one
+        proposal is an empty one marked `context_full`.
         """
-        room = await self._room(conversation, prefix, reserve, max_tokens)
+        room = await self._room(conversation, prefix, call.reserve, call.max_tokens)
         if room is not None and room < 1:
             return [Proposal(text="", finish_reason="length", tokens=0, context_full=True)]
-        allowed = max_tokens if room is None else min(max_tokens, room)
-        body = self._sampling_body(n=n, stop=stop, max_tokens=allowed, seed=seed)
-        body.update(_overrides(temperature=temperature, top_p=top_p))
+        allowed = call.max_tokens if room is None else min(call.max_tokens, room)
+        body = self._sampling_body(call, allowed)
+        body.update(call.overrides())
         chat = not isinstance(self.config.prompt, TemplatePrompt)
         if chat:
             body["messages"] = self._messages(conversation, prefix)
@@ -160,12 +120,10 @@ class OpenAICompatTeacher:
             body["prompt"] = self._render(conversation, prefix)
             body["logprobs"] = 0
             url = self._base_url + "/completions"
-        proposals, usage = await self._post_read(
-            url, body, kind="propose", read=lambda d: read_proposals(d, stop, self.name, chat=chat)
+        proposals = await self._post_read(
+            url, body, lambda d: read_proposals(d, call.stop, self.name, chat=chat)
         )
-        self.stats.prompt_tokens += usage.prompt_tokens
-        self.stats.completion_tokens += usage.completion_tokens
-        if allowed < max_tokens:
+        if allowed < call.max_tokens:
             proposals = [_mark_context_full(p) for p in proposals]
         return proposals
 
@@ -207,9 +165,7 @@ class OpenAICompatTeacher:
             return None
         body = {"model": self.config.model, **self._tokenize_prompt(conversation, prefix)}
         try:
-            return await self._post_read(
-                self._reader.root + "/tokenize", body, kind="measure", read=self._measured
-            )
+            return await self._post_read(self._reader.root + "/tokenize", body, self._measured)
         except TeacherHTTPError as error:
             if not _not_served(error):
                 raise
@@ -233,14 +189,6 @@ class OpenAICompatTeacher:
             self._tokenize_prompt(conversation, prefix + target),
             target,
             method,
-        )
-
-    async def score_many(
-        self, conversation: Sequence[Message], requests: Sequence[ScoreRequest]
-    ) -> list[SpanScore]:
-        """Score a whole step's candidates at once; the server batches concurrent requests."""
-        return list(
-            await asyncio.gather(*(self.score(conversation, r.prefix, r.target) for r in requests))
         )
 
     async def scoring_method(self) -> ReadMethod:
@@ -283,21 +231,18 @@ class OpenAICompatTeacher:
             "add_special_tokens": False,
         }
 
-    def _sampling_body(
-        self, *, n: int, stop: Sequence[str], max_tokens: int, seed: int | None
-    ) -> dict[str, Any]:
+    def _sampling_body(self, call: StepCall, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
-            "n": n,
-            "stop": list(stop),
+            "n": call.n,
+            "stop": list(call.stop),
             "max_tokens": max_tokens,
             "temperature": self.config.temperature,
             "top_p": self.config.top_p,
             **self.config.extra_body,
         }
-        chosen_seed = seed if seed is not None else self.config.seed
-        if chosen_seed is not None:
-            body["seed"] = chosen_seed
+        if call.seed is not None:
+            body["seed"] = call.seed
         return body
 
     def _messages(self, conversation: Sequence[Message], prefix: str) -> list[dict[str, Any]]:
@@ -308,46 +253,13 @@ class OpenAICompatTeacher:
         full = with_system_prompt(conversation, self.config.system_prompt)
         return render_template(self.config.prompt, full, prefix)
 
-    async def _post_score(
+    async def _post_read(
         self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
     ) -> T:
-        return await self._post_read(url, body, kind="score", read=read)
-
-    async def _post(self, url: str, body: dict[str, Any], *, kind: CallKind) -> dict[str, Any]:
-        return await self._post_read(url, body, kind=kind, read=_itself)
-
-    async def _post_read(
-        self, url: str, body: dict[str, Any], *, kind: CallKind, read: Callable[[dict[str, Any]], T]
-    ) -> T:
-        """One call through the breaker, its answer read by `read`.
-
-        `read` runs inside the breaker, so that a malformed answer counts against the
-        endpoint as a failure rather than as a success.
-        """
-        started = time.perf_counter()
-        policy = RetryPolicy(max_retries=self.config.max_retries, deadline_s=self.config.timeout)
-
-        async def work() -> T:
-            return read(await call_with_retries(lambda _left: self._attempt(url, body), policy))
-
-        try:
-            return await self.breaker.call(
-                self.name, work, auxiliary=url.endswith(AUXILIARY_ROUTES)
-            )
-        except TeacherError as error:
-            if not (kind == "measure" and _not_served(error)):
-                self._record_failure(error)
-            raise
-        except TimeoutError:
-            timeout = TeacherTimeoutError(self.name, f"no answer within {self.config.timeout:g} s")
-            self._record_failure(timeout)
-            raise timeout from None
-        finally:
-            self.stats.latency_s += time.perf_counter() - started
-            if kind == "propose":
-                self.stats.propose_calls += 1
-            elif kind == "score":
-                self.stats.score_calls += 1
+        """One call, its answer read by `read`; tokenizing is an auxiliary route."""
+        return await self._call(
+            lambda _left: self._attempt(url, body), read, auxiliary=url.endswith(AUXILIARY_ROUTES)
+        )
 
     async def _attempt(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One try; a 429, 5xx or lost connection is `Retryable` (retry.py)."""
@@ -383,14 +295,6 @@ class OpenAICompatTeacher:
             raise TeacherProtocolError(self.name, "answered JSON that is not an object")
         return data
 
-    def _record_failure(self, error: TeacherError) -> None:
-        self.stats.failures += 1
-        self.stats.errors.append(error.message)
-
-
-def _itself(data: dict[str, Any]) -> dict[str, Any]:
-    return data
-
 
 TEMPLATE_TOKENS_PER_MESSAGE = 32
 
@@ -405,11 +309,6 @@ def prompt_token_bound(conversation: Sequence[Message], prefix: str) -> int:
 def _not_served(error: TeacherError) -> bool:
     """An optional route the server does not have (not vLLM): not the teacher's failure."""
     return isinstance(error, TeacherHTTPError) and error.http_status in (404, 405)
-
-
-def _overrides(**values: float | None) -> dict[str, float]:
-    """A request's sampling settings that override the teacher's own."""
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _mark_context_full(proposal: Proposal) -> Proposal:
@@ -440,10 +339,3 @@ def _parse_json(raw: bytes) -> Any | None:
         return json.loads(raw)
     except (ValueError, RecursionError):
         return None
-
-
-def _auth_headers(api_key: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers

@@ -177,15 +177,7 @@ class SpanReader:
     async def _read_positions(self, span: TokenSpan, offsets: range) -> list[float]:
         """One request: the prompt up to each target position, asking for that token's value."""
         wanted = sorted({span.target[i] for i in offsets})
-        body = {
-            "model": self.model,
-            "prompt": [list(span.prompt[: span.start + i]) for i in offsets],
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "logprobs": 0,
-            "logprob_token_ids": wanted,
-            "return_tokens_as_token_ids": True,
-        }
+        prompts = [list(span.prompt[: span.start + i]) for i in offsets]
 
         def values(data: dict[str, Any]) -> list[float]:
             choices = _indexed_choices(data, len(offsets), self.teacher)
@@ -194,17 +186,15 @@ class SpanReader:
                 for choice, i in zip(choices, offsets, strict=True)
             ]
 
-        return await self._post(self.base_url + "/completions", body, values)
+        return await self._greedy(
+            prompts,
+            values,
+            logprobs=0,
+            logprob_token_ids=wanted,
+            return_tokens_as_token_ids=True,
+        )
 
     async def _read_prompt_logprobs(self, span: TokenSpan) -> list[float]:
-        body = {
-            "model": self.model,
-            "prompt": list(span.prompt),
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "prompt_logprobs": 0,
-        }
-
         def values(data: dict[str, Any]) -> list[float]:
             entries = _first_choice(data, self.teacher).get("prompt_logprobs")
             if not isinstance(entries, list) or len(entries) != len(span.prompt):
@@ -214,21 +204,35 @@ class SpanReader:
                 for i, token in enumerate(span.target)
             ]
 
-        return await self._post(self.base_url + "/completions", body, values)
+        return await self._greedy(list(span.prompt), values, prompt_logprobs=0)
 
     async def _read_echo(self, span: TokenSpan) -> list[float]:
+        return await self._greedy(
+            list(span.prompt),
+            lambda data: self._echoed(span, data),
+            max_tokens=0,
+            echo=True,
+            logprobs=0,
+            return_tokens_as_token_ids=True,
+        )
+
+    async def _greedy(
+        self,
+        prompt: list[int] | list[list[int]],
+        read: Callable[[dict[str, Any]], list[float]],
+        *,
+        max_tokens: int = 1,
+        **fields: Any,
+    ) -> list[float]:
+        """One greedy ``/completions`` request whose answer `read` turns into values."""
         body = {
             "model": self.model,
-            "prompt": list(span.prompt),
-            "max_tokens": 0,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
             "temperature": 0.0,
-            "echo": True,
-            "logprobs": 0,
-            "return_tokens_as_token_ids": True,
+            **fields,
         }
-        return await self._post(
-            self.base_url + "/completions", body, lambda data: self._echoed(span, data)
-        )
+        return await self._post(self.base_url + "/completions", body, read)
 
     def _echoed(self, span: TokenSpan, data: dict[str, Any]) -> list[float]:
         logprobs = _first_choice_logprobs(data)

@@ -23,7 +23,7 @@ from cord_proxy.auth import ApiKeys
 from cord_proxy.config import CordConfig, TeacherConfig, ensemble_scorers
 from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
-from cord_proxy.teachers.check import listed_models
+from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.ui.index import TraceIndex
 from cord_proxy.ui.query import file_stats, list_traces, parse_query, read_record
 

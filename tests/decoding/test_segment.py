@@ -6,12 +6,10 @@ import pytest
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.segment import (
-    THINK_CLOSE,
-    THINK_OPEN,
     close_thinking,
     segmenter_for,
 )
-from cord_proxy.teachers.base import Proposal
+from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Proposal
 from tests.fakes import ScriptedFakeTeacher, is_answer_prefix
 
 

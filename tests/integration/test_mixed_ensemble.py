@@ -125,7 +125,6 @@ async def test_mixed_ensemble_decode_on_the_real_teacher(local_teacher: str) -> 
     assert usage["hosted"].prompt_tokens > 0  # litellm's usage, on the proposals
     assert usage["hosted"].cost_usd == 0.0  # a local model has no price in litellm's map
     assert usage["hosted"].score_calls == 0 and usage["local"].score_calls > 0
-    assert hosted.stats.score_calls == 0
     print(
         f"\nmixed decode {result.wall_s:.1f} s; "
         + "; ".join(

@@ -7,6 +7,8 @@ virtualenv). Token counts are kept small: the CPU teacher generates about 24 tok
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from cord_proxy.config import GEMMA_TEMPLATE, ChatPrompt, TeacherConfig
 from cord_proxy.local import LOCAL_MODEL_NAME
-from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
 from tests.integration.reference_logprobs import transformers_items
@@ -101,15 +103,45 @@ def transformers_spans(local_teacher: str) -> Iterator[dict[str, dict[str, Any]]
 
 # --- propose ---------------------------------------------------------------------------
 
+
+class ServedUsage:
+    """The ``usage`` of every generation the server answered, read from the bytes it sent."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[int, bytearray] = {}
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_response_chunk_received.append(self._chunk)
+
+    async def _chunk(
+        self, session: object, context: object, params: aiohttp.TraceResponseChunkReceivedParams
+    ) -> None:
+        if params.url.path.endswith("/completions"):
+            self.bodies.setdefault(id(context), bytearray()).extend(params.chunk)
+
+    def completion_tokens(self) -> int:
+        return sum(json.loads(b)["usage"]["completion_tokens"] for b in self.bodies.values())
+
+    def prompt_tokens(self) -> int:
+        return sum(json.loads(b)["usage"]["prompt_tokens"] for b in self.bodies.values())
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[ServedUsage, aiohttp.ClientSession]]:
+    usage = ServedUsage()
+    async with aiohttp.ClientSession(trace_configs=[usage.trace]) as session:
+        yield usage, session
+
+
 SHORT_STEPS = "### Step 1. One.\n\n### Step 2. Two.\n\n### Step 3."
 COUNTING = [Message(role="user", content="Count from one to five, one step at a time.")]
 
 
 @pytest.mark.parametrize("prompt", [GEMMA_TEMPLATE, ChatPrompt()], ids=["template", "chat"])
 async def test_propose_stops_before_the_step_marker(
-    make_teacher: TeacherFactory, prompt: Any
+    make_teacher: TeacherFactory, prompt: Any, served: tuple[ServedUsage, aiohttp.ClientSession]
 ) -> None:
-    teacher = make_teacher(prompt=prompt, seed=7)
+    usage, session = served
+    teacher = make_teacher(session=session, prompt=prompt, seed=7)
     (proposal,) = await teacher.propose(
         COUNTING, SHORT_STEPS, n=1, stop=["### Step"], max_tokens=24, temperature=0.0
     )
@@ -119,22 +151,29 @@ async def test_propose_stops_before_the_step_marker(
     assert "### Step" not in proposal.text
     assert proposal.text.strip() == "Three."
     assert 0 < proposal.tokens < 24
-    assert proposal.tokens == teacher.stats.completion_tokens  # the server's own count
-    assert proposal.prompt_tokens == teacher.stats.prompt_tokens > 0
+    assert len(usage.bodies) == 1
+    assert proposal.tokens == usage.completion_tokens()  # the server's own count
+    assert proposal.prompt_tokens == usage.prompt_tokens() > 0
 
 
-async def test_propose_runs_into_max_tokens(make_teacher: TeacherFactory) -> None:
-    teacher = make_teacher(prompt=GEMMA_TEMPLATE)
+async def test_propose_runs_into_max_tokens(
+    make_teacher: TeacherFactory, served: tuple[ServedUsage, aiohttp.ClientSession]
+) -> None:
+    usage, session = served
+    teacher = make_teacher(session=session, prompt=GEMMA_TEMPLATE)
     (proposal,) = await teacher.propose(
         COUNTING, SHORT_STEPS, n=1, stop=[], max_tokens=3, temperature=0.0
     )
     assert (proposal.finish_reason, proposal.stop_string) == ("length", None)
-    assert proposal.tokens == 3 == teacher.stats.completion_tokens
+    assert proposal.tokens == 3 == usage.completion_tokens()
     assert proposal.text
 
 
-async def test_propose_n_samples_with_a_sure_stop(make_teacher: TeacherFactory) -> None:
-    teacher = make_teacher(prompt=GEMMA_TEMPLATE, temperature=1.0)
+async def test_propose_n_samples_with_a_sure_stop(
+    make_teacher: TeacherFactory, served: tuple[ServedUsage, aiohttp.ClientSession]
+) -> None:
+    usage, session = served
+    teacher = make_teacher(session=session, prompt=GEMMA_TEMPLATE, temperature=1.0)
     proposals = await teacher.propose(
         COUNTING, SHORT_STEPS + " Three.", n=2, stop=["\n"], max_tokens=8, seed=1
     )
@@ -144,7 +183,7 @@ async def test_propose_n_samples_with_a_sure_stop(make_teacher: TeacherFactory) 
         assert proposal.finish_reason in ("stop", "length", "closed")
         if proposal.finish_reason == "stop":
             assert proposal.stop_string == "\n"
-    assert sum(p.tokens for p in proposals) == teacher.stats.completion_tokens
+    assert sum(p.tokens for p in proposals) == usage.completion_tokens()
 
 
 # --- score -----------------------------------------------------------------------------
@@ -242,9 +281,7 @@ async def test_six_candidates_are_scored_concurrently(
         )
         prefix = CASES["reference-answer"][0]
         targets = [f"The final answer is {n}." for n in (42, 41, 43, 36, 48, 13)]
-        spans = await teacher.score_many(
-            CONVERSATION, [ScoreRequest(prefix=prefix, target=t) for t in targets]
-        )
+        spans = await asyncio.gather(*(teacher.score(CONVERSATION, prefix, t) for t in targets))
         reads = [t for url, t in timings if url.endswith("/v1/completions")]
         assert len(reads) == 6
         starts, ends = zip(*reads, strict=True)

@@ -14,21 +14,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from cord_proxy.config import TeacherConfig, load_config, parse_config
+from cord_proxy.config import TeacherConfig, parse_config
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.failures import DROP_AFTER_FAILURES
 from cord_proxy.errors import ConfigError, DecodeError, TeacherCapabilityError
-from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.runtime import Runtime
+from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.capabilities import HostedCapabilities, litellm_capabilities
+from cord_proxy.teachers.emulation import instruction, provider_stops, shape_reply, step_marker
 from cord_proxy.teachers.factory import build_teacher
-from cord_proxy.teachers.hosted import (
-    HostedTeacher,
-    instruction,
-    provider_stops,
-    shape_reply,
-    step_marker,
-    stop_litellm_worker,
-)
+from cord_proxy.teachers.hosted import HostedTeacher, stop_litellm_worker
 from tests.fakes import ScriptedFakeTeacher
 
 QUESTION = [Message(role="user", content="What is 2 + 3?")]
@@ -162,7 +157,7 @@ def local_fake(name: str = "local", **kwargs: Any) -> ScriptedFakeTeacher:
     )
 
 
-# --- config: a litellm teacher never scores ---------------------------------------------------
+# --- a litellm teacher never scores: refused when the teachers are built, before serving ------
 
 
 def config_with(teacher: dict[str, Any], ensemble: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -175,7 +170,7 @@ def config_with(teacher: dict[str, Any], ensemble: dict[str, Any] | None = None)
     }
 
 
-def test_a_litellm_scorer_is_rejected_at_config_load_naming_the_teacher() -> None:
+def test_a_litellm_scorer_is_rejected_when_the_runtime_builds_it_naming_the_teacher() -> None:
     gpt = {
         "name": "gpt",
         "kind": "litellm",
@@ -183,27 +178,29 @@ def test_a_litellm_scorer_is_rejected_at_config_load_naming_the_teacher() -> Non
         "api_key": "env:OPENAI_API_KEY",
         "roles": ["propose", "score"],
     }
+    config = parse_config(config_with(gpt))
     with pytest.raises(ConfigError) as raised:
-        parse_config(config_with(gpt))
+        Runtime(config)
 
     message = str(raised.value)
     assert "teacher 'gpt'" in message
     assert "cannot score" in message
     assert "prompt log-probabilities" in message
-    assert any("teachers.1" in p and "gpt" in p for p in raised.value.problems)
+    assert raised.value.problems == [message]
 
 
-def test_a_vllm_server_through_litellm_cannot_score_either_and_is_told_the_way(
-    tmp_path: Any,
-) -> None:
-    path = tmp_path / "cord.toml"
-    path.write_text(
-        "[[teachers]]\nname = 'qwq'\nkind = 'litellm'\nmodel = 'hosted_vllm/QwQ-32B'\n"
-        "base_url = 'http://gpu-1:8000/v1'\nroles = ['score']\n"
-        "[[ensembles]]\nname = 'e'\nteachers = ['qwq']\n"
+def test_a_vllm_server_through_litellm_cannot_score_either_and_is_told_the_way() -> None:
+    qwq = TeacherConfig.model_validate(
+        {
+            "name": "qwq",
+            "kind": "litellm",
+            "model": "hosted_vllm/QwQ-32B",
+            "base_url": "http://gpu-1:8000/v1",
+            "roles": ["score"],
+        }
     )
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        build_teacher(qwq)
     assert "teacher 'qwq'" in str(raised.value)
     assert "kind 'openai'" in str(raised.value)
 
@@ -235,8 +232,6 @@ async def test_score_raises_without_any_request(providers: Any) -> None:
     assert teacher.can_propose and not teacher.can_score
     with pytest.raises(TeacherCapabilityError) as raised:
         await teacher.score(QUESTION, "<think>\n### Step 1. x", "5")
-    with pytest.raises(TeacherCapabilityError):
-        await teacher.score_many(QUESTION, [ScoreRequest(prefix="<think>\n", target="5")])
 
     assert raised.value.teacher == "hosted"
     assert raised.value.status == 400
@@ -399,7 +394,11 @@ async def test_a_hosted_api_is_asked_by_instruction_and_priced_by_litellm(
     assert all(p.finish_reason == "stop" and p.stop_string == "### Step" for p in proposals)
     assert all(p.cost_usd > 0 for p in proposals)  # gpt-4o-mini is in litellm's cost map
     assert proposals[0].cost_usd == pytest.approx(proposals[1].cost_usd)
-    assert teacher.stats.cost_usd == pytest.approx(sum(p.cost_usd for p in proposals))
+    import litellm  # loaded, after its settings, when the teacher was built
+
+    # the call's price by litellm's map, from the usage the provider reported, split evenly
+    price = sum(litellm.cost_per_token(model="gpt-4o-mini", prompt_tokens=40, completion_tokens=12))
+    assert sum(p.cost_usd for p in proposals) == pytest.approx(price)
     assert not teacher.capabilities.assistant_prefill
 
 
@@ -462,7 +461,7 @@ async def test_without_n_support_one_call_per_proposal(providers: Any) -> None:
     config = TeacherConfig.model_validate(
         {"name": "h", "kind": "litellm", "model": "hosted_vllm/m", "base_url": fake.base_url}
     )
-    caps = litellm_capabilities(config)
+    caps = litellm_capabilities(config.model, base_url=config.base_url)
     no_n = HostedCapabilities(
         **{**caps.__dict__, "supported_params": caps.supported_params - {"n"}}
     )
@@ -479,9 +478,7 @@ async def test_without_n_support_one_call_per_proposal(providers: Any) -> None:
 
 def test_capabilities_come_from_litellm() -> None:
     def caps(model: str, **extra: Any) -> HostedCapabilities:
-        return litellm_capabilities(
-            TeacherConfig.model_validate({"name": "t", "kind": "litellm", "model": model, **extra})
-        )
+        return litellm_capabilities(model, **extra)
 
     vllm = caps("hosted_vllm/QwQ-32B", base_url="http://gpu:8000/v1")
     assert vllm.assistant_prefill and vllm.reports_stop_reason and vllm.supports("n")

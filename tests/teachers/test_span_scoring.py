@@ -27,7 +27,7 @@ from cord_proxy.errors import (
     TeacherError,
     TeacherProtocolError,
 )
-from cord_proxy.teachers.base import Message, ScoreRequest
+from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
 from cord_proxy.teachers.span_scoring import common_prefix_length, server_root, spells_target
@@ -238,10 +238,10 @@ async def test_a_nan_log_probability_is_refused() -> None:
             await teacher.score(CONVERSATION, "a", "b")
 
 
-async def test_score_many_returns_one_span_per_request_in_order() -> None:
-    requests = [ScoreRequest(prefix="x", target=t) for t in (".", " Paris.", "is Paris.")]
+async def test_concurrent_scores_each_read_their_own_span() -> None:
+    targets = (".", " Paris.", "is Paris.")
     async with fake_teacher(FakeCharVLLM(), score_method="echo") as teacher:
-        spans = await teacher.score_many(CONVERSATION, requests)
+        spans = await asyncio.gather(*(teacher.score(CONVERSATION, "x", t) for t in targets))
     assert [len(s.token_ids) for s in spans] == [1, 7, 9]
 
 
