@@ -5,8 +5,6 @@ The public API is `__all__`; every other name is private by convention.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from cord_proxy.config import TeacherConfig
 from cord_proxy.decoding import (
     DecodeJob,
@@ -19,10 +17,8 @@ from cord_proxy.decoding import (
 )
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 from cord_proxy.teachers.factory import build_teacher
+from cord_proxy.teachers.hosted import HostedTeacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
-
-if TYPE_CHECKING:
-    from cord_proxy.teachers.hosted import HostedTeacher
 
 __version__ = "0.1.0"
 __all__ = [
@@ -43,12 +39,3 @@ __all__ = [
     "build_teacher",
     "decode",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # importing litellm takes seconds: the hosted teacher loads on first use
-    if name == "HostedTeacher":
-        from cord_proxy.teachers.hosted import HostedTeacher
-
-        return HostedTeacher
-    raise AttributeError(name)
