@@ -6,15 +6,9 @@ The public API is `__all__`; every other name is private by convention.
 from __future__ import annotations
 
 from cord_proxy.config import TeacherConfig
-from cord_proxy.decoding import (
-    DecodeJob,
-    DecodeOptions,
-    DecodeProgress,
-    DecodeResult,
-    FinishedTrace,
-    StepRecord,
-    decode,
-)
+from cord_proxy.decoding import DecodeJob, DecodeOptions, DecodeResult, decode
+from cord_proxy.decoding.beam import DecodeProgress
+from cord_proxy.decoding.trace import FinishedTrace, StepRecord
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.hosted import HostedTeacher

@@ -8,21 +8,12 @@ print(result.best.reasoning, result.best.answer)
 
 from __future__ import annotations
 
-from cord_proxy.decoding.beam import BeamSearch, DecodeProgress, ProgressCallback
+from cord_proxy.decoding.beam import BeamSearch, ProgressCallback
 from cord_proxy.decoding.job import DecodeJob
 from cord_proxy.decoding.options import DecodeOptions
-from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
+from cord_proxy.decoding.trace import DecodeResult
 
-__all__ = [
-    "DecodeJob",
-    "DecodeOptions",
-    "DecodeProgress",
-    "DecodeResult",
-    "FinishedTrace",
-    "ProgressCallback",
-    "StepRecord",
-    "decode",
-]
+__all__ = ["DecodeJob", "DecodeOptions", "DecodeResult", "ProgressCallback", "decode"]
 
 
 async def decode(job: DecodeJob, on_progress: ProgressCallback | None = None) -> DecodeResult:
