@@ -21,7 +21,10 @@ HEADER = "| option | default | bounds | set by | meaning |\n|---|---|---|---|---
 
 def options_table() -> str:
     """Every option of a request: the ``cord`` fields first, then the decoding options."""
-    rows = [_row(name, info, "—", "`cord`") for name, info in CordFields.model_fields.items()]
+    rows = [
+        _row(name, info, _default(info.default), "`cord`")
+        for name, info in CordFields.model_fields.items()
+    ]
     rows += [
         _row(name, info, _default(info.default), _setter(name))
         for name, info in DecodeOptions.model_fields.items()

@@ -25,7 +25,7 @@ def format_duration(seconds: float | None) -> str:
 class Tally:
     """What a batch of `total` items has come to: done, failed, cost, scores and pace."""
 
-    total: int
+    total: int = 0
     done: int = 0
     failed: int = 0
     cost_usd: float = 0.0
@@ -39,6 +39,12 @@ class Tally:
     @property
     def mean_score(self) -> float | None:
         return sum(self.scores) / len(self.scores) if self.scores else None
+
+    def count_done(self, cost_usd: float = 0.0, score: float | None = None) -> None:
+        self.done += 1
+        self.cost_usd += cost_usd
+        if score is not None:
+            self.scores.append(score)
 
     def rate_per_min(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -75,10 +81,7 @@ class ProgressBar:
         self._width = 0
 
     def succeeded(self, cost_usd: float = 0.0, score: float | None = None) -> None:
-        self.tally.done += 1
-        self.tally.cost_usd += cost_usd
-        if score is not None:
-            self.tally.scores.append(score)
+        self.tally.count_done(cost_usd, score)
         self.update()
 
     def failure(self) -> None:

@@ -136,7 +136,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=2_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=2_000_000)
     stop: str | list[str] | None = None
-    n: ChoiceCount = 1
+    n: ChoiceCount | None = None
     user: str | None = Field(None, max_length=256)
     metadata: dict[str, str] | None = None
     cord: CordOptions = CordOptions()
@@ -156,8 +156,10 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("messages need at least one non-empty user message")
         return value
 
-    def stop_strings(self) -> tuple[str, ...]:
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+    def stop_strings(self) -> tuple[str, ...] | None:
+        if self.stop is None:
+            return None
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -61,33 +61,39 @@ class Readiness:
 
 
 class Reachability:
-    """Teacher reachability, checked at most once every `READY_CACHE_S` seconds.
+    """Teacher reachability, checked at most once every `cache_s` seconds.
 
     Concurrent callers share one check, so a burst of probes makes one round of calls.
     """
 
-    def __init__(self, teachers: tuple[TeacherConfig, ...]):
+    def __init__(
+        self,
+        teachers: tuple[TeacherConfig, ...],
+        cache_s: float = READY_CACHE_S,
+        timeout_s: float = READY_TIMEOUT_S,
+    ):
         self.teachers = teachers
-        self.checked_at = -READY_CACHE_S
+        self.cache_s = cache_s
+        self.timeout_s = timeout_s
+        self.checked_at = -cache_s
         self.current: asyncio.Future[dict[str, bool]] | None = None
 
     async def get(self) -> dict[str, bool]:
         now = time.monotonic()
-        if self.current is None or now - self.checked_at >= READY_CACHE_S:
+        if self.current is None or now - self.checked_at >= self.cache_s:
             self.checked_at = now
             self.current = asyncio.ensure_future(self._check())
         return await asyncio.shield(self.current)
 
     async def _check(self) -> dict[str, bool]:
-        checks = await asyncio.gather(*(_reachable(t) for t in self.teachers))
+        checks = await asyncio.gather(*(self._reachable(t) for t in self.teachers))
         return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
 
-
-async def _reachable(teacher: TeacherConfig) -> bool:
-    """A teacher with an endpoint answers its model list; a provider-only one counts as up."""
-    if teacher.base_url is None:
-        return True
-    return await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
+    async def _reachable(self, teacher: TeacherConfig) -> bool:
+        """A teacher with an endpoint answers its model list; a provider-only one is up."""
+        if teacher.base_url is None:
+            return True
+        return await listed_models(teacher, timeout=self.timeout_s) is not None
 
 
 class Runtime:

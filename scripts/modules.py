@@ -7,6 +7,7 @@ functions are over 60 lines.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -47,8 +48,11 @@ def function_table(modules: dict[str, Module], package: str, most: int) -> list[
 
 
 def main(argv: list[str]) -> int:
-    most = int(argv[0]) if argv else 15
-    root = Path(argv[1]) if len(argv) > 1 else REPO / "cord_proxy"
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("most", nargs="?", type=int, default=15, help="longest functions shown")
+    parser.add_argument("root", nargs="?", type=Path, default=REPO / "cord_proxy")
+    args = parser.parse_args(argv)
+    most, root = args.most, args.root
     modules = read_package(root)
     print("\n".join(module_table(modules, root.name) + function_table(modules, root.name, most)))
     return 0

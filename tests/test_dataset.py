@@ -145,8 +145,8 @@ def _fakes() -> dict[str, ScriptedFakeTeacher]:
 
 async def _decode(body: dict[str, Any]) -> tuple[Any, Any]:
     runtime = Runtime(_config(), _fakes())
-    plan = runtime.job_for_request(ChatCompletionRequest.model_validate(body))
-    return plan, await run_job(plan, timeout=60.0)
+    job = runtime.job_for_request(ChatCompletionRequest.model_validate(body))
+    return job, await run_job(job, timeout=60.0)
 
 
 BODY = {
@@ -157,8 +157,8 @@ BODY = {
 
 
 async def test_the_record_holds_everything_the_issue_lists() -> None:
-    plan, result = await _decode(BODY)
-    record = trace_record("chatcmpl-1", plan, result, problem_id="p1")
+    job, result = await _decode(BODY)
+    record = trace_record("chatcmpl-1", job, result, problem_id="p1")
     assert json.loads(encode_line(record)) == record
     assert record["id"] == "p1" and record["request_id"] == "chatcmpl-1"
     assert record["ensemble"] == "duo"
@@ -184,12 +184,12 @@ async def test_the_record_holds_everything_the_issue_lists() -> None:
 
 
 async def test_the_settings_hash_follows_the_decoding_settings() -> None:
-    plan_a, result_a = await _decode(BODY)
-    plan_b, result_b = await _decode(BODY)
-    plan_c, result_c = await _decode({**BODY, "cord": {"reference_answer": "42", "max_steps": 2}})
-    a = trace_record("r1", plan_a, result_a)
-    b = trace_record("r2", plan_b, result_b)
-    c = trace_record("r3", plan_c, result_c)
+    job_a, result_a = await _decode(BODY)
+    job_b, result_b = await _decode(BODY)
+    job_c, result_c = await _decode({**BODY, "cord": {"reference_answer": "42", "max_steps": 2}})
+    a = trace_record("r1", job_a, result_a)
+    b = trace_record("r2", job_b, result_b)
+    c = trace_record("r3", job_c, result_c)
     assert a["settings_hash"] == b["settings_hash"] != c["settings_hash"]
     assert settings_hash({"x": 1, "y": [1, 2]}) == settings_hash({"y": [1, 2], "x": 1})
     assert not math.isnan(a["score"])

@@ -228,3 +228,20 @@ def test_an_unreachable_teacher_fails_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unreachable" in done.stderr and "http://127.0.0.1:9/v1" in done.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_preflight_refuses_a_teacher_that_cannot_fill_its_roles() -> None:
+    import asyncio
+
+    from cord_proxy.config import parse_config
+    from cord_proxy.distill.preflight import check_teachers
+
+    gpt = {"name": "gpt", "kind": "litellm", "model": "openai/gpt-4o-mini", "roles": ["score"]}
+    config = parse_config(
+        {
+            "teachers": [{"name": "a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}, gpt],
+            "ensembles": [{"name": "e", "teachers": ["a"], "scorers": ["gpt"]}],
+        }
+    )
+    with pytest.raises(DistillError, match=r"teacher 'gpt'.*cannot score"):
+        asyncio.run(check_teachers(config, "e"))

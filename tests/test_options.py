@@ -179,3 +179,20 @@ def runtime(defaults: dict[str, Any] | None = None) -> Any:
         limits=LimitsConfig(**LIMITS),
     )
     return Runtime(config, {"a": ScriptedFakeTeacher("a", logprobs=[-0.5])})
+
+
+def test_a_whitespace_stop_string_is_a_stop_string() -> None:
+    request = ChatCompletionRequest.model_validate(request_body("answer_stop", ["\n\n", "\n"]))
+    assert runtime().job_for_request(request).decode.options.answer_stop == ("\n\n", "\n")
+    assert config_accepts("answer_stop", ["\n\n"])
+    assert not request_accepts("answer_stop", [""])
+
+
+def test_standard_fields_left_out_keep_the_ensembles_defaults() -> None:
+    defaults = {"n": 2, "answer_stop": ("END",), "seed": 3, "temperature": 0.2, "top_p": 0.9}
+    request = ChatCompletionRequest.model_validate(request_body("beam_width", 4))
+    options = runtime(defaults).job_for_request(request).decode.options
+    assert {name: getattr(options, name) for name in defaults} == defaults
+    given = ChatCompletionRequest.model_validate({**request_body("n", 1), "stop": "X"})
+    options = runtime(defaults).job_for_request(given).decode.options
+    assert (options.n, options.answer_stop) == (1, ("X",))

@@ -1,4 +1,4 @@
-"""Requests become decode plans: ensemble defaults, `cord` overrides, and refusals."""
+"""Requests become jobs: ensemble defaults, `cord` overrides, and refusals."""
 
 from __future__ import annotations
 

@@ -14,23 +14,17 @@ from cord_proxy.data.exports import to_openai_batch
 from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.distill.errors import ProblemFailed
-from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import ChatJob
 
 
-def success_line(
-    record: dict[str, Any],
-    request: ChatCompletionRequest,
-    plan: ChatJob,
-    result: DecodeResult,
-) -> str:
+def success_line(record: dict[str, Any], job: ChatJob, result: DecodeResult) -> str:
     """`record` is the line's trace record (``data.records.trace_record``)."""
     line = to_openai_batch(record)
     line["response"]["body"] = completion_body(
         result,
-        ensemble=plan.ensemble,
-        n=request.n,
-        reasoning_format=plan.reasoning_format,
+        ensemble=job.ensemble,
+        n=job.decode.options.n,
+        reasoning_format=job.reasoning_format,
         request_id=record["request_id"],
     )
     return _text(line)

@@ -34,7 +34,6 @@ from cord_proxy.errors import (
 )
 from cord_proxy.runtime import Runtime
 
-ENDPOINT = "/v1/chat/completions"
 WINDOW_S = 24 * 3600
 MAX_CREATE_BODY = 65536
 SERVICE: web.AppKey[BatchService] = web.AppKey("batches")

@@ -137,21 +137,21 @@ class BatchRun:
         log.info("batch line decode", extra={"batch_id": self.batch_id, "custom_id": custom_id})
         request = ChatCompletionRequest.model_validate_json(body)
         try:
-            plan = self.context.runtime.job_for_request(request)
+            job = self.context.runtime.job_for_request(request)
         except CordError as error:
             kind = error.code or type(error).__name__
             raise ProblemFailed(error.message, kind, transient=False, status=error.status) from None
         try:
-            result = await decode_or_fail(plan, self.context.settings.timeout_s)
+            result = await decode_or_fail(job, self.context.settings.timeout_s)
         except ProblemFailed as failure:
             log.warning(
                 "batch line attempt failed",
                 extra={"batch_id": self.batch_id, "custom_id": custom_id, "error": failure.message},
             )
             raise
-        record = trace_record(completion_id(), plan, result, problem_id=custom_id)
+        record = trace_record(completion_id(), job, result, problem_id=custom_id)
         await self._keep(record)
-        return success_line(record, request, plan, result)
+        return success_line(record, job, result)
 
     async def _keep(self, record: dict[str, Any]) -> None:
         if self.context.sink is None:

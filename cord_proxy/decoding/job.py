@@ -17,6 +17,7 @@ class DecodeJob:
     `proposers` write steps and `scorers` rescore them. With `reference_answer`, candidates
     are scored by the predictive probability of that answer (METHOD.md, Eq. 3); without it,
     by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1).
+    A job whose teachers cannot fill their roles is refused when it is made, not mid-decode.
     """
 
     conversation: tuple[Message, ...]
@@ -25,6 +26,13 @@ class DecodeJob:
     options: DecodeOptions = field(default_factory=DecodeOptions)
     reference_answer: str | None = None
     scorer_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_roles(self.proposers, self.scorers)
+        if self.reference_answer is not None and not self.reference_answer.strip():
+            raise InvalidRequestError(
+                "reference_answer must not be blank", param="reference_answer"
+            )
 
     @classmethod
     def create(
@@ -38,7 +46,7 @@ class DecodeJob:
         scorer_weights: Mapping[str, float] | None = None,
     ) -> DecodeJob:
         """A job from a question: `teachers` that can propose do; `scorers` default to those
-        of `teachers` that can score. Roles are checked here, not mid-decode."""
+        of `teachers` that can score."""
         conversation = (
             (Message(role="user", content=question),)
             if isinstance(question, str)
@@ -48,11 +56,6 @@ class DecodeJob:
         chosen = (
             tuple(scorers) if scorers is not None else tuple(t for t in teachers if t.can_score)
         )
-        _check_roles(proposers, chosen)
-        if reference_answer is not None and not reference_answer.strip():
-            raise InvalidRequestError(
-                "reference_answer must not be blank", param="reference_answer"
-            )
         return cls(
             conversation,
             proposers,

@@ -25,13 +25,19 @@ CORD = "cord"
 CONFIG = "config"
 
 
-def _no_empty_strings(values: tuple[str, ...]) -> tuple[str, ...]:
+def _no_blank_strings(values: tuple[str, ...]) -> tuple[str, ...]:
     if any(not value.strip() for value in values):
         raise ValueError("must not hold empty strings")
     return values
 
 
-Markers = Annotated[tuple[str, ...], MinLen(1), MaxLen(32), AfterValidator(_no_empty_strings)]
+def _no_empty_strings(values: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not value for value in values):
+        raise ValueError("must not hold empty strings")
+    return values
+
+
+Markers = Annotated[tuple[str, ...], MinLen(1), MaxLen(32), AfterValidator(_no_blank_strings)]
 StopStrings = Annotated[tuple[str, ...], MaxLen(16), AfterValidator(_no_empty_strings)]
 Temperature = Annotated[float, Ge(0.0), Le(2.0)]
 TopP = Annotated[float, Gt(0.0), Le(1.0)]

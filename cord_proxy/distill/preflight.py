@@ -6,7 +6,9 @@ import httpx
 
 from cord_proxy.config import CordConfig, ensemble_scorers
 from cord_proxy.distill.errors import DistillError
+from cord_proxy.errors import ConfigError
 from cord_proxy.teachers.endpoint import api_key_of, fetch_model_ids
+from cord_proxy.teachers.factory import refuse_unfillable_roles
 
 DEFAULT_TEACHER_URL = "http://127.0.0.1:8401/v1"
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -18,12 +20,18 @@ def as_base_url(url: str) -> str:
 
 
 async def check_teachers(config: CordConfig, model: str) -> None:
-    """Every OpenAI-compatible teacher of the ensemble answers ``GET /models``."""
+    """Every teacher of the ensemble can fill its roles, and every OpenAI-compatible one
+    answers ``GET /models``."""
     ensemble = config.ensemble(model)
     if ensemble is None:
         names = ", ".join(e.name for e in config.ensembles)
         raise DistillError(f"no ensemble named {model!r} in the config (ensembles: {names})")
     members = dict.fromkeys([*ensemble.teachers, *ensemble_scorers(config, ensemble)])
+    try:
+        for name in members:
+            refuse_unfillable_roles(config.teacher(name))
+    except ConfigError as error:
+        raise DistillError(error.message) from None
     for name in members:
         teacher = config.teacher(name)
         if teacher.kind != "openai" or teacher.base_url is None:

@@ -6,26 +6,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cord_proxy.distill.settings import DistillSettings
-from cord_proxy.progress import format_duration
+from cord_proxy.progress import Tally, format_duration
 
 BAD_LINES_SHOWN = 20
 
 
 @dataclass
-class Summary:
+class Summary(Tally):
+    """The run's `Tally`, with what it read and resumed, and how it ended."""
+
     problems: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     already_done: int = 0
-    done: int = 0
-    failed: int = 0
-    cost_usd: float = 0.0
-    scores: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     interrupted: bool = False
     output_records: int = 0
 
     @property
-    def rate_per_min(self) -> float:
+    def problems_per_min(self) -> float:
         return 60.0 * self.done / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
@@ -38,14 +36,11 @@ class Summary:
         cost = float(record.get("cost_usd") or 0.0)
         score = record.get("score")
         score = float(score) if isinstance(score, int | float) else None
-        self.done += 1
-        self.cost_usd += cost
-        if score is not None:
-            self.scores.append(score)
+        self.count_done(cost, score)
         return cost, score
 
     def render(self, settings: DistillSettings) -> str:
-        mean = f"{sum(self.scores) / len(self.scores):.3f}" if self.scores else "-"
+        mean = f"{self.mean_score:.3f}" if self.mean_score is not None else "-"
         state = "interrupted (rerun the same command to resume)" if self.interrupted else "done"
         return "\n".join(
             [
@@ -53,7 +48,7 @@ class Summary:
                 f"  input:      {self.problems} problems in {settings.input}{self._bad()}",
                 f"  resumed:    {self.already_done} already in the output",
                 f"  this run:   {self.done} done, {self.failed} failed in "
-                f"{format_duration(self.wall_s)} ({self.rate_per_min:.1f} problems/min)",
+                f"{format_duration(self.wall_s)} ({self.problems_per_min:.1f} problems/min)",
                 f"  cost:       ${self.cost_usd:.4f} this run",
                 f"  mean score: {mean} this run",
                 f"  output:     {settings.output} ({self.output_records} records)",

@@ -40,7 +40,6 @@ DEFAULT_CONCURRENCY_PER_ACTOR = 4
 # (the repartition), which otherwise wait forever behind a pool that holds every CPU.
 DEFAULT_CPUS_PER_ACTOR = 0.5
 SHARD_SUFFIX = ".jsonl"
-STAGE_COLUMNS = ("error", "kind", "attempts")
 
 
 class ArrowBatch(Protocol):

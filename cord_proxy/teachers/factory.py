@@ -15,16 +15,21 @@ def endpoint_key(config: TeacherConfig) -> str:
     return f"{config.base_url or config.kind}|{config.model}"
 
 
+def refuse_unfillable_roles(config: TeacherConfig) -> None:
+    """A `ConfigError` for a teacher whose kind cannot fill its roles (a litellm scorer)."""
+    if config.kind == "litellm" and "score" in config.roles:
+        problem = litellm_score_problem(config.name, config.model)
+        if problem:
+            raise ConfigError(problem, [problem])
+
+
 def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None) -> Teacher:
     """The client for one configured teacher; `breakers` shares a breaker per endpoint.
 
     Raises `ConfigError` for a teacher whose roles its kind cannot fill (a litellm scorer),
     before litellm is imported.
     """
-    if config.kind == "litellm" and "score" in config.roles:
-        problem = litellm_score_problem(config.name, config.model)
-        if problem:
-            raise ConfigError(problem, [problem])
+    refuse_unfillable_roles(config)
     registry = breakers or BreakerRegistry()
     breaker = registry.get(endpoint_key(config), config.breaker_threshold, config.breaker_cooldown)
     if config.kind == "openai":

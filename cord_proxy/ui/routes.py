@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ import orjson
 from aiohttp import web
 
 from cord_proxy.auth import ApiKeys
-from cord_proxy.config import CordConfig, TeacherConfig, ensemble_scorers
+from cord_proxy.config import CordConfig, ensemble_scorers
 from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
-from cord_proxy.teachers.endpoint import listed_models
+from cord_proxy.runtime import Reachability
 from cord_proxy.ui.index import TraceIndex
 from cord_proxy.ui.query import file_stats, list_traces, parse_query, read_record
 
@@ -56,7 +56,7 @@ class UiState:
     config: CordConfig | None
     metrics: Metrics | None
     index: TraceIndex | None
-    ready: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    reachability: Reachability | None = None
 
 
 UI_STATE = web.AppKey("ui_state", UiState)
@@ -85,7 +85,8 @@ def add_ui_routes(
     if config is not None and trace_file is None and config.dataset.path:
         trace_file = config.dataset.path
     index = TraceIndex(Path(trace_file)) if trace_file is not None else None
-    app[UI_STATE] = UiState(keys=keys, config=config, metrics=metrics, index=index)
+    reachability = Reachability(config.teachers, READY_CACHE_S, READY_TIMEOUT_S) if config else None
+    app[UI_STATE] = UiState(keys, config, metrics, index, reachability)
     _static_files()  # read at start, not at the first request
     app.add_routes(ROUTES)
 
@@ -195,25 +196,14 @@ def _endpoint(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-async def _ready(state: UiState, teacher: TeacherConfig) -> bool:
-    cached = state.ready.get(teacher.name)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < READY_CACHE_S:
-        return cached[1]
-    ok = teacher.base_url is None or (
-        await listed_models(teacher, timeout=READY_TIMEOUT_S) is not None
-    )
-    state.ready[teacher.name] = (time.monotonic(), ok)
-    return ok
-
-
 @ROUTES.get("/ui/api/teachers")
 async def teachers(request: web.Request) -> web.Response:
     state = _state(request)
-    if state.config is None or state.metrics is None:
+    if state.config is None or state.metrics is None or state.reachability is None:
         return _json({"teachers": [], "in_flight": 0})
     config, metrics = state.config, state.metrics
-    ready = await asyncio.gather(*(_ready(state, t) for t in config.teachers))
+    reachable = await state.reachability.get()
+    ready = [reachable[t.name] for t in config.teachers]
     rows = [
         {
             "name": t.name,
