@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.ui.browser import CHROMIUM_ARGS, chromium_path
+from tests.ui.browser import chromium_context
+
+PLAYWRIGHT_VIEWPORT = (1280, 720)  # Playwright's default, the size the figures were measured at
 
 TEACHERS = ("gemma-t0.5", "gemma-t0.6", "gemma-t0.7")
 
@@ -136,18 +138,13 @@ def _timed(page: Page, action: Callable[[], Any], query: str) -> float:
 
 
 def browser_times(port: int, records: int) -> dict[str, float]:
-    chromium = chromium_path()
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
+    with chromium_context(viewport=PLAYWRIGHT_VIEWPORT) as context:
         page = context.new_page()
         first = _timed(page, lambda: page.goto(f"http://127.0.0.1:{port}/ui"), "limit=50")
         sorted_s = _timed(page, lambda: page.select_option("#tr-sort", "score"), "sort=score")
         page.select_option("#tr-sort", "line")
         _timed(page, lambda: None, "offset=0&limit=50")
         search_s = _timed_search(page, f"gen-{records * 7 // 100:05d}")
-        context.close()
     return {"first_page_s": first, "first_sorted_page_s": sorted_s, "search_s": search_s}
 
 

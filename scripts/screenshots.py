@@ -20,18 +20,13 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT))
+
+from tests.ui.browser import chromium_context  # noqa: E402
+
 TEACHER = """
 [[teachers]]
 name = "gemma-t{t}"
@@ -130,16 +125,8 @@ def main() -> int:
         proc = _start(config, port)
         try:
             _fill_sink(port)
-            with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-                context = pw.chromium.launch_persistent_context(
-                    profile,
-                    executable_path="/usr/bin/chromium",
-                    headless=True,
-                    args=CHROMIUM_ARGS,
-                    viewport={"width": 1400, "height": 900},
-                )
+            with chromium_context(viewport=(1400, 900)) as context:
                 _shoot(context.new_page(), port, out)
-                context.close()
         finally:
             proc.terminate()
             proc.wait(timeout=15)
