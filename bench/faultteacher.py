@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-BOS = 2
+from tests import fake_vllm_wire as wire
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 MAX_MODEL_LEN = 4096
@@ -64,26 +65,12 @@ def render_text(body: dict[str, Any]) -> str:
     if "messages" in body:
         return "".join(f"<{m['role']}>{m['content']}" for m in body["messages"])
     prompt = body["prompt"]
-    return prompt if isinstance(prompt, str) else "".join(chr(t) for t in prompt if t != BOS)
-
-
-def token_ids(text: str) -> list[int]:
-    return [BOS, *(ord(c) for c in text)]
+    return prompt if isinstance(prompt, str) else "".join(chr(t) for t in prompt if t != wire.BOS)
 
 
 def logprob(token: int, position: int) -> float:
     """A scripted log-probability: deterministic, finite, negative."""
     return -0.05 - ((token * 31 + position * 7) % 97) / 100.0
-
-
-def tokenize(body: dict[str, Any]) -> dict[str, Any]:
-    ids = token_ids(render_text(body))
-    strs = ["<bos>", *(chr(i) for i in ids[1:])]
-    return {"tokens": ids, "count": len(ids), "max_model_len": MAX_MODEL_LEN, "token_strs": strs}
-
-
-def detokenize(body: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": "".join(chr(i) for i in body["tokens"] if i != BOS)}
 
 
 def continuation(spec: FakeSpec, model: str, prefix: str, stop: list[str]) -> tuple[str, Any]:
@@ -117,31 +104,12 @@ def propose(spec: FakeSpec, body: dict[str, Any], chat: bool) -> dict[str, Any]:
     return {"id": "cmpl-fake", "object": "chat.completion", "choices": choices, "usage": usage}
 
 
-def asked_values(body: dict[str, Any]) -> dict[str, Any]:
-    prompts = body["prompt"] if isinstance(body["prompt"][0], list) else [body["prompt"]]
-    choices = []
-    for index, prompt in enumerate(prompts):
-        asked = {f"token_id:{t}": logprob(t, len(prompt)) for t in body["logprob_token_ids"]}
-        logprobs = {"tokens": ["token_id:0"], "token_logprobs": [-1.0], "top_logprobs": [asked]}
-        choices.append({"index": index, "text": "?", "logprobs": logprobs})
-    return {"choices": choices}
+def tokenize(body: dict[str, Any]) -> dict[str, Any]:
+    return wire.tokenize(body, MAX_MODEL_LEN)
 
 
-def score(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("logprob_token_ids"):
-        return asked_values(body)
-    prompt: list[int] = body["prompt"]
-    values = [None] + [logprob(t, p) for p, t in enumerate(prompt) if p > 0]
-    if body.get("echo"):
-        tokens = [f"token_id:{t}" for t in prompt]
-        logprobs = {"tokens": tokens, "token_logprobs": values, "top_logprobs": None}
-        return {"choices": [{"index": 0, "text": "", "logprobs": logprobs}]}
-    entries = [None] + [
-        {str(t): {"logprob": values[p], "rank": 1, "decoded_token": chr(t)}}
-        for p, t in enumerate(prompt)
-        if p > 0
-    ]
-    return {"choices": [{"index": 0, "text": "x", "prompt_logprobs": entries}]}
+def score(body: dict[str, Any]) -> Any:
+    return wire.score_completion(body, logprob)
 
 
 def malformed(route: str) -> Any:
@@ -205,7 +173,7 @@ def build_app(spec: FakeSpec) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_post("/fake/fault", set_fault)
     app.router.add_post("/tokenize", routed(state, "tokenize", tokenize))
-    app.router.add_post("/detokenize", routed(state, "detokenize", detokenize))
+    app.router.add_post("/detokenize", routed(state, "detokenize", wire.detokenize))
     app.router.add_post(
         "/v1/chat/completions", routed(state, "chat", lambda b: propose(spec, b, True))
     )

@@ -24,10 +24,10 @@ def render_ids(body: dict[str, Any]) -> list[int]:
     return [BOS, *(ord(c) for c in text)]
 
 
-def tokenize(body: dict[str, Any]) -> dict[str, Any]:
+def tokenize(body: dict[str, Any], max_model_len: int = 2048) -> dict[str, Any]:
     ids = render_ids(body)
     strs = ["<bos>", *(chr(i) for i in ids[1:])]
-    return {"tokens": ids, "count": len(ids), "max_model_len": 2048, "token_strs": strs}
+    return {"tokens": ids, "count": len(ids), "max_model_len": max_model_len, "token_strs": strs}
 
 
 def detokenize(body: dict[str, Any]) -> dict[str, Any]:
