@@ -166,9 +166,10 @@ class ChatCompletionRequest(BaseModel):
 
     def overrides(self) -> dict[str, Any]:
         """The decoding options this request sets, in ``cord`` and in standard fields."""
-        given = {field: getattr(self, field) for field in request_fields()}
+        options = request_fields()
+        given = {field: getattr(self, field) for field in options}
         given["stop"] = self.stop_strings()
-        standard = {request_fields()[f]: v for f, v in given.items() if v is not None}
+        standard = {options[f]: v for f, v in given.items() if v is not None}
         return {**self.cord.overrides(), **standard}
 
 

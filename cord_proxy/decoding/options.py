@@ -93,6 +93,8 @@ class DecodeOptions(BaseModel):
 
     def overridden(self, overrides: Mapping[str, Any]) -> DecodeOptions:
         """These options with some fields replaced, all validated again (a ValidationError)."""
+        if not overrides:
+            return self
         return DecodeOptions.model_validate({**self.model_dump(), **overrides})
 
 
