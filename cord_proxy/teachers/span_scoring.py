@@ -116,7 +116,7 @@ class SpanReader:
 
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
         (prefix_ids, _, _), (full_ids, pieces, context) = await asyncio.gather(
-            self.tokenize(prefix_prompt), self.tokenize(full_prompt)
+            self.tokenize(prefix_prompt, with_pieces=False), self.tokenize(full_prompt)
         )
         if context is not None and len(full_ids) > context:
             raise ScoredPromptTooLongError(
@@ -131,9 +131,12 @@ class SpanReader:
             )
         return TokenSpan(tuple(full_ids), start, tuple(pieces[start:]))
 
-    async def tokenize(self, prompt: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
-        """The prompt's token ids, their pieces, and the server's ``max_model_len``."""
-        body = {"model": self.model, "return_token_strs": True, **prompt}
+    async def tokenize(
+        self, prompt: dict[str, Any], *, with_pieces: bool = True
+    ) -> tuple[list[int], list[str], int | None]:
+        """The prompt's token ids, their pieces (empty strings `with_pieces` off), and the
+        server's ``max_model_len``."""
+        body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
         return await self._post(self.root + "/tokenize", body, self._tokens)
 
     def _tokens(self, data: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
