@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cord_proxy.decoding.trace import StepFailure, TeacherUsage
-from cord_proxy.errors import TeacherError
+from cord_proxy.errors import TEACHER_TIMEOUT, TeacherError
 from cord_proxy.teachers.base import Teacher
 
 DROP_AFTER_FAILURES = 2
-TIMEOUT_CODES = frozenset({"teacher_timeout", "round_timeout"})
+ROUND_TIMEOUT = "round_timeout"
+TIMEOUT_CODES = frozenset({TEACHER_TIMEOUT, ROUND_TIMEOUT})
 
 
 class FailureLog:
@@ -54,7 +55,7 @@ class FailureLog:
     def cut(self, step: int, teacher: str, role: str, deadline: float) -> None:
         """A call cancelled at the round deadline: a failure of that teacher, as a timeout."""
         message = f"teacher '{teacher}': cut at the round deadline ({deadline:g} s)"
-        self._record(step, teacher, role, message, "round_timeout")
+        self._record(step, teacher, role, message, ROUND_TIMEOUT)
 
     def step_errors(self, step: int) -> str:
         return "; ".join(f.error for f in self.records if f.step == step) or "no proposal"

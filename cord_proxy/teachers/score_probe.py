@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+
+from cord_proxy.teachers.span_scoring import ReadMethod
 
 PROBE_QUESTION = "What is 6 times 7?"
 PROBE_PREFIX = "6 times 7 is"
@@ -26,7 +27,7 @@ MAX_MEAN_DIFFERENCE = 0.25
 class ScoringProbe:
     """Which method a teacher scores with, and why."""
 
-    method: Literal["cached", "prompt_logprobs", "echo"]
+    method: ReadMethod
     mean_abs_diff: float | None
     reason: str
 
