@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from cord_proxy.completion import completion_body
-from cord_proxy.data.exports import to_openai_batch
+from cord_proxy.data.exports import batch_line
 from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.distill.errors import ProblemFailed
@@ -19,15 +19,14 @@ from cord_proxy.runtime import ChatJob
 
 def success_line(record: dict[str, Any], job: ChatJob, result: DecodeResult) -> str:
     """`record` is the line's trace record (``data.records.trace_record``)."""
-    line = to_openai_batch(record)
-    line["response"]["body"] = completion_body(
+    body = completion_body(
         result,
         ensemble=job.ensemble,
         n=job.decode.options.n,
         reasoning_format=job.reasoning_format,
         request_id=record["request_id"],
     )
-    return _text(line)
+    return _text(batch_line(record, body))
 
 
 def error_line(custom_id: str, failure: ProblemFailed) -> str:

@@ -88,6 +88,12 @@ def to_openai_batch(record: dict[str, Any]) -> dict[str, Any]:
             "settings_hash": record.get("settings_hash"),
         },
     )
+    return batch_line(record, body)
+
+
+def batch_line(record: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A line of a Batch output file: the record's ids around a chat completion `body`."""
+    request_id = str(record.get("request_id") or record["id"])
     digest = hashlib.sha256(f"{record['id']}|{request_id}".encode()).hexdigest()[:24]
     return {
         "id": f"batch_req_{digest}",
