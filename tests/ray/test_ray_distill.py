@@ -28,6 +28,7 @@ CORD = {
     "answer_budget": 8,
 }
 RUN_TIMEOUT_S = 600.0
+ACTORS_UP_S = 60.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,6 +133,20 @@ def _stage_actor_pids(gcs: str) -> list[int]:
     return [int(pid) for pid in json.loads(answer.stdout.strip().splitlines()[-1])]
 
 
+def _live_stage_actors(gcs: str, proc: subprocess.Popen[bytes]) -> list[int]:
+    """The stage actors alive now, polled until both are up. On a busy 2-core machine the
+    first actor can finish records while the second is still starting; after
+    `ACTORS_UP_S` the one that is alive is enough to kill."""
+    deadline = time.monotonic() + ACTORS_UP_S
+    while True:
+        pids = _stage_actor_pids(gcs)
+        if len(pids) == 2 or (pids and time.monotonic() > deadline):
+            return pids
+        assert proc.poll() is None, f"the driver exited (status {proc.returncode}), actors {pids}"
+        assert time.monotonic() < deadline + RUN_TIMEOUT_S, "no stage actor came up"
+        time.sleep(1)
+
+
 def _check_output(tmp_path: Path) -> list[dict[str, object]]:
     records = _records(tmp_path / "traces.jsonl")
     counts = Counter(str(r["id"]) for r in records)
@@ -156,8 +171,7 @@ def test_an_actor_killed_partway_is_retried_by_ray(local_teacher: str, tmp_path:
     proc = _start(tmp_path, local_teacher, "run.log")
     try:
         _wait_for("3 finished records", lambda: len(_shard_records(tmp_path)) >= 3, proc)
-        pids = _stage_actor_pids(_gcs_address(tmp_path / "run.log"))
-        assert len(pids) == 2, pids
+        pids = _live_stage_actors(_gcs_address(tmp_path / "run.log"), proc)
         done_before = len({r["id"] for r in _shard_records(tmp_path)})
         os.kill(pids[0], signal.SIGKILL)
         assert done_before < PROBLEMS, "the actor must die partway through"
