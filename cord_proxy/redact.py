@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 DEFAULT_LIMIT = 300
 MIN_SECRET_LENGTH = 4
 REDACTED = "<redacted>"
+MAX_CUTS = 3
 OWN_ID_PREFIXES = ("chatcmpl-", "batch_", "file-")  # ids the proxy makes: never secrets
 
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>()\[\]{}]+")
@@ -28,6 +29,8 @@ _TOKEN = r"[A-Za-z0-9._~+/=\-]{6,}"
 _KEY_PATTERNS = (
     re.compile(r"(?i)\b(?:bearer|basic)\s+" + _TOKEN),
     re.compile(r"\b(?:sk|pk|rk|ak)-[A-Za-z0-9_\-]{6,}"),
+    # The same prefix glued to a word ("apikeysk-..."): only a long tail of letters and digits.
+    re.compile(r"(?:sk|pk|rk|ak)-(?=[\w\-]*\d)(?=[\w\-]*[A-Za-z])[A-Za-z0-9_\-]{16,}"),
     re.compile(
         r"(?i)\b(?:api[_-]?key|access[_-]?token|token|secret|password|passwd|authorization)"
         r"\b[\"']?\s*[:=]\s*[\"']?(?!bearer\b|basic\b)" + _TOKEN
@@ -78,8 +81,26 @@ def remember_endpoint(url: str | None) -> None:
 
 
 def excerpt(text: object, limit: int | None = DEFAULT_LIMIT) -> str:
-    """`text` as one line with no endpoint and no credential, cut to `limit` characters."""
-    cleaned = _CONTROL.sub(" ", str(text))
+    """`text` as one line with no endpoint and no credential, cut to `limit` characters.
+
+    The cut text is cleaned again (a cut can leave what looks like a host:port), so that an
+    excerpt of an excerpt is the excerpt itself.
+    """
+    cleaned = _scrubbed(str(text))
+    for _ in range(MAX_CUTS):
+        if limit is None or len(cleaned) <= limit:
+            return cleaned
+        cleaned = _scrubbed(_cut(cleaned, limit))
+    return _cut(cleaned, limit) if limit is not None and len(cleaned) > limit else cleaned
+
+
+def _cut(text: str, limit: int) -> str:
+    return text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def _scrubbed(text: str) -> str:
+    """`text` on one line, every endpoint and credential replaced by a placeholder."""
+    cleaned = _CONTROL.sub(" ", text)
     for secret in _KNOWN.secrets:
         cleaned = cleaned.replace(secret, REDACTED)
     cleaned = _URL.sub(_url_placeholder, cleaned)
@@ -92,10 +113,7 @@ def excerpt(text: object, limit: int | None = DEFAULT_LIMIT) -> str:
     cleaned = _IPV4.sub("<address>", cleaned)
     cleaned = _IPV6.sub(_ipv6_placeholder, cleaned)
     cleaned = _HOST_PORT.sub("<host>", cleaned)
-    cleaned = _SPACE.sub(" ", cleaned).strip()
-    if limit is not None and len(cleaned) > limit:
-        cleaned = cleaned[: max(0, limit - 1)].rstrip() + "…"
-    return cleaned
+    return _SPACE.sub(" ", cleaned).strip()
 
 
 def clean(value: Any, limit: int | None = DEFAULT_LIMIT) -> Any:

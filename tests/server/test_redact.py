@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
+import string
 
 import pytest
 
@@ -30,6 +32,8 @@ from cord_proxy.secret_refs import resolve_secret
         ("key AIzaSyD3xAmPle0123456789abcdefGHIJ here", "AIzaSyD3xAmPle0123456789abcdefGHIJ"),
         ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"),
         ("at [fe80::1ff:fe23:4567:890a]:8000", "fe80::1ff"),
+        ("apikeysk-ant-api03-AbCdEf0123456789xyz", "AbCdEf0123456789"),
+        ("tokensk-12345678abcdefgh", "12345678abcdefgh"),
     ],
 )
 def test_excerpt_removes_endpoints_and_keys(text: str, leak: str) -> None:
@@ -43,6 +47,22 @@ def test_excerpt_keeps_what_is_not_secret_and_is_short() -> None:
     assert excerpt("chatcmpl-0123456789abcdef0123456789abcdef").startswith("chatcmpl-0123")
     assert len(excerpt("x" * 5000)) == 300
     assert excerpt("a\x00b\n\n  c") == "a b c"
+
+
+def test_a_glued_prefix_needs_a_long_mixed_tail_to_be_a_key() -> None:
+    for text in ("task-queue-worker-12 failed", "disk-benchmark failed", "risk-averse-v2"):
+        assert excerpt(text) == text
+
+
+@pytest.mark.parametrize("limit", [None, 8, 12, 20, 300])
+def test_an_excerpt_of_an_excerpt_is_the_excerpt(limit: int | None) -> None:
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + " :/@.-_=<>[]\"'"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(4, 60)))
+        once = excerpt(text, limit)
+        assert excerpt(once, limit) == once, text
+        assert limit is None or len(once) <= limit
 
 
 def test_resolved_secrets_and_configured_hosts_are_removed(
