@@ -160,23 +160,25 @@ class OpenAICompatTeacher(TeacherClient):
     async def _measure(
         self, conversation: Sequence[Message], prefix: str
     ) -> tuple[int, int] | None:
-        """(prompt tokens, max_model_len) from ``/tokenize``; None where it is not served."""
+        """(prompt tokens, max_model_len) from ``/tokenize``; None where it is not served.
+
+        The request is the scorer's for the same prefix (span_scoring.py), so a step's
+        proposal and the scoring of its candidates share one answer.
+        """
         if self._no_tokenize:
             return None
-        body = {"model": self.config.model, **self._tokenize_prompt(conversation, prefix)}
         try:
-            return await self._post_read(self._reader.root + "/tokenize", body, self._measured)
+            ids, _, context = await self._reader.tokenize(
+                self._tokenize_prompt(conversation, prefix), with_pieces=False
+            )
         except TeacherHTTPError as error:
             if not _not_served(error):
                 raise
             self._no_tokenize = True
             return None
-
-    def _measured(self, data: dict[str, Any]) -> tuple[int, int]:
-        count, context = data.get("count"), data.get("max_model_len")
-        if not isinstance(count, int) or not isinstance(context, int) or context < 1:
-            raise TeacherProtocolError(self.name, "tokenize answered no count or max_model_len")
-        return count, context
+        if context is None or context < 1:
+            raise TeacherProtocolError(self.name, "tokenize answered no max_model_len")
+        return len(ids), context
 
     async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
         if not self.can_score:

@@ -27,10 +27,13 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
 from cord_proxy.teachers.base import SpanScore
+from cord_proxy.teachers.shared_calls import SharedCalls, request_key
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
 CACHED_CHUNK = 64  # target positions (prompts) per cached read; each returns as many values
+KEPT_TOKENS = 32768  # tokens of recent /tokenize answers kept for identical requests
 T = TypeVar("T")
+Tokenized = tuple[tuple[int, ...], tuple[str, ...], int | None]
 
 
 class PostRead(Protocol):
@@ -88,6 +91,8 @@ class SpanReader:
         self.base_url = base_url.rstrip("/")
         self.root = server_root(base_url)
         self._post = post
+        # A step's candidates share their prefix, and so its /tokenize request.
+        self._tokenized: SharedCalls[Tokenized] = SharedCalls(KEPT_TOKENS, lambda t: len(t[0]) + 1)
 
     async def score(
         self,
@@ -129,23 +134,27 @@ class SpanReader:
             raise SpanMismatchError(
                 self.teacher, "the rendered target adds no token after the rendered prefix"
             )
-        return TokenSpan(tuple(full_ids), start, tuple(pieces[start:]))
+        return TokenSpan(full_ids, start, pieces[start:])
 
-    async def tokenize(
-        self, prompt: dict[str, Any], *, with_pieces: bool = True
-    ) -> tuple[list[int], list[str], int | None]:
+    async def tokenize(self, prompt: dict[str, Any], *, with_pieces: bool = True) -> Tokenized:
         """The prompt's token ids, their pieces (empty strings `with_pieces` off), and the
-        server's ``max_model_len``."""
-        body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
-        return await self._post(self.root + "/tokenize", body, self._tokens)
+        server's ``max_model_len``.
 
-    def _tokens(self, data: dict[str, Any]) -> tuple[list[int], list[str], int | None]:
-        ids = _int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'")
+        Identical requests running at once, or recently answered, share one answer.
+        """
+        url = self.root + "/tokenize"
+        body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
+        return await self._tokenized.call(
+            request_key(url, body), lambda: self._post(url, body, self._tokens)
+        )
+
+    def _tokens(self, data: dict[str, Any]) -> Tokenized:
+        ids = tuple(_int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
         pieces = data.get("token_strs")
         if not isinstance(pieces, list) or len(pieces) != len(ids):
             pieces = [""] * len(ids)
         context = data.get("max_model_len")
-        return ids, [str(p) for p in pieces], context if isinstance(context, int) else None
+        return ids, tuple(str(p) for p in pieces), context if isinstance(context, int) else None
 
     async def check(self, span: TokenSpan, target: str) -> None:
         body = {"model": self.model, "tokens": list(span.target)}

@@ -290,6 +290,11 @@ async def test_malformed_scoring_answers_open_the_breaker() -> None:
         for _ in range(2):
             with pytest.raises(TeacherProtocolError):
                 await teacher.score(CONVERSATION, "a", "b")
+        # A failed score cancels its decode check, which may reach the server a moment later.
+        for _ in range(100):
+            if fake.paths().count("/detokenize") == 2:
+                break
+            await asyncio.sleep(0.01)
         calls = len(fake.requests)
         with pytest.raises(CircuitOpenError):
             await teacher.score(CONVERSATION, "a", "b")
