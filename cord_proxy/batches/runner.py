@@ -89,6 +89,8 @@ class BatchRun:
         finally:
             if timer is not None:
                 timer.cancel()
+        if self.expired and not self.cancelled:
+            await self._finish_if_all_ended()
         await self._finalize()
 
     @property
@@ -113,6 +115,13 @@ class BatchRun:
             self._expire()
             return None
         return asyncio.get_running_loop().call_later(left, self._expire)
+
+    async def _finish_if_all_ended(self) -> None:
+        """A window that ran out after every line ended leaves a finished batch, not an
+        expired one (the stop came between the last line and `finalizing`)."""
+        counts = await self.context.store.counts(self.batch_id)
+        if counts and not counts.get("pending"):
+            await self.context.store.move(self.batch_id, "finalizing", ["in_progress"])
 
     def _expire(self) -> None:
         if not self.expired:
