@@ -1,4 +1,4 @@
-"""Prometheus counters of the proxy: requests, latency, and per-teacher work."""
+"""Prometheus counters of the proxy: requests, latency, per-teacher work, batch lines."""
 
 from __future__ import annotations
 

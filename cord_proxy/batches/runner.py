@@ -1,4 +1,5 @@
-"""The batch runner: validate, decode every pending line, finalize; resumable and cancellable.
+"""The batch runner: validate, decode every pending line, finalize; resumable, cancellable,
+and expiring: at its ``expires_at`` a batch stops as on a cancel and ends ``expired``.
 
 Each line runs on the proxy's own decode path (``Runtime.job_for_request`` and ``run_job``), with
 distill's retries of transient failures. Progress lives in the store, so a restarted proxy

@@ -52,6 +52,7 @@ def test_batch_decodes_count_in_the_teacher_metrics(tap: TeacherTap, tmp_path: P
         assert after.get(key, 0.0) > before.get(key, 0.0), f"{name} did not count the batch"
     calls = after['cord_teacher_calls_total{teacher="t"}']
     reached = [c for i in LINES for c in tap.calls_mentioning(question(i))]
+    print(f"{completed} lines done, {calls:g} teacher calls counted, {len(reached)} seen")
     assert completed <= calls <= len(reached)
     assert after['cord_teacher_selected_steps_total{teacher="t"}'] >= completed
     chat = [k for k in after if k.startswith('cord_requests_total{route="/v1/chat/completions"')]
