@@ -227,6 +227,8 @@ class BatchesConfig(BaseModel):
     max_active_batches: int = Field(16, ge=1)
     concurrency: int = Field(4, ge=1, le=4096)
     retries: int = Field(2, ge=0, le=10)
+    # seconds from create to `expired`; the request's completion_window stays "24h"
+    completion_window_s: int = Field(86_400, ge=1, le=31_536_000, strict=True)
     owners: dict[str, str] = Field(default_factory=dict)  # "env:KEY" -> owner: a key sees its own
 
     @field_validator("owners")

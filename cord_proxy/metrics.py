@@ -1,4 +1,4 @@
-"""Prometheus counters of the proxy: requests, latency, and per-teacher work."""
+"""Prometheus counters of the proxy: requests, latency, per-teacher work, batch lines."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Metrics:
         self.in_flight = 0
         self.unhandled = 0
         self.rejected: Counter[str] = Counter()
+        self.batch_requests: Counter[str] = Counter()
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         self.requests[(route, status)] += 1
@@ -45,6 +46,10 @@ class Metrics:
     def observe_rejected(self, reason: str) -> None:
         """A connection answered before any route: malformed HTTP, headers too slow."""
         self.rejected[reason] += 1
+
+    def observe_batch_requests(self, outcome: str, count: int = 1) -> None:
+        """Batch requests (input lines) that ended: completed, failed or expired."""
+        self.batch_requests[outcome] += count
 
     def observe_decode(self, usage: Iterable[TeacherUsage]) -> None:
         for teacher in usage:
@@ -109,6 +114,12 @@ class Metrics:
             *(
                 f'cord_rejected_requests_total{{reason="{_label(reason)}"}} {count}'
                 for reason, count in sorted(self.rejected.items())
+            ),
+            "# HELP cord_batch_requests_total Batch requests (input lines) ended, by outcome.",
+            "# TYPE cord_batch_requests_total counter",
+            *(
+                f'cord_batch_requests_total{{outcome="{outcome}"}} {count}'
+                for outcome, count in sorted(self.batch_requests.items())
             ),
         ]
         lines += _per_teacher("cord_teacher_calls_total", "Teacher calls.", self.teacher_calls)

@@ -403,7 +403,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
-    install_batches(app, runtime, sink)
+    install_batches(app, runtime, sink, app[METRICS])
     add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:

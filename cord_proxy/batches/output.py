@@ -48,6 +48,20 @@ def error_line(custom_id: str, failure: ProblemFailed) -> str:
     )
 
 
+def expired_line(custom_id: str) -> str:
+    """A request not run before the batch's window ran out, as OpenAI writes it: no
+    response, and the error ``batch_expired``."""
+    message = "This request was not run before the batch's completion window ran out."
+    return _text(
+        {
+            "id": f"batch_req_{secrets.token_hex(12)}",
+            "custom_id": custom_id,
+            "response": None,
+            "error": {"code": "batch_expired", "message": message},
+        }
+    )
+
+
 def _error_type(failure: ProblemFailed) -> str:
     if failure.status in (400, 404):
         return "invalid_request_error"

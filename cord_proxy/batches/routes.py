@@ -32,9 +32,9 @@ from cord_proxy.errors import (
     RequestTooLargeError,
     format_validation_error,
 )
+from cord_proxy.metrics import Metrics
 from cord_proxy.runtime import Runtime
 
-WINDOW_S = 24 * 3600
 MAX_CREATE_BODY = 65536
 SERVICE: web.AppKey[BatchService] = web.AppKey("batches")
 ROUTES = web.RouteTableDef()
@@ -69,7 +69,9 @@ class CreateBatch(BaseModel):
 class BatchService:
     """The store, the file area, the worker and the owners of the keys."""
 
-    def __init__(self, config: BatchesConfig, runtime: Runtime, sink: TraceSink | None):
+    def __init__(
+        self, config: BatchesConfig, runtime: Runtime, sink: TraceSink | None, metrics: Metrics
+    ):
         root = data_dir(config)
         self.config = config
         self.store = Store(root / "batches.sqlite")
@@ -83,7 +85,13 @@ class BatchService:
             timeout_s=server.request_timeout,
         )
         context = Context(
-            self.store, self.area, runtime, settings, asyncio.Semaphore(config.concurrency), sink
+            self.store,
+            self.area,
+            runtime,
+            settings,
+            asyncio.Semaphore(config.concurrency),
+            sink,
+            metrics,
         )
         self.worker = BatchWorker(context, root / "worker.lock")
 
@@ -245,7 +253,7 @@ async def create_batch(request: web.Request) -> web.Response:
         "metadata": json.dumps(body.metadata) if body.metadata is not None else None,
         "status": "validating",
         "created_at": now,
-        "expires_at": now + WINDOW_S,
+        "expires_at": now + service.config.completion_window_s,
     }
     await service.store.add_batch(row)
     service.worker.wake()
@@ -288,9 +296,12 @@ async def cancel_batch(request: web.Request) -> web.Response:
     return web.json_response(await service.batch_object(await _batch_row(request, row["id"])))
 
 
-def install_batches(app: web.Application, runtime: Runtime, sink: TraceSink | None) -> None:
-    """Add the Files and Batches routes, and run the batch worker while the app runs."""
-    service = BatchService(runtime.config.batches, runtime, sink)
+def install_batches(
+    app: web.Application, runtime: Runtime, sink: TraceSink | None, metrics: Metrics
+) -> None:
+    """Add the Files and Batches routes, and run the batch worker while the app runs; batch
+    decodes count in `metrics` as the chat completions' do."""
+    service = BatchService(runtime.config.batches, runtime, sink, metrics)
     app[SERVICE] = service
     app.add_routes(ROUTES)
 

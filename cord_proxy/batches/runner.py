@@ -1,4 +1,5 @@
-"""The batch runner: validate, decode every pending line, finalize; resumable and cancellable.
+"""The batch runner: validate, decode every pending line, finalize; resumable, cancellable,
+and expiring: at its ``expires_at`` a batch stops as on a cancel and ends ``expired``.
 
 Each line runs on the proxy's own decode path (``Runtime.job_for_request`` and ``run_job``), with
 distill's retries of transient failures. Progress lives in the store, so a restarted proxy
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cord_proxy.batches.files import FileArea, new_file_id
-from cord_proxy.batches.output import error_line, success_line
+from cord_proxy.batches.output import error_line, expired_line, success_line
 from cord_proxy.batches.store import Row, Store
 from cord_proxy.batches.validate import check_input
 from cord_proxy.completion import completion_id
@@ -29,6 +30,7 @@ from cord_proxy.data.sink import TraceSink
 from cord_proxy.distill.attempts import decode_or_fail, with_retries
 from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.errors import CordError
+from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime
 
@@ -36,6 +38,7 @@ log = logging.getLogger("cord_proxy.batches")
 TICK_S = 1.0
 CANCEL_WAIT_S = 10.0
 OUTPUTS = (("done", "output", "output_file_id"), ("failed", "error", "error_file_id"))
+FINAL = {"finalizing": "completed", "cancelling": "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Context:
     settings: RunSettings
     slots: asyncio.Semaphore
     sink: TraceSink | None
+    metrics: Metrics
 
 
 class BatchRun:
@@ -66,18 +70,33 @@ class BatchRun:
         self.context = context
         self.batch_id = batch_id
         self.cancelled = False
+        self.expired = False
         self._workers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
         store = self.context.store
         row = await store.get_batch(self.batch_id)
-        if row is not None and row["status"] == "validating":
-            await self._validate(row)
-        row = await store.get_batch(self.batch_id)
-        if row is not None and row["status"] == "in_progress" and not self.cancelled:
-            await self._run_lines()
-            await store.move(self.batch_id, "finalizing", ["in_progress"])
+        if row is None:
+            return
+        timer = self._arm_expiry(row["expires_at"])
+        try:
+            if row["status"] == "validating" and not self.stopped:
+                await self._validate(row)
+            row = await store.get_batch(self.batch_id)
+            if row is not None and row["status"] == "in_progress" and not self.stopped:
+                await self._run_lines()
+                if not self.stopped:
+                    await store.move(self.batch_id, "finalizing", ["in_progress"])
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if self.expired and not self.cancelled:
+            await self._finish_if_all_ended()
         await self._finalize()
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancelled or self.expired
 
     async def cancel(self) -> None:
         """Stop every line: none starts a teacher call after this returns."""
@@ -87,6 +106,30 @@ class BatchRun:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CANCEL_WAIT_S):
                 await asyncio.gather(*self._workers, return_exceptions=True)
+
+    def _arm_expiry(self, expires_at: int | None) -> asyncio.TimerHandle | None:
+        """At `expires_at` the lines stop as on a cancel; one already past it stops now."""
+        if expires_at is None:
+            return None
+        left = expires_at - time.time()
+        if left <= 0:
+            self._expire()
+            return None
+        return asyncio.get_running_loop().call_later(left, self._expire)
+
+    async def _finish_if_all_ended(self) -> None:
+        """A window that ran out after every line ended leaves a finished batch, not an
+        expired one (the stop came between the last line and `finalizing`)."""
+        counts = await self.context.store.counts(self.batch_id)
+        if counts and not counts.get("pending"):
+            await self.context.store.move(self.batch_id, "finalizing", ["in_progress"])
+
+    def _expire(self) -> None:
+        if not self.expired:
+            log.info("batch window ran out", extra={"batch_id": self.batch_id})
+        self.expired = True
+        for worker in self._workers:
+            worker.cancel()
 
     async def _validate(self, row: Row) -> None:
         store, area = self.context.store, self.context.area
@@ -109,10 +152,10 @@ class BatchRun:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def _work(self, queue: list[Row]) -> None:
-        while queue and not self.cancelled:
+        while queue and not self.stopped:
             line = queue.pop()
             async with self.context.slots:
-                if self.cancelled:
+                if self.stopped:
                     return
                 await self._line(line)
 
@@ -128,6 +171,7 @@ class BatchRun:
             assert failure is not None  # with_retries gives a result or a failure
             status, output = "failed", error_line(custom_id, failure)
         await self.context.store.finish_line(self.batch_id, line["idx"], status, output, attempts)
+        self.context.metrics.observe_batch_requests("completed" if status == "done" else "failed")
         log.info(
             "batch line finished",
             extra={"batch_id": self.batch_id, "custom_id": custom_id, "line_status": status},
@@ -149,6 +193,7 @@ class BatchRun:
                 extra={"batch_id": self.batch_id, "custom_id": custom_id, "error": failure.message},
             )
             raise
+        self.context.metrics.observe_decode(result.teachers)
         record = trace_record(completion_id(), job, result, problem_id=custom_id)
         await self._keep(record)
         return success_line(record, job, result)
@@ -164,22 +209,38 @@ class BatchRun:
     async def _finalize(self) -> None:
         store = self.context.store
         row = await store.get_batch(self.batch_id)
-        if row is None or row["status"] not in ("finalizing", "cancelling"):
+        to = None if row is None else self._final_status(row["status"])
+        if row is None or to is None:
             return
-        to = "completed" if row["status"] == "finalizing" else "cancelled"
+        expired = await self._expired_lines() if to == "expired" else []
         files: list[Row] = []
         ids: dict[str, str] = {}
         for status, purpose, field in OUTPUTS:
             lines = await store.outputs(self.batch_id, status)
+            if status == "failed":
+                lines += [output for _, output in expired]
             if lines:
                 name = f"batch_{self.batch_id}_{purpose}.jsonl"
                 file_row = await self._write(lines, name, row["owner"])
                 files.append(file_row)
                 ids[field] = file_row["id"]
-        if not await store.finish_batch(self.batch_id, to, row["status"], files, **ids):
+        if not await store.finish_batch(self.batch_id, to, row["status"], files, expired, **ids):
             for file_row in files:
                 self.context.area.remove(file_row["id"])
+            return
+        if expired:
+            self.context.metrics.observe_batch_requests("expired", len(expired))
         log.info("batch finished", extra={"batch_id": self.batch_id, "status": to})
+
+    def _final_status(self, status: str) -> str | None:
+        """Where a batch that stopped in `status` ends; None: it has not stopped."""
+        if status in FINAL:
+            return FINAL[status]
+        return "expired" if self.expired and status in ("validating", "in_progress") else None
+
+    async def _expired_lines(self) -> list[tuple[int, str]]:
+        pending = await self.context.store.pending_lines(self.batch_id)
+        return [(line["idx"], expired_line(line["custom_id"])) for line in pending]
 
     async def _write(self, lines: list[str], filename: str, owner: str) -> Row:
         file_id = new_file_id()

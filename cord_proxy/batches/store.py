@@ -29,13 +29,21 @@ CREATE TABLE IF NOT EXISTS batches (
     status TEXT NOT NULL, errors TEXT, output_file_id TEXT, error_file_id TEXT,
     total INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, in_progress_at INTEGER,
     expires_at INTEGER, finalizing_at INTEGER, completed_at INTEGER, failed_at INTEGER,
-    cancelling_at INTEGER, cancelled_at INTEGER);
+    cancelling_at INTEGER, cancelled_at INTEGER, expired_at INTEGER);
 CREATE TABLE IF NOT EXISTS lines (
     batch_id TEXT NOT NULL, idx INTEGER NOT NULL, custom_id TEXT NOT NULL, body TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending', output TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, idx));
 """
-STAMPED = ("in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled")
+STAMPED = (
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "cancelling",
+    "cancelled",
+    "expired",
+)
 BATCH_FIELDS = ("errors", "output_file_id", "error_file_id", "total")
 
 
@@ -64,6 +72,7 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=10000")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
             self._db = db
         return self._db
 
@@ -147,10 +156,17 @@ class Store:
         )
 
     async def finish_batch(
-        self, batch_id: str, to: str, since: str, files: Sequence[Row], **fields: Any
+        self,
+        batch_id: str,
+        to: str,
+        since: str,
+        files: Sequence[Row],
+        expired: Sequence[tuple[int, str]] = (),
+        **fields: Any,
     ) -> bool:
-        """Register the output files and close the batch in one transaction."""
-        return await self._run(lambda db: _finish(db, batch_id, to, since, files, fields))
+        """Register the output files and close the batch in one transaction; the `expired`
+        lines ``(idx, output)`` still pending become failed with that output in it too."""
+        return await self._run(lambda db: _finish(db, batch_id, to, since, files, expired, fields))
 
 
 def _insert(db: sqlite3.Connection, table: str, row: Row) -> None:
@@ -222,18 +238,35 @@ def _add_lines(db: sqlite3.Connection, batch_id: str, lines: Sequence[tuple[str,
         raise
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added since a database was made (``expired_at``)."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
+    if "expired_at" not in have:
+        try:
+            db.execute("ALTER TABLE batches ADD COLUMN expired_at INTEGER")
+        except sqlite3.OperationalError as error:  # another process sharing the directory
+            if "duplicate column" not in str(error):
+                raise
+
+
 def _finish(
     db: sqlite3.Connection,
     batch_id: str,
     to: str,
     since: str,
     files: Sequence[Row],
+    expired: Sequence[tuple[int, str]],
     fields: dict[str, Any],
 ) -> bool:
     db.execute("BEGIN")
     try:
         for row in files:
             _insert(db, "files", row)
+        db.executemany(
+            "UPDATE lines SET status = 'failed', output = ? "
+            "WHERE batch_id = ? AND idx = ? AND status = 'pending'",
+            ((output, batch_id, idx) for idx, output in expired),
+        )
         moved = _move(db, batch_id, to, (since,), fields)
         db.execute("COMMIT" if moved else "ROLLBACK")
         return moved

@@ -46,12 +46,15 @@ retries = 3
 """
 
 
-def batch_config(teacher: str, data_dir: Path, concurrency: int = 4) -> str:
-    return (
+def batch_config(
+    teacher: str, data_dir: Path, concurrency: int = 4, window_s: int | None = None
+) -> str:
+    text = (
         CONFIG.replace("TEACHER", teacher)
         .replace("DATA_DIR", str(data_dir))
         .replace("CONCURRENCY", str(concurrency))
     )
+    return text if window_s is None else f"{text}completion_window_s = {window_s}\n"
 
 
 def question(index: int) -> str:

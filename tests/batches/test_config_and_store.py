@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from cord_proxy.batches.routes import data_dir
-from cord_proxy.batches.store import Store
+from cord_proxy.batches.store import SCHEMA, Store
 from cord_proxy.batches.validate import check_input
 from cord_proxy.config import BatchesConfig, load_config, parse_config
 from cord_proxy.errors import ConfigError
@@ -18,6 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = {
     "teachers": [{"name": "t", "base_url": "http://127.0.0.1:1/v1", "model": "m"}],
     "ensembles": [{"name": "cord", "teachers": ["t"]}],
+}
+BATCH = {
+    "id": "batch_1",
+    "owner": "",
+    "input_file_id": "file-x",
+    "endpoint": "/v1/chat/completions",
+    "completion_window": "24h",
+    "status": "validating",
+    "created_at": 1,
 }
 
 
@@ -81,5 +92,39 @@ async def test_a_line_is_finished_once_and_counted(tmp_path: Path) -> None:
         row = await store.get_batch("batch_1")
         assert row is not None and row["total"] == 3 and row["in_progress_at"]
         assert await store.get_batch("batch_1", owner="someone-else") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("bad", [0, -5, "1h", 1.5, True, 10**9])
+def test_the_completion_window_must_be_a_positive_whole_number_of_seconds(bad: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, "batches": {"completion_window_s": bad}})
+    assert "batches.completion_window_s" in str(caught.value)
+
+
+def test_the_completion_window_defaults_to_24_hours() -> None:
+    assert BatchesConfig().completion_window_s == 24 * 3600
+    config = parse_config({**BASE, "batches": {"completion_window_s": 5}})
+    assert config.batches.completion_window_s == 5
+
+
+async def test_a_database_from_before_expiry_gains_expired_at(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(SCHEMA.replace(", expired_at INTEGER", ""))
+        assert "expired_at" not in {r[1] for r in db.execute("PRAGMA table_info(batches)")}
+    store = Store(path)
+    try:
+        await store.add_batch({**BATCH, "status": "in_progress"})
+        await store.add_lines("batch_1", [("a", "{}"), ("b", "{}")])
+        await store.finish_line("batch_1", 0, "done", "first", 1)
+        assert await store.finish_batch(
+            "batch_1", "expired", "in_progress", [], [(0, "x"), (1, "late")]
+        )
+        row = await store.get_batch("batch_1")
+        assert row is not None and row["status"] == "expired" and row["expired_at"]
+        assert await store.outputs("batch_1", "failed") == ["late"]
+        assert await store.counts("batch_1") == {"done": 1, "failed": 1}
     finally:
         await store.close()
