@@ -203,9 +203,12 @@ class FieldProblem:
     kind: str
     message: str
 
+    @property
+    def path(self) -> str:
+        return ".".join(str(part) for part in self.location) or "(top level)"
+
     def __str__(self) -> str:
-        path = ".".join(str(part) for part in self.location) or "(top level)"
-        return f"{path}: {self.message}"
+        return f"{self.path}: {self.message}"
 
 
 def field_problems(error: ValidationError) -> list[FieldProblem]:

@@ -30,9 +30,11 @@ from cord_proxy.errors import (
     NotFoundError,
     RateLimitError,
     RequestTooLargeError,
+    field_problems,
     format_validation_error,
 )
 from cord_proxy.metrics import Metrics
+from cord_proxy.protocol import param_name
 from cord_proxy.runtime import Runtime
 
 MAX_CREATE_BODY = 65536
@@ -222,8 +224,7 @@ async def _create_body(request: web.Request) -> CreateBatch:
     try:
         return CreateBatch.model_validate_json(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = param_name(field_problems(error)[0].location)
         message = "; ".join(format_validation_error(error))
         raise InvalidRequestError(f"invalid batch: {message}"[:500], param=param) from None
 

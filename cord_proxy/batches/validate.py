@@ -16,8 +16,8 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from cord_proxy.errors import format_validation_error
-from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
+from cord_proxy.errors import field_problems, format_validation_error
+from cord_proxy.protocol import ChatCompletionRequest, param_name, unsupported_fields
 
 MAX_LINES = 50_000
 MAX_ERRORS = 100
@@ -130,7 +130,6 @@ def _check_body(body: dict[str, Any]) -> None:
     try:
         ChatCompletionRequest.model_validate(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(["body", *(str(p) for p in first["loc"])])
+        param = param_name(("body", *field_problems(error)[0].location))
         message = "; ".join(format_validation_error(error))
         raise LineProblem("invalid_request", f"invalid body: {message}"[:500], param) from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from cord_proxy.errors import TeacherProtocolError
+from cord_proxy.errors import TeacherProtocolError, field_problems
 from cord_proxy.teachers.base import FinishReason, Proposal
 
 
@@ -76,8 +76,7 @@ def read_proposals(
     try:
         answer = (ChatAnswer if chat else CompletionAnswer).model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        where = field_problems(error)[0].path
         raise TeacherProtocolError(teacher, f"malformed answer at '{where}'") from None
     usage = answer.usage or Usage()
     choices: list[ChatChoice | CompletionChoice] = list(answer.choices)
