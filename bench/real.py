@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.curation import curate
@@ -67,8 +69,11 @@ def local_teachers(
     timeout_s: float,
     max_concurrency: int,
     score_method: ScoreMethod = "auto",
+    sessions: Sequence[aiohttp.ClientSession | None] = (),
 ) -> list[OpenAICompatTeacher]:
-    """The first `count` homogeneous teachers of the local model, one per temperature."""
+    """The first `count` homogeneous teachers of the local model, one per temperature; the
+    i-th on `sessions[i]` where given (the caller closes it), else on a session of its own."""
+    given = [*sessions, *[None] * (count - len(sessions))]
     return [
         OpenAICompatTeacher(
             TeacherConfig(
@@ -79,9 +84,10 @@ def local_teachers(
                 score_method=score_method,
                 timeout=timeout_s,
                 max_concurrency=max_concurrency,
-            )
+            ),
+            session=session,
         )
-        for temperature in TEMPERATURES[:count]
+        for temperature, session in zip(TEMPERATURES[:count], given, strict=False)
     ]
 
 

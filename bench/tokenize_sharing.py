@@ -17,10 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.real import TEMPERATURES, RealSettings, reachable, step_options
+from bench.real import RealSettings, local_teachers, reachable, step_options
 from bench.scenario import question
 from cord_proxy import DecodeJob, OpenAICompatTeacher, decode
-from cord_proxy.config import TeacherConfig
 from cord_proxy.teachers import Message
 
 
@@ -40,21 +39,15 @@ def counted_teachers(
     base_url: str, model: str, count: int, tap: RouteTap
 ) -> tuple[list[OpenAICompatTeacher], list[aiohttp.ClientSession]]:
     sessions = [aiohttp.ClientSession(trace_configs=[tap.trace]) for _ in range(count)]
-    teachers = [
-        OpenAICompatTeacher(
-            TeacherConfig(
-                name=f"{model}-t{temperature}",
-                base_url=base_url,
-                model=model,
-                temperature=temperature,
-                score_method="cached",
-                timeout=600.0,
-                max_concurrency=64,
-            ),
-            session=session,
-        )
-        for temperature, session in zip(TEMPERATURES[:count], sessions, strict=True)
-    ]
+    teachers = local_teachers(
+        base_url,
+        model,
+        count,
+        timeout_s=600.0,
+        max_concurrency=64,
+        score_method="cached",
+        sessions=sessions,
+    )
     return teachers, sessions
 
 

@@ -84,6 +84,14 @@ def sdk(proxy: ProxyProcess, key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=120)
 
 
+def submit(client: openai.OpenAI, name: str, lines: list[dict[str, Any]]) -> Batch:
+    """Upload `lines` as the batch input file `name` and create a batch of it."""
+    uploaded = client.files.create(file=(name, jsonl(lines)), purpose="batch")
+    return client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+
 def wait_for(
     client: openai.OpenAI, batch_id: str, done: tuple[str, ...], timeout: float = 300
 ) -> Batch:

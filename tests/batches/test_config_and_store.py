@@ -69,17 +69,7 @@ def test_check_input_keeps_good_lines_and_names_bad_ones(tmp_path: Path) -> None
 async def test_a_line_is_finished_once_and_counted(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     try:
-        await store.add_batch(
-            {
-                "id": "batch_1",
-                "owner": "",
-                "input_file_id": "file-x",
-                "endpoint": "/v1/chat/completions",
-                "completion_window": "24h",
-                "status": "validating",
-                "created_at": 1,
-            }
-        )
+        await store.add_batch(dict(BATCH))
         await store.add_lines("batch_1", [("a", "{}"), ("b", "{}"), ("c", "{}")])
         assert await store.move("batch_1", "in_progress", ["validating"])
         assert not await store.move("batch_1", "in_progress", ["validating"])

@@ -19,10 +19,10 @@ from openai.types import Batch
 from tests.batches.conftest import (
     batch_config,
     events,
-    jsonl,
     question,
     request_line,
     sdk,
+    submit,
     wait_for,
 )
 from tests.batches.teacher_tap import Call, TeacherTap
@@ -95,12 +95,7 @@ def test_a_running_batch_expires_when_its_window_runs_out(tap: TeacherTap, tmp_p
     proxy = ProxyProcess(config, tmp_path).start()
     try:
         client = sdk(proxy)
-        uploaded = client.files.create(
-            file=("many.jsonl", jsonl([request_line(i) for i in LINES])), purpose="batch"
-        )
-        batch = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        batch = submit(client, "many.jsonl", [request_line(i) for i in LINES])
         assert batch.completion_window == "24h"
         assert batch.expires_at == batch.created_at + window
         finished = wait_for(client, batch.id, FINAL, window + 60)
@@ -139,12 +134,7 @@ def test_a_batch_past_its_window_at_startup_is_expired_not_resumed(
     first = ProxyProcess(config, tmp_path).start()
     try:
         client = sdk(first)
-        uploaded = client.files.create(
-            file=("many.jsonl", jsonl([request_line(i) for i in RESTART_LINES])), purpose="batch"
-        )
-        batch = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        batch = submit(client, "many.jsonl", [request_line(i) for i in RESTART_LINES])
         assert batch.expires_at is not None
         kill_by = batch.expires_at - 4
         while time.time() < kill_by:

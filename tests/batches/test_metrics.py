@@ -8,7 +8,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.batches.conftest import batch_config, jsonl, question, request_line, sdk, wait_for
+from tests.batches.conftest import (
+    batch_config,
+    question,
+    request_line,
+    sdk,
+    submit,
+    wait_for,
+)
 from tests.batches.teacher_tap import TeacherTap
 from tests.proxy_process import ProxyProcess
 
@@ -32,12 +39,7 @@ def test_batch_decodes_count_in_the_teacher_metrics(tap: TeacherTap, tmp_path: P
     try:
         before = _scrape(proxy)
         client = sdk(proxy)
-        uploaded = client.files.create(
-            file=("three.jsonl", jsonl([request_line(i) for i in LINES])), purpose="batch"
-        )
-        batch = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        batch = submit(client, "three.jsonl", [request_line(i) for i in LINES])
         batch = wait_for(client, batch.id, ("completed", "failed", "cancelled", "expired"))
         after = _scrape(proxy)
     finally:

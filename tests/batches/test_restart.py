@@ -14,10 +14,10 @@ from openai.types import Batch
 from tests.batches.conftest import (
     batch_config,
     events,
-    jsonl,
     question,
     request_line,
     sdk,
+    submit,
     wait_for,
 )
 from tests.batches.teacher_tap import TeacherTap
@@ -42,12 +42,7 @@ def test_sigkill_and_restart_resumes_without_redoing_lines(tap: TeacherTap, tmp_
     first = ProxyProcess(config, tmp_path).start()
     try:
         client = sdk(first)
-        uploaded = client.files.create(
-            file=("eight.jsonl", jsonl([request_line(i) for i in LINES])), purpose="batch"
-        )
-        batch = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        batch = submit(client, "eight.jsonl", [request_line(i) for i in LINES])
         deadline = time.monotonic() + 300
         while _completed(client.batches.retrieve(batch.id)) < 3:
             assert time.monotonic() < deadline, "3 lines were not done in time"
