@@ -30,6 +30,9 @@ from tests.proxy_process import ProxyProcess
 
 LINES = range(300, 340)  # far more work than the window leaves time for
 RESTART_LINES = range(400, 430)
+# Steps long enough that a line nearly always has a generation in flight when the window
+# runs out (as in test_cancel), so the expiry has a call to abort.
+LONGER = {"max_steps": 3, "max_step_tokens": 48, "answer_budget": 24}
 FINAL = ("completed", "failed", "cancelled", "expired")
 
 
@@ -64,14 +67,16 @@ def _check_expired(client: openai.OpenAI, batch: Batch, lines: range) -> set[str
     return {e["custom_id"] for e in expired}
 
 
-def _window(tap: TeacherTap, workdir: Path, lines: float) -> int:
+def _window(
+    tap: TeacherTap, workdir: Path, lines: float, cord: dict[str, Any] | None = None
+) -> int:
     """A window of about `lines` line decodes at the shared teacher's speed now (it varies
     with the load on it), timed on one such line through a proxy of its own."""
     probe = ProxyProcess(batch_config(tap.base_url, workdir / "probe"), workdir).start()
     try:
         started = time.monotonic()
         answer = httpx.post(
-            f"{probe.base_url}/chat/completions", json=request_line(299)["body"], timeout=300
+            f"{probe.base_url}/chat/completions", json=request_line(299, cord)["body"], timeout=300
         )
         seconds = time.monotonic() - started
     finally:
@@ -90,12 +95,12 @@ def _metric(proxy: ProxyProcess, name: str, label: str) -> float:
 def test_a_running_batch_expires_when_its_window_runs_out(tap: TeacherTap, tmp_path: Path) -> None:
     # 2 lines at once for about 5 lines' time: some lines end, far from all 40 (a 4x margin
     # either way on the teacher's speed).
-    window = _window(tap, tmp_path, 5)
+    window = _window(tap, tmp_path, 5, LONGER)
     config = batch_config(tap.base_url, tmp_path / "data", concurrency=2, window_s=window)
     proxy = ProxyProcess(config, tmp_path).start()
     try:
         client = sdk(proxy)
-        batch = submit(client, "many.jsonl", [request_line(i) for i in LINES])
+        batch = submit(client, "many.jsonl", [request_line(i, LONGER) for i in LINES])
         assert batch.completion_window == "24h"
         assert batch.expires_at == batch.created_at + window
         finished = wait_for(client, batch.id, FINAL, window + 60)
