@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import httpx
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import (
     ConfigError,
@@ -110,7 +111,7 @@ class HostedTeacher(TeacherClient):
         prompt = step_prompt(self.capabilities, full, prefix, call.stop)
         request = self._request(prompt, call)
         calls = [call.n] if call.n == 1 or self.capabilities.supports("n") else [1] * call.n
-        responses = await asyncio.gather(*(self._complete(request, k) for k in calls))
+        responses = await gather_or_cancel(*(self._complete(request, k) for k in calls))
         proposals: list[Proposal] = []
         for response in responses:
             proposals += self._proposals(response, prompt)

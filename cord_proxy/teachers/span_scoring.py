@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
 from cord_proxy.teachers.base import SpanScore
 from cord_proxy.teachers.shared_calls import SharedCalls, request_key
@@ -120,7 +121,7 @@ class SpanReader:
         )
 
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
-        (prefix_ids, _, _), (full_ids, pieces, context) = await asyncio.gather(
+        (prefix_ids, _, _), (full_ids, pieces, context) = await gather_or_cancel(
             self.tokenize(prefix_prompt, with_pieces=False), self.tokenize(full_prompt)
         )
         if context is not None and len(full_ids) > context:
@@ -183,7 +184,7 @@ class SpanReader:
         first = await self._read_positions(span, range(1))
         rest = range(1, len(span.target))
         chunks = [rest[i : i + CACHED_CHUNK] for i in range(0, len(rest), CACHED_CHUNK)]
-        read = await asyncio.gather(*(self._read_positions(span, chunk) for chunk in chunks))
+        read = await gather_or_cancel(*(self._read_positions(span, chunk) for chunk in chunks))
         return [*first, *(value for values in read for value in values)]
 
     async def _read_positions(self, span: TokenSpan, offsets: range) -> list[float]:

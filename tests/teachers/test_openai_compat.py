@@ -396,3 +396,34 @@ async def test_once_the_context_is_known_a_prompt_that_surely_fits_is_not_tokeni
         assert len(fake.tokenize_requests) == 1  # the first call learns max_model_len (2048)
         await teacher.propose(CONVERSATION, "z" * 3000, n=1, stop=[], max_tokens=16)
     assert len(fake.tokenize_requests) == 2  # one that might not fit is measured
+
+
+async def test_a_failed_tokenize_leaves_no_sibling_call_retrying() -> None:
+    """Scoring tokenizes the prefix and the full prompt at once. When one fails, the other
+    is cancelled: it does not go on retrying (and reopening the client) behind the caller."""
+    full_prompt_requests = 0
+
+    async def tokenize(request: web.Request) -> web.StreamResponse:
+        nonlocal full_prompt_requests
+        if (await request.json()).get("return_token_strs") is False:
+            return web.json_response({"detail": "bad prefix"}, status=400)
+        full_prompt_requests += 1
+        return web.json_response({"detail": "busy"}, status=503, headers={"Retry-After": "1"})
+
+    app = web.Application()
+    app.router.add_post("/tokenize", tokenize)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    teacher = OpenAICompatTeacher(teacher_config(base_url, max_retries=3, score_method="cached"))
+    try:
+        with pytest.raises(TeacherHTTPError) as caught:
+            await teacher.score(CONVERSATION, "a", "b")
+        assert caught.value.http_status == 400
+        await asyncio.sleep(1.5)  # past the Retry-After a sibling left running would honour
+    finally:
+        await teacher.aclose()
+        await runner.cleanup()
+    assert full_prompt_requests == 1
