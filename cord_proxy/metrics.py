@@ -109,19 +109,19 @@ class Metrics:
             "# HELP cord_unhandled_errors_total Errors that reached the catch-all handler.",
             "# TYPE cord_unhandled_errors_total counter",
             f"cord_unhandled_errors_total {self.unhandled}",
-            "# HELP cord_rejected_requests_total Requests refused before routing, by reason.",
-            "# TYPE cord_rejected_requests_total counter",
-            *(
-                f'cord_rejected_requests_total{{reason="{_label(reason)}"}} {count}'
-                for reason, count in sorted(self.rejected.items())
-            ),
-            "# HELP cord_batch_requests_total Batch requests (input lines) ended, by outcome.",
-            "# TYPE cord_batch_requests_total counter",
-            *(
-                f'cord_batch_requests_total{{outcome="{outcome}"}} {count}'
-                for outcome, count in sorted(self.batch_requests.items())
-            ),
         ]
+        lines += _counter(
+            "cord_rejected_requests_total",
+            "Requests refused before routing, by reason.",
+            "reason",
+            self.rejected,
+        )
+        lines += _counter(
+            "cord_batch_requests_total",
+            "Batch requests (input lines) ended, by outcome.",
+            "outcome",
+            self.batch_requests,
+        )
         lines += _per_teacher("cord_teacher_calls_total", "Teacher calls.", self.teacher_calls)
         lines += _per_teacher(
             "cord_teacher_failures_total", "Failed teacher calls.", self.teacher_failures
@@ -160,8 +160,13 @@ def _quantile(ordered: list[float], q: float) -> float | None:
 
 
 def _per_teacher(name: str, help_text: str, values: Mapping[str, float]) -> list[str]:
+    return _counter(name, help_text, "teacher", values)
+
+
+def _counter(name: str, help_text: str, label: str, values: Mapping[str, float]) -> list[str]:
+    """A counter with one label, a line per value of the label."""
     header = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-    return header + [f'{name}{{teacher="{_label(k)}"}} {v}' for k, v in sorted(values.items())]
+    return header + [f'{name}{{{label}="{_label(k)}"}} {v}' for k, v in sorted(values.items())]
 
 
 def _label(value: str) -> str:
