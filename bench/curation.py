@@ -1,7 +1,7 @@
 """The curation baseline (s1, LIMO): sample whole traces, keep the best by the same score.
 
 Every proposer samples `samples_per_teacher` whole thinking traces at once (no step stop,
-only ``</think>``); each trace is scored with the predictive score CoRD uses (METHOD.md,
+only ``</think>``); each trace is scored with the predictive score CoRD uses (docs/method.md,
 Eq. 3: the mean log-probability of the reference answer after the trace, averaged over the
 scorers); the best trace's teacher then writes the final answer, as in CoRD.
 """

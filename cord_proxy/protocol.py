@@ -74,7 +74,7 @@ class CordFields(BaseModel):
         None,
         max_length=100_000,
         description="known answer: candidates are scored by the predictive probability of "
-        "this answer (METHOD.md, Eq. 3). Without it, by the other teachers' likelihood of "
+        "this answer (docs/method.md, Eq. 3). Without it, by the other teachers' likelihood of "
         "the step",
     )
     teachers: list[str] | None = Field(

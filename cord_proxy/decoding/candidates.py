@@ -1,4 +1,4 @@
-"""Beams and candidates, and how a round ranks them (METHOD.md, "The loop", steps 2 and 3).
+"""Beams and candidates, and how a round ranks them (docs/method.md, "The loop", steps 2 and 3).
 
 A beam's score is the score of its trace so far. In reference mode that is the predictive
 score of its last step (Eq. 3: the step conditions the reference answer). In step mode it is

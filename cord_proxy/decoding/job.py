@@ -15,7 +15,7 @@ class DecodeJob:
     """What to decode and with whom.
 
     `proposers` write steps and `scorers` rescore them. With `reference_answer`, candidates
-    are scored by the predictive probability of that answer (METHOD.md, Eq. 3); without it,
+    are scored by the predictive probability of that answer (docs/method.md, Eq. 3); without it,
     by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1).
     A job whose teachers cannot fill their roles is refused when it is made, not mid-decode.
     """

@@ -51,7 +51,7 @@ def option(default: Any, set_by: str, doc: str) -> Any:
 
 
 class DecodeOptions(BaseModel):
-    """How one trace is searched for. Every field has the paper's meaning (METHOD.md)."""
+    """How one trace is searched for. Every field has the paper's meaning (docs/method.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

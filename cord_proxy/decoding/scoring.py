@@ -1,4 +1,4 @@
-"""Predictive-perplexity scoring (METHOD.md, Eq. 3), as pure functions over log-probabilities.
+"""Predictive-perplexity scoring (docs/method.md, Eq. 3), as pure functions over log-probabilities.
 
 `reference` mode: each scorer j gives ``log S_j``, the mean log-probability of the reference
 answer's tokens; the candidate's log score is the weighted mean of the ``log S_j`` and its

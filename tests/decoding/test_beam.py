@@ -1,4 +1,4 @@
-"""The beam search driver (METHOD.md, "The loop"): selection, merging, stopping, the answer,
+"""The beam search driver (docs/method.md, "The loop"): selection, merging, stopping, the answer,
 concurrency, cancellation and failures, all against in-process scripted fake teachers."""
 
 from __future__ import annotations

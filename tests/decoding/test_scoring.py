@@ -1,4 +1,4 @@
-"""The score (METHOD.md, Eq. 3 and the project's step mode): pure functions and through `decode`.
+"""The score (docs/method.md, Eq. 3 and the project's step mode): pure functions and through `decode`.
 
 The decode tests compute every expected score by hand from the fakes' scripted
 log-probabilities and compare to 1e-9.

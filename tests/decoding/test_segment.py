@@ -1,4 +1,4 @@
-"""Segmentation (METHOD.md, "Steps"): prompt-guided markers, line breaks, prefix markers."""
+"""Segmentation (docs/method.md, "Steps"): prompt-guided markers, line breaks, prefix markers."""
 
 from __future__ import annotations
 
