@@ -2,18 +2,23 @@
 
 Where the provider continues a prefilled assistant message, the partial trace is that
 message: vLLM is asked with ``continue_final_message`` (``hosted_vllm``), other providers
-with litellm's ``"prefix": true`` message flag (Anthropic, DeepSeek, Mistral). Elsewhere
-the teacher is sent an instruction that shows the trace so far and asks for exactly the
-next step, starting with the step marker; a repeated marker is removed from the reply.
+with litellm's ``"prefix": true`` message flag (Anthropic, DeepSeek, Mistral). Those drop
+the trace's trailing whitespace, and a teacher's reply then starts by writing it again; so
+where a stop string begins with whitespace (``newline`` steps), that would end every reply
+at once, and the step is asked by instruction instead. The instruction shows the trace so far
+and asks for exactly the next step, starting with the step marker; a repeated marker is
+removed from the reply, and the reply is joined to the marker as `after_marker` says.
 
 Stop strings. vLLM says which stop string ended a choice; most hosted APIs only say
-"stop". For those, a plain stop is read as the end of a step, ``</think>`` is not sent as
-a stop string, and the reply is cut on our side at the first stop string it contains (so
-a teacher that writes ``</think>`` closes the trace).
+"stop", for a stop string and for the end of the reply alike. For those, a plain stop is
+read as the end of a step with no known stop string (``stop_string`` None), ``</think>``
+is not sent as a stop string, and the reply is cut on our side at the first stop string it
+contains (so a teacher that writes ``</think>`` closes the trace).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,10 @@ STEP_INSTRUCTION = (
     "Write exactly the next step of the reasoning and nothing after it.{start} "
     "If the reasoning is complete, write " + THINK_CLOSE + " right after your last step."
 )
+# What the driver may write after a step stop string to make a step marker: a step number.
+MARKER_NUMBER = re.compile(r"(?: ?\d+\.?)?")
+# Punctuation that belongs to the word before it: no space between a marker and these.
+CLOSING_PUNCTUATION = frozenset(",.;:!?)]}\u2026\u2014")
 ANSWER_INSTRUCTION = (
     "You have finished reasoning about the conversation above. Your reasoning is between "
     "<trace> and </trace>.\n\n<trace>\n{trace}\n</trace>\n\n"
@@ -76,11 +85,13 @@ def step_prompt(
 ) -> StepPrompt:
     """How to ask a teacher with these capabilities to continue `prefix` by one step."""
     answering = prefix.rstrip().endswith(THINK_CLOSE)
-    marker = "" if caps.assistant_prefill or answering else step_marker(prefix, stop)
     exact = caps.assistant_prefill and caps.reports_stop_reason
+    trimmed = prefix != prefix.rstrip()
+    prefill = exact or (caps.assistant_prefill and not (trimmed and _restarts_a_stop(stop)))
+    marker = "" if prefill or answering else step_marker(prefix, stop)
     if exact:
         messages = chat_messages(conversation, prefix)
-    elif caps.assistant_prefill:  # litellm's prefix flag; Anthropic refuses trailing whitespace
+    elif prefill:  # litellm's prefix flag; Anthropic refuses trailing whitespace
         messages = chat_messages(conversation, prefix.rstrip())
         messages[-1]["prefix"] = True
     else:
@@ -92,15 +103,21 @@ def step_prompt(
         sent=provider_stops(stop, marker, exact=caps.reports_stop_reason),
         marker=marker,
         exact=exact,
-        trimmed=caps.assistant_prefill and not exact and prefix != prefix.rstrip(),
+        trimmed=prefill and not exact and trimmed,
     )
+
+
+def _restarts_a_stop(stops: Sequence[str]) -> bool:
+    """Whether a reply that begins by writing lost whitespace again could stop right there."""
+    return any(stop[:1].isspace() for stop in stops)
 
 
 def step_marker(prefix: str, stops: Sequence[str]) -> str:
     """The step marker the driver wrote at the end of `prefix` ("### Step 3.", "Wait"), if any.
 
-    It begins with one of the step stop strings and runs to the end of the prefix on one
-    line; line-break segmentation has none.
+    It is a step stop string at the very end of the prefix, or one followed by a step
+    number; line-break segmentation has none. A prefix that ends in a step's own text
+    (after a step cut by length) has none either, even where that step began with a marker.
     """
     best = ""
     for stop in stops:
@@ -108,7 +125,7 @@ def step_marker(prefix: str, stops: Sequence[str]) -> str:
             continue
         at = prefix.rfind(stop)
         tail = prefix[at:] if at >= 0 else ""
-        if tail and "\n" not in tail and len(tail) > len(best):
+        if tail and MARKER_NUMBER.fullmatch(tail[len(stop) :]) and len(tail) > len(best):
             best = tail
     return best
 
@@ -160,8 +177,7 @@ def shape_reply(
         stripped = body.lstrip()
         if stripped.startswith(marker):
             body = stripped[len(marker) :]
-        if body and not body[0].isspace():
-            body = " " + body
+        body = after_marker(marker, body)
     cut = _first_stop(body, stops)
     if cut is not None:
         at, stop = cut
@@ -172,8 +188,16 @@ def shape_reply(
         return body, "stop", sent[stop_reason]
     if exact:
         return body, "closed", None
-    step_stops = [s for s in stops if s != THINK_CLOSE]
-    return body, "stop", step_stops[0] if step_stops else None
+    return body, "stop", None  # a stop string, or the reply's own end: which is not known
+
+
+def after_marker(marker: str, text: str) -> str:
+    """`text` as it follows `marker`: with one space between them, except where the marker
+    ends in whitespace, or the text is empty or starts with whitespace or with punctuation
+    that closes onto the word before it ("Wait, 2 + 3", "Wait... no", "Wait 2 + 3")."""
+    if not text or marker[-1:].isspace() or text[0].isspace() or text[0] in CLOSING_PUNCTUATION:
+        return text
+    return " " + text
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:

@@ -391,7 +391,8 @@ async def test_a_hosted_api_is_asked_by_instruction_and_priced_by_litellm(
     assert "continue_final_message" not in body
     assert body["stop"] == ["\n### Step"]  # not at the reply's own marker; no </think>
     assert [p.text for p in proposals] == [" Add 2 and 3 to get 5."] * 2
-    assert all(p.finish_reason == "stop" and p.stop_string == "### Step" for p in proposals)
+    # a plain "stop" does not say which stop string, if any, ended the reply
+    assert all(p.finish_reason == "stop" and p.stop_string is None for p in proposals)
     assert all(p.cost_usd > 0 for p in proposals)  # gpt-4o-mini is in litellm's cost map
     assert proposals[0].cost_usd == pytest.approx(proposals[1].cost_usd)
     import litellm  # loaded, after its settings, when the teacher was built
@@ -514,7 +515,8 @@ def test_shape_reply() -> None:
         "stop",
         "### Step",
     )
-    assert shape_reply("a", "stop", None, **kw) == (" a", "stop", "### Step")
+    assert shape_reply("a", "stop", None, **kw) == (" a", "stop", None)
+    assert shape_reply("a", "stop", "\n### Step", **kw) == (" a", "stop", "### Step")
     assert shape_reply(" a</think>5", "stop", None, **kw) == (" a", "stop", "</think>")
     assert shape_reply(" a", "length", None, **kw) == (" a", "length", None)
     exact: dict[str, Any] = {
@@ -533,3 +535,62 @@ def test_instruction_shows_the_trace_without_tags() -> None:
     assert "<think>" not in ask.split("<trace>")[1]
     first = instruction("<think>\n### Step 1.", "### Step 1.", answering=False)
     assert "(empty: write the first step)" in first
+
+
+# --- emulation through a provider (issue 19, finding 6) ---------------------------------------
+
+NEWLINE_STOP = ("\n\n", "</think>")
+MARKER_STOP = ("Wait", "Alternatively", "Let me check", "</think>")
+
+
+def prefill_teacher(base_url: str) -> HostedTeacher:
+    """A provider that continues an assistant message but drops its trailing whitespace."""
+    return hosted(
+        base_url,
+        model="openai/gpt-4o-mini",
+        api_key="env:FAKE_KEY_FOR_TEST",
+        assistant_prefill=True,
+    )
+
+
+async def test_a_newline_step_of_a_prefill_provider_is_not_stopped_at_once(
+    providers: Any,
+) -> None:
+    fake = await providers(ok_reply("So 2 + 3 = 5.", stop_reason=None))
+    prefix = "<think>\nFirst, 2 + 2 = 4.\n\n"
+
+    (step,) = await prefill_teacher(fake.base_url).propose(
+        QUESTION, prefix, n=1, stop=NEWLINE_STOP, max_tokens=32
+    )
+
+    body = fake.requests[0][1]
+    last = body["messages"][-1]
+    lost = prefix[len(last["content"]) :] if last["role"] == "assistant" else ""
+    # the teacher's reply would start by writing the lost "\n\n" again: that must not stop it
+    assert not (lost and any(s[:1].isspace() for s in body.get("stop", [])))
+    assert "First, 2 + 2 = 4." in str(body["messages"])
+    assert "\n\n" in body["stop"]
+    assert (step.text, step.finish_reason, step.stop_string) == ("So 2 + 3 = 5.", "stop", None)
+
+
+async def test_an_empty_reply_is_a_proposal_with_empty_text(providers: Any) -> None:
+    fake = await providers(ok_reply("", stop_reason=None))
+
+    proposals = await prefill_teacher(fake.base_url).propose(
+        QUESTION, "<think>\nFirst, 2 + 2 = 4.\n\n", n=1, stop=NEWLINE_STOP, max_tokens=32
+    )
+
+    assert [(p.text, p.finish_reason, p.stop_string) for p in proposals] == [("", "stop", None)]
+
+
+async def test_a_marker_step_is_joined_as_written_and_claims_no_unknown_stop(
+    providers: Any,
+) -> None:
+    fake = await providers(ok_reply("Alternatively, count up: 3, 4, 5.", stop_reason=None))
+    teacher = hosted(fake.base_url, model="openai/gpt-4o-mini", api_key="env:FAKE_KEY_FOR_TEST")
+    prefix = "<think>\n2 + 3 looks like 6. Alternatively"
+
+    (step,) = await teacher.propose(QUESTION, prefix, n=1, stop=MARKER_STOP, max_tokens=32)
+
+    assert prefix + step.text == "<think>\n2 + 3 looks like 6. Alternatively, count up: 3, 4, 5."
+    assert (step.finish_reason, step.stop_string) == ("stop", None)
