@@ -8,6 +8,7 @@ from cord_proxy.teachers.base import Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
 from cord_proxy.teachers.capabilities import litellm_score_problem
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.prompt_fields import unreadable_fields
 
 
 def endpoint_key(config: TeacherConfig) -> str:
@@ -16,11 +17,30 @@ def endpoint_key(config: TeacherConfig) -> str:
 
 
 def refuse_unfillable_roles(config: TeacherConfig) -> None:
-    """A `ConfigError` for a teacher whose kind cannot fill its roles (a litellm scorer)."""
-    if config.kind == "litellm" and "score" in config.roles:
+    """A `ConfigError` for a teacher whose kind cannot fill its roles (a litellm scorer, or a
+    scorer whose proposals read a prompt its scoring cannot)."""
+    if "score" not in config.roles:
+        return
+    problem = None
+    if config.kind == "litellm":
         problem = litellm_score_problem(config.name, config.model)
-        if problem:
-            raise ConfigError(problem, [problem])
+    elif config.kind == "openai":
+        problem = unreadable_prompt_problem(config)
+    if problem:
+        raise ConfigError(problem, [problem])
+
+
+def unreadable_prompt_problem(config: TeacherConfig) -> str | None:
+    """Why a scorer's `extra_body` keeps its scoring from reading its proposals' prompt."""
+    fields = unreadable_fields(config.extra_body)
+    if not fields:
+        return None
+    named = ", ".join(f"extra_body.{name}" for name in fields)
+    return (
+        f"teacher '{config.name}': {named} changes the prompt its proposals read, and its "
+        "scoring cannot read the same prompt (/tokenize does not take it); remove it, or give "
+        "the teacher the propose role only"
+    )
 
 
 def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None) -> Teacher:

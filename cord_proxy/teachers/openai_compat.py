@@ -33,6 +33,7 @@ from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.endpoint import api_key_of, bearer_headers
+from cord_proxy.teachers.prompt_fields import fields_identity, prompt_fields, unbounded
 from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
 from cord_proxy.teachers.retry import Retryable, is_retryable_status, parse_retry_after
 from cord_proxy.teachers.score_probe import (
@@ -66,21 +67,30 @@ class OpenAICompatTeacher(TeacherClient):
         self._headers = {"Content-Type": "application/json", **bearer_headers(api_key_of(config))}
         self._base_url = (config.base_url or "").rstrip("/")
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
+        # what of extra_body shapes the prompt: sent with /tokenize too (prompt_fields.py)
+        self._prompt_fields = prompt_fields(config.extra_body, chat=self._chat)
         self._probe: asyncio.Future[ScoringProbe] | None = None
         self._no_tokenize = False
         self._context: int | None = None
 
     @property
     def score_identity(self) -> str:
+        """Everything that decides a score: the endpoint, the model, and the prompt it reads."""
         return "|".join(
             (
                 self._base_url,
                 self.config.model,
                 self.config.prompt.model_dump_json(),
                 self.config.system_prompt or "",
+                fields_identity(self._prompt_fields),
                 self.config.score_method,
             )
         )
+
+    @property
+    def _chat(self) -> bool:
+        """Whether the server renders the prompt with its chat template (else the proxy does)."""
+        return not isinstance(self.config.prompt, TemplatePrompt)
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -111,7 +121,7 @@ class OpenAICompatTeacher(TeacherClient):
         allowed = call.max_tokens if room is None else min(call.max_tokens, room)
         body = self._sampling_body(call, allowed)
         body.update(call.overrides())
-        chat = not isinstance(self.config.prompt, TemplatePrompt)
+        chat = self._chat
         if chat:
             body["messages"] = self._messages(conversation, prefix)
             body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
@@ -141,10 +151,11 @@ class OpenAICompatTeacher(TeacherClient):
         server cannot tell.
 
         A prompt has at most as many tokens as UTF-8 bytes, plus the template's own: once the
-        context is known, a prompt whose bytes fit with room to spare is not tokenized.
+        context is known, a prompt whose bytes fit with room to spare is not tokenized, unless
+        its prompt fields may add text of their own (tools, another template).
         """
         known = self.config.context_length or self._context
-        if known is not None:
+        if known is not None and not unbounded(self._prompt_fields):
             full = with_system_prompt(conversation, self.config.system_prompt)
             bound = prompt_token_bound(full, prefix)
             if bound + max_tokens + min(reserve, known // 4) <= known:
@@ -223,14 +234,17 @@ class OpenAICompatTeacher(TeacherClient):
         return probe
 
     def _tokenize_prompt(self, conversation: Sequence[Message], prefix: str) -> dict[str, Any]:
-        """The ``/tokenize`` body that renders the prompt exactly as the teacher reads it."""
-        if isinstance(self.config.prompt, TemplatePrompt):
-            return {"prompt": self._render(conversation, prefix), "add_special_tokens": True}
+        """The ``/tokenize`` body that renders the prompt exactly as the teacher's proposals
+        read it: vLLM's defaults, then the teacher's prompt fields, then the open turn."""
+        if not self._chat:
+            prompt = self._render(conversation, prefix)
+            return {"prompt": prompt, "add_special_tokens": True, **self._prompt_fields}
         return {
             "messages": self._messages(conversation, prefix),
+            "add_special_tokens": False,
+            **self._prompt_fields,
             "add_generation_prompt": False,
             "continue_final_message": True,
-            "add_special_tokens": False,
         }
 
     def _sampling_body(self, call: StepCall, max_tokens: int) -> dict[str, Any]:
