@@ -2,8 +2,8 @@
 
 A beam's score is the score of its trace so far. In reference mode that is the predictive
 score of its last step (Eq. 3: the step conditions the reference answer). In step mode it is
-the token-weighted mean of its steps' cross-teacher log-probabilities, the trace's
-cross-teacher perplexity so far, so that one good last step cannot hide a bad first one.
+the token-weighted mean of its steps' scores, so that one good last step cannot hide a bad
+first one.
 
 Each round ranks the finished traces and the new candidates together: a finished trace keeps
 a slot only while it scores in the top B.
@@ -19,11 +19,16 @@ from cord_proxy.decoding.trace import CandidateRecord, ClosedBy, ScorerPart, Ste
 from cord_proxy.teachers.base import Proposal
 
 Order = tuple[int, int, int]
+Readings = dict[str, ScorerPart]  # scorer model identity -> its reading
 
 
 @dataclass
 class Beam:
-    """A partial (or, once `closed_by` is set, finished) trace."""
+    """A partial (or, once `closed_by` is set, finished) trace.
+
+    In reference mode `readings` are its last step's readings by scorer model, of the text
+    `scored_prefix` (then the reference answer): a finished trace is compared on them.
+    """
 
     index: int
     text: str
@@ -36,24 +41,35 @@ class Beam:
     weighted_sum: float = 0.0
     weight: float = 0.0
     route: str = ""  # the replica routing key of this beam's line (teachers/affinity.py)
+    readings: Readings = field(default_factory=dict)
+    scored_prefix: str = ""
 
 
-def step_weight(proposal: Proposal) -> float:
+def step_weight(tokens: int) -> float:
     """How much a step counts in its trace's step-mode score: its tokens (at least one)."""
-    return float(max(1, proposal.tokens))
+    return float(max(1, tokens))
 
 
 @dataclass
 class Candidate:
-    """One proposed step under one parent beam, merged over the teachers that wrote it."""
+    """One proposed step under one parent beam, merged over the teachers that wrote it.
+
+    `appended` is what the trace gains with it (the driver's opening and the body, or nothing
+    when a blank step closes the thinking), `tokens` its count in the budget's encoding.
+    `readers` are the scorer models that judge it, `readings` what they read.
+    """
 
     order: Order
     beam: Beam
     proposal: Proposal
     proposers: list[str]
     closes: ClosedBy | None
+    appended: str
+    tokens: int
+    readers: list[str] = field(default_factory=list)
+    readings: Readings = field(default_factory=dict)
+    self_scored: bool = False
     parts: list[ScorerPart] = field(default_factory=list)
-    missing: set[str] = field(default_factory=set)
     log_score: float | None = None
     ready_at: float = 0.0
 
@@ -61,13 +77,18 @@ class Candidate:
     def body(self) -> str:
         return self.proposal.text
 
+    @property
+    def missing(self) -> set[str]:
+        """Readers whose reading did not arrive (failed, retired or cut)."""
+        return {reader for reader in self.readers if reader not in self.readings}
+
     def trace_score(self, step_mode: bool) -> float | None:
         """The score of the parent's trace extended by this step; None when unscored."""
         if self.log_score is None:
             return None
         if not step_mode:
             return self.log_score
-        weight = step_weight(self.proposal)
+        weight = step_weight(self.tokens)
         total = self.beam.weighted_sum + self.log_score * weight
         return total / (self.beam.weight + weight)
 
@@ -79,7 +100,8 @@ class Candidate:
             score=None if self.log_score is None else as_probability(self.log_score),
             log_score=self.log_score,
             scorers=self.parts,
-            tokens=self.proposal.tokens,
+            self_scored=self.self_scored,
+            tokens=self.tokens,
             finish_reason=self.proposal.finish_reason,
             selected=selected,
         )

@@ -17,6 +17,7 @@ from cord_proxy.teachers.base import Teacher
 
 DROP_AFTER_FAILURES = 2
 ROUND_TIMEOUT = "round_timeout"
+EMPTY_PROPOSAL = "empty_proposal"
 TIMEOUT_CODES = frozenset({TEACHER_TIMEOUT, ROUND_TIMEOUT})
 
 
@@ -51,6 +52,11 @@ class FailureLog:
 
     def scorer_succeeded(self, scorer: Teacher) -> None:
         self._score_strikes[scorer.score_identity] = 0
+
+    def empty_proposal(self, step: int, teacher: str) -> None:
+        """A proposal with no text that does not close the thinking: recorded, not a strike."""
+        message = f"teacher '{teacher}': proposed an empty step"
+        self._record(step, teacher, "propose", message, EMPTY_PROPOSAL)
 
     def cut(self, step: int, teacher: str, role: str, deadline: float) -> None:
         """A call cancelled at the round deadline: a failure of that teacher, as a timeout."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +17,8 @@ class DecodeJob:
 
     `proposers` write steps and `scorers` rescore them. With `reference_answer`, candidates
     are scored by the predictive probability of that answer (docs/method.md, Eq. 3); without it,
-    by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1).
+    by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1,
+    each finite and above 0; docs/method.md, "Scorers and weights").
     A job whose teachers cannot fill their roles is refused when it is made, not mid-decode.
     """
 
@@ -29,6 +31,7 @@ class DecodeJob:
 
     def __post_init__(self) -> None:
         _check_roles(self.proposers, self.scorers)
+        _check_weights(self.scorer_weights)
         if self.reference_answer is not None and not self.reference_answer.strip():
             raise InvalidRequestError(
                 "reference_answer must not be blank", param="reference_answer"
@@ -63,6 +66,15 @@ class DecodeJob:
             options or DecodeOptions(),
             reference_answer,
             dict(scorer_weights or {}),
+        )
+
+
+def _check_weights(weights: Mapping[str, float]) -> None:
+    bad = [name for name, weight in weights.items() if not (math.isfinite(weight) and weight > 0)]
+    if bad:
+        raise InvalidRequestError(
+            f"scorer weights must be finite numbers above 0: {', '.join(sorted(bad))}",
+            param="scorer_weights",
         )
 
 

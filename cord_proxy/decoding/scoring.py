@@ -1,9 +1,10 @@
-"""Predictive-perplexity scoring (docs/method.md, Eq. 3), as pure functions over log-probabilities.
+"""Predictive-perplexity scoring (docs/method.md, "The score (Eq. 3)"), as pure functions over
+log-probabilities.
 
 `reference` mode: each scorer j gives ``log S_j``, the mean log-probability of the reference
 answer's tokens; the candidate's log score is the weighted mean of the ``log S_j`` and its
-score ``exp`` of that, in (0, 1]. `step` mode: the mean over scorers (other than the
-proposers) of their per-token (or per-byte) mean log-probability of the step itself.
+score ``exp`` of that, in (0, 1]. `step` mode: each reader's per-token (or per-byte) mean
+log-probability of the step itself, centred within the round (docs/method.md, "Fair ranking").
 """
 
 from __future__ import annotations
@@ -48,12 +49,3 @@ def weighted_mean(values: Sequence[float], weights: Sequence[float]) -> float:
 def as_probability(log_score: float) -> float:
     """``exp`` of a log score: the geometric-mean probability, in (0, 1]."""
     return float(np.exp(log_score))
-
-
-def step_scorers(scorers: Sequence[str], proposers: Sequence[str]) -> list[str]:
-    """Scorers of a step in `step` mode: every scorer but the step's proposers.
-
-    When that leaves none (a lone teacher), the scorers score their own proposals.
-    """
-    others = [s for s in scorers if s not in proposers]
-    return others or list(scorers)

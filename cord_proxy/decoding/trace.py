@@ -18,6 +18,10 @@ class ScorerPart(BaseModel):
     tokens: int = Field(description="how many target tokens the scorer read")
     weight: float
     method: str | None = Field(None, description="how the log-probabilities were read")
+    centred: float | None = Field(
+        None,
+        description="step mode: the reading less this scorer's mean over the round's readings",
+    )
 
 
 class CandidateRecord(BaseModel):
@@ -29,6 +33,9 @@ class CandidateRecord(BaseModel):
     score: float | None = Field(description="null when no scorer could score it")
     log_score: float | None
     scorers: list[ScorerPart]
+    self_scored: bool = Field(
+        False, description="read only by its own proposers' models (no other model could)"
+    )
     tokens: int
     finish_reason: str
     selected: bool = False
@@ -43,7 +50,10 @@ class StepRecord(BaseModel):
     score: float
     log_score: float
     scorers: list[ScorerPart]
-    tokens: int
+    self_scored: bool = Field(
+        False, description="read only by its own proposers' models (no other model could)"
+    )
+    tokens: int = Field(description="its text's tokens as the thinking budget counts them")
     candidates: list[CandidateRecord] | None = None
 
 

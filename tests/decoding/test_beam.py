@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
+from cord_proxy.decoding.tokens import count_tokens
 from cord_proxy.errors import DecodeError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
 from tests.fakes import (
@@ -306,18 +307,22 @@ async def test_thinking_budget_closes_the_thinking_block() -> None:
         DecodeJob.create(
             "q",
             [writer],
-            DecodeOptions(beam_width=1, thinking_budget=10),
+            DecodeOptions(beam_width=1, thinking_budget=22),
             reference_answer=REFERENCE,
         )
     )
 
     calls = writer.proposals_calls()
-    # Each step may use at most what is left of the budget; the third is cut at 2 tokens.
-    assert [c.max_tokens for c in calls] == [10, 6, 2]
+    # The budget counts each step's whole text, marker and separator too, in o200k_base
+    # ("### Step 1. a b c d\n\n" is 10 tokens); a step may ask for at most what is left,
+    # so the third is cut at 2 of the teacher's tokens, and closes the thinking.
+    steps = ["### Step 1. a b c d\n\n", "### Step 2. a b c d\n\n", "### Step 3. a b\n\n"]
+    assert [count_tokens(s) for s in steps] == [10, 10, 8]
+    assert [c.max_tokens for c in calls] == [22, 12, 2]
     trace = result.best
     assert trace.closed_by == "budget"
-    assert trace.reasoning_tokens == 10
-    assert [s.tokens for s in trace.steps] == [4, 4, 2]
+    assert trace.reasoning_tokens == 28
+    assert [s.tokens for s in trace.steps] == [10, 10, 8]
     assert trace.steps[-1].text == "### Step 3. a b\n\n"
     # The driver appended </think> at once, and the answer was written after it.
     (answer,) = writer.answer_calls()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from operator import mul
 
 import pytest
 
@@ -59,8 +60,14 @@ async def test_step_mode_ranks_a_trace_by_all_its_steps() -> None:
     result = await decode(DecodeJob.create("q", [*proposers, *judges], DecodeOptions(beam_width=2)))
     assert result.score_mode == "step"
     assert [s.proposers for s in result.best.steps] == [["good"], ["good"]]
-    assert result.best.log_score == pytest.approx(-0.5)
-    assert result.traces[1].log_score == pytest.approx((-0.5 * 2 + -5.0 * 2) / 4)
+    # Each judge's readings are centred on its mean over the round (docs/method.md, "Fair
+    # ranking"): step 1 reads -9.0 and -0.5 (mean -4.75); step 2 -0.1, -0.5, -5.0, -0.5.
+    one, two = (4.25, 1.025), (4.25, -3.475)  # good one + good two, good one + bad two
+    weights = [s.tokens for s in result.best.steps]
+    assert result.best.log_score == pytest.approx(sum(map(mul, one, weights)) / sum(weights))
+    weights = [s.tokens for s in result.traces[1].steps]
+    assert [s.proposers for s in result.traces[1].steps] == [["good"], ["bad"]]
+    assert result.traces[1].log_score == pytest.approx(sum(map(mul, two, weights)) / sum(weights))
 
 
 def delayed_team(seed: int) -> list[ScriptedFakeTeacher]:
@@ -298,3 +305,31 @@ async def test_a_reference_longer_than_every_scorer_context_is_a_400() -> None:
             DecodeJob.create("q", [teacher], DecodeOptions(beam_width=1), reference_answer="4" * 9)
         )
     assert caught.value.param == "cord.reference_answer"
+
+
+async def test_steps_sent_as_certain_belong_to_the_best_trace_even_one_pushed_out() -> None:
+    """A trace that finished early and fell out of the beam can be the best at the end: the
+    steps streamed as certain must be its steps too, so it holds them back while it lives."""
+    script = {
+        "a": {1: closing(" done."), 2: " x.", 3: closing(" last a.")},
+        "b": {1: " live1.", 2: " y.", 3: closing(" last b.")},
+    }
+
+    def propose(name: str):  # type: ignore[no-untyped-def]
+        def one(prefix: str) -> str | Proposal:
+            return "42" if is_answer_prefix(prefix) else script[name][prefix.count("### Step")]
+
+        return one
+
+    def reading(prefix: str, _target: str) -> list[float]:
+        marks = {"last": -3.0, "done.": -0.2, " x.": -0.1, " y.": -0.15, "live1.": -1.0}
+        return [next(v for mark, v in marks.items() if mark in prefix)]
+
+    teachers = [ScriptedFakeTeacher(n, proposals=propose(n), logprobs=reading) for n in "ab"]
+    certain: list[str] = []
+    result = await decode(
+        DecodeJob.create("q", teachers, DecodeOptions(beam_width=2), reference_answer="42"),
+        on_progress=lambda p: certain.extend(s.text for s in p.certain_steps),
+    )
+    assert "done." in result.best.reasoning and result.best.log_score == pytest.approx(-0.2)
+    assert certain == [s.text for s in result.best.steps[: len(certain)]]

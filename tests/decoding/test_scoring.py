@@ -1,4 +1,4 @@
-"""The score (docs/method.md, Eq. 3 and the project's step mode): pure functions and through `decode`.
+"""The score (docs/method.md, Eq. 3 and step mode): pure functions and through `decode`.
 
 The decode tests compute every expected score by hand from the fakes' scripted
 log-probabilities and compare to 1e-9.
@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
+from cord_proxy.decoding.scorers import ScorerModel, scorer_models, step_readers
 from cord_proxy.decoding.scoring import (
     as_probability,
     mean_logprob,
     normalised_logprob,
     per_byte_logprob,
-    step_scorers,
     weighted_mean,
 )
 from cord_proxy.teachers.base import Proposal
@@ -75,14 +75,35 @@ def test_as_probability_is_exp() -> None:
     assert as_probability(float("-inf")) == 0.0
 
 
-def test_step_scorers_leave_out_the_proposers() -> None:
-    assert step_scorers(["a", "b", "c"], ["a"]) == ["b", "c"]
-    assert step_scorers(["a", "b", "c"], ["a", "c"]) == ["b"]
+def models(*identities: str) -> list[ScorerModel]:
+    teachers = [ScriptedFakeTeacher(i, logprobs=[-1.0], score_identity=i) for i in identities]
+    return scorer_models(teachers, {})
 
 
-def test_a_lone_teacher_scores_its_own_step() -> None:
-    assert step_scorers(["a"], ["a"]) == ["a"]
-    assert step_scorers(["a", "b"], ["a", "b"]) == ["a", "b"]
+def names(readers: tuple[list[ScorerModel], bool]) -> tuple[list[str], bool]:
+    return [m.name for m in readers[0]], readers[1]
+
+
+def test_step_readers_leave_out_the_proposers_models() -> None:
+    assert names(step_readers(models("a", "b", "c"), {"a"})) == (["b", "c"], False)
+    assert names(step_readers(models("a", "b", "c"), {"a", "c"})) == (["b"], False)
+
+
+def test_a_lone_model_reads_its_own_step_and_says_so() -> None:
+    assert names(step_readers(models("a"), {"a"})) == (["a"], True)
+    assert names(step_readers(models("a", "b"), {"a", "b"})) == (["a", "b"], True)
+
+
+def test_teachers_of_one_model_are_one_scorer_with_their_mean_weight() -> None:
+    teachers = [
+        ScriptedFakeTeacher(name, logprobs=[-1.0], score_identity=identity)
+        for name, identity in (("m1", "m"), ("n", "n"), ("m2", "m"))
+    ]
+    grouped = scorer_models(teachers, {"m1": 1.0, "m2": 3.0})
+    assert [(m.name, m.names, m.weight) for m in grouped] == [
+        ("m1", ("m1", "m2"), 2.0),
+        ("n", ("n",), 1.0),
+    ]
 
 
 logprob_lists = st.lists(
@@ -224,14 +245,27 @@ async def test_step_mode_score_is_the_mean_over_the_other_teachers() -> None:
     records = result.best.steps[0].candidates
     assert records is not None
     assert sorted(r.text for r in records) == sorted(f"### Step 1.{b}" for b in bodies.values())
+    raw = {
+        (o, p): hand_mean(by_name[o].logprobs_for(prefix, bodies[p]))
+        for o in bodies
+        for p in bodies
+        if o != p
+    }
+    # Each reader's readings are centred on its mean over the round (docs/method.md,
+    # "Fair ranking"); the score is the mean of the centred readings of the other teachers.
+    means = {o: hand_mean([v for (r, _), v in raw.items() if r == o]) for o in bodies}
     for record in records:
         (proposer,) = record.proposers
-        body = bodies[proposer]
         others = [n for n in bodies if n != proposer]
-        expected = hand_mean([hand_mean(by_name[o].logprobs_for(prefix, body)) for o in others])
-        assert record.log_score == pytest.approx(expected, abs=TOL)
+        centred = [raw[(o, proposer)] - means[o] for o in others]
+        assert record.log_score == pytest.approx(hand_mean(centred), abs=TOL)
         assert record.score == pytest.approx(math.exp(record.log_score), rel=1e-12, abs=0.0)
         assert [p.scorer for p in record.scorers] == others
+        assert [p.mean_logprob for p in record.scorers] == pytest.approx(
+            [raw[(o, proposer)] for o in others], abs=TOL
+        )
+        assert [p.centred for p in record.scorers] == pytest.approx(centred, abs=TOL)
+        assert record.self_scored is False
     # No teacher scored its own step, and every score call read the step after the prefix.
     for teacher in teachers:
         calls = teacher.score_calls()
@@ -260,9 +294,11 @@ async def test_step_mode_lone_teacher_scores_its_own_steps() -> None:
     ]
     assert [(c.prefix, c.target) for c in lone.score_calls()] == expected_calls
     for step, (prefix, body) in zip(result.best.steps, expected_calls, strict=True):
-        assert step.log_score == pytest.approx(hand_mean(lone.logprobs_for(prefix, body)), abs=TOL)
-        assert step.score == pytest.approx(math.exp(step.log_score), rel=1e-12, abs=0.0)
-        assert [p.scorer for p in step.scorers] == ["lone"]
+        (part,) = step.scorers
+        assert part.scorer == "lone" and step.self_scored is True
+        assert part.mean_logprob == pytest.approx(hand_mean(lone.logprobs_for(prefix, body)))
+        # The only candidate of its round: centred on itself, its score is 0 (a ratio of 1).
+        assert (part.centred, step.log_score, step.score) == (0.0, 0.0, 1.0)
 
 
 async def test_step_mode_byte_normalisation_divides_by_the_steps_bytes() -> None:
@@ -279,7 +315,8 @@ async def test_step_mode_byte_normalisation_divides_by_the_steps_bytes() -> None
     )
 
     assert len(body.encode("utf-8")) == 14
-    assert result.best.steps[0].log_score == pytest.approx(-4.0 / 14, abs=TOL)
+    (part,) = result.best.steps[0].scorers
+    assert part.mean_logprob == pytest.approx(-4.0 / 14, abs=TOL)
 
 
 async def test_step_mode_scores_an_empty_closing_step_as_the_think_close() -> None:
@@ -291,11 +328,12 @@ async def test_step_mode_scores_an_empty_closing_step_as_the_think_close() -> No
 
     result = await decode(DecodeJob.create("q", [writer, reader], DecodeOptions(beam_width=1)))
 
-    assert [(c.prefix, c.target) for c in reader.score_calls()] == [
-        ("<think>\n### Step 1.", "</think>")
-    ]
-    assert result.best.steps[0].log_score == pytest.approx(-0.25, abs=TOL)
+    # The step adds no marker to the trace, so the reader reads the close after the trace.
+    assert [(c.prefix, c.target) for c in reader.score_calls()] == [("<think>\n", "</think>")]
+    (part,) = result.best.steps[0].scorers
+    assert part.mean_logprob == pytest.approx(-0.25, abs=TOL)
     assert result.best.closed_by == "think"
+    assert "### Step" not in result.best.reasoning
 
 
 async def test_step_mode_merged_candidate_is_not_scored_by_any_of_its_proposers() -> None:
@@ -323,4 +361,6 @@ async def test_step_mode_merged_candidate_is_not_scored_by_any_of_its_proposers(
     assert [p.scorer for p in merged.scorers] == ["c"]
     c = teachers[2]
     expected = hand_mean(c.logprobs_for("<think>\n### Step 1.", " same."))
-    assert merged.log_score == pytest.approx(expected, abs=TOL)
+    assert merged.scorers[0].mean_logprob == pytest.approx(expected, abs=TOL)
+    # c read nothing else this round: centred on itself.
+    assert (merged.scorers[0].centred, merged.log_score) == (0.0, 0.0)

@@ -8,12 +8,12 @@ All run against in-process scripted fake teachers with exact log-probabilities.
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
-from cord_proxy.decoding.beam import BeamSearch
 from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.teachers.base import Message, Proposal
 from tests.fakes import ScriptedFakeTeacher, is_answer_prefix
@@ -106,6 +106,12 @@ async def test_reference_mode_reports_eq3_even_with_byte_normalisation() -> None
     assert result.best.log_score == pytest.approx(math.fsum(values) / len(values))
 
 
+def reads_running() -> int:
+    """Scoring reads whose tasks have not ended (reading.Reader._read_once)."""
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    return sum(getattr(t.get_coro(), "__qualname__", "") == "Reader._read_once" for t in tasks)
+
+
 async def test_score_state_is_freed_when_its_round_ends() -> None:
     held: list[int] = []
     teachers = [
@@ -113,20 +119,15 @@ async def test_score_state_is_freed_when_its_round_ends() -> None:
             name,
             proposals=lambda p, n=name: "42" if is_answer_prefix(p) else f" {n} step.",
             logprobs=[-0.5],
+            score_delay=0.01 if name == "a" else 0.5,  # b's reads are cut by the deadline
         )
         for name in ("a", "b")
     ]
-    search = BeamSearch(
-        DecodeJob(
-            (Message(role="user", content="q"),),
-            tuple(teachers),
-            tuple(teachers),
-            DecodeOptions(beam_width=2, max_steps=3),
-            reference_answer=REFERENCE,
-        ),
-        on_progress=lambda _p: held.append(len(search._round_scores)),
+    options = DecodeOptions(beam_width=2, max_steps=3, round_timeout=0.2)
+    job = DecodeJob(
+        (Message(role="user", content="q"),), tuple(teachers), tuple(teachers), options, "42"
     )
-    await search.run()
+    await decode(job, on_progress=lambda _p: held.append(reads_running()))
     assert held == [0, 0, 0]
 
 

@@ -43,7 +43,8 @@ async def test_three_homogeneous_teachers_beam_two(local_teacher: str) -> None:
         for step in trace.steps:
             assert step.proposers and set(step.proposers) <= names
             assert 0.0 < step.score <= 1.0
-            assert step.scorers and {p.scorer for p in step.scorers} == names
+            # One model at three temperatures is one scorer model, named after its first.
+            assert [p.scorer for p in step.scorers] == ["t0.5"]
     best = result.best
     for step in best.steps:
         candidates = step.candidates or []

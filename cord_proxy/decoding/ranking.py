@@ -1,0 +1,117 @@
+"""Candidates and finished traces compared on equal terms (docs/method.md, "Fair ranking").
+
+Reference mode: every candidate of a round, and every finished trace it competes with, is
+judged by the same scorer models, so a constant added to one model's log-probabilities moves
+every compared score alike. Step mode: readers differ from step to step (nobody reads its own
+steps), so each model's readings are centred on its mean over the round before they combine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from cord_proxy.decoding.candidates import Beam, Candidate
+from cord_proxy.decoding.context import DecodeContext
+from cord_proxy.decoding.reading import Reader
+from cord_proxy.decoding.scorers import ScorerModel
+from cord_proxy.decoding.scoring import weighted_mean
+from cord_proxy.decoding.trace import ScorerPart
+
+
+def judge(
+    context: DecodeContext, candidates: Sequence[Candidate], finished: Sequence[Beam]
+) -> list[str]:
+    """Score a round's candidates (and, in reference mode, the finished traces they compete
+    with) by the round's judges; return the scorer models left out of the round.
+
+    A model that failed on any of them is left out for all. When that would leave no model
+    at all, none is left out: what a model failed on goes unranked instead.
+    """
+    identities = [model.identity for model in context.models]
+    failed: set[str] = set().union(*(c.missing for c in candidates))
+    if not context.step_mode:
+        failed |= {i for f in finished for i in identities if i not in f.readings}
+    judging = {i for c in candidates for i in c.readings if i in c.readers} - failed
+    left_out = failed if judging else set()
+    judges = [model for model in context.models if model.identity not in left_out]
+    for candidate in candidates:
+        _judge_candidate(candidate, judges, unranked=bool(candidate.missing and not left_out))
+    if context.step_mode:
+        _centre(candidates, judges)
+    else:
+        for beam in finished:
+            _rejudge_finished(beam, judges)
+    return [model.name for model in context.models if model.identity in left_out]
+
+
+async def compare_finished(context: DecodeContext, beams: Sequence[Beam], step: int) -> None:
+    """Put every finished trace on one scale for the final ranking (reference mode).
+
+    Each is read by every scorer model that can still read and has not read it yet; they are
+    then compared on the models that read them all (on their own readings if none did).
+    """
+    if context.step_mode or len(beams) < 2:
+        return
+    reader = Reader(context, step)
+    try:
+        await asyncio.gather(*(fill_readings(reader, beam) for beam in beams))
+    finally:
+        await reader.aclose()
+    shared = [m for m in context.models if all(m.identity in b.readings for b in beams)]
+    for beam in beams:
+        _rejudge_finished(beam, shared or context.models)
+
+
+async def fill_readings(reader: Reader, beam: Beam) -> None:
+    """Read a finished trace again by the models that have not read it (reference mode)."""
+    lacking = [m for m in reader.context.models if m.identity not in beam.readings]
+    reference = reader.context.reference
+    assert reference is not None
+
+    async def one(model: ScorerModel) -> None:
+        part = await reader.read(model, beam.scored_prefix, reference)
+        if part is not None:
+            beam.readings[model.identity] = part
+
+    await asyncio.gather(*(one(model) for model in lacking))
+
+
+def _judge_candidate(candidate: Candidate, judges: Sequence[ScorerModel], unranked: bool) -> None:
+    if unranked:
+        candidate.parts, candidate.log_score = [], None
+        return
+    readers = set(candidate.readers)
+    candidate.parts = [
+        candidate.readings[m.identity]
+        for m in judges
+        if m.identity in readers and m.identity in candidate.readings
+    ]
+    candidate.log_score = combined(candidate.parts) if candidate.parts else None
+
+
+def _centre(candidates: Sequence[Candidate], judges: Sequence[ScorerModel]) -> None:
+    """Step mode: each part less its scorer's mean over the round; the score combines those."""
+    means: dict[str, float] = {}
+    for model in judges:
+        values = [p.mean_logprob for c in candidates for p in c.parts if p.scorer == model.name]
+        if values:
+            means[model.name] = sum(values) / len(values)
+    for candidate in candidates:
+        candidate.parts = [
+            part.model_copy(update={"centred": part.mean_logprob - means[part.scorer]})
+            for part in candidate.parts
+        ]
+        candidate.log_score = combined(candidate.parts) if candidate.parts else None
+
+
+def _rejudge_finished(beam: Beam, judges: Sequence[ScorerModel]) -> None:
+    parts = [beam.readings[m.identity] for m in judges if m.identity in beam.readings]
+    if parts:
+        beam.log_score = combined(parts)
+
+
+def combined(parts: Sequence[ScorerPart]) -> float:
+    """A candidate's log score: the weighted mean of its parts (centred ones in step mode)."""
+    values = [p.mean_logprob if p.centred is None else p.centred for p in parts]
+    return weighted_mean(values, [p.weight for p in parts])

@@ -1,0 +1,70 @@
+"""Scoring reads: one scorer model's reading of a span, each read once however many ask.
+
+Candidates that share a scored text (twins, a finished trace read again) share its read; the
+reads of a round live as long as the round (`Reader.aclose`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cord_proxy.decoding.context import DecodeContext
+from cord_proxy.decoding.cuts import Cuts
+from cord_proxy.decoding.scorers import ScorerModel
+from cord_proxy.decoding.scoring import normalised_logprob
+from cord_proxy.decoding.trace import ScorerPart
+from cord_proxy.errors import TeacherError
+
+ReadKey = tuple[str, str, str]
+
+
+class Reader:
+    def __init__(self, context: DecodeContext, step: int, cuts: Cuts | None = None):
+        self.context = context
+        self.step = step
+        self.cuts = cuts or Cuts()
+        self._reads: dict[ReadKey, asyncio.Task[ScorerPart | None]] = {}
+
+    async def read(self, model: ScorerModel, prefix: str, target: str) -> ScorerPart | None:
+        """`model`'s reading of `target` after `prefix`; None when it failed or is retired."""
+        if not self.context.log.can_score(model.teacher):
+            return None
+        key = (model.identity, prefix, target)
+        task = self._reads.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._read_once(model, prefix, target))
+            self._reads[key] = task
+        with self.cuts.watch(model.name, "score"):
+            return await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Cancel the reads still running, and wait until they have ended."""
+        tasks = list(self._reads.values())
+        self._reads.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read_once(self, model: ScorerModel, prefix: str, target: str) -> ScorerPart | None:
+        """The call behind `read`: counted, and its failure recorded, once."""
+        context = self.context
+        usage = context.usage[model.name]
+        usage.score_calls += 1
+        try:
+            span = await model.teacher.score(context.conversation, prefix, target)
+        except TeacherError as error:
+            context.log.scorer_failed(self.step, model.teacher, error)
+            return None
+        context.log.scorer_succeeded(model.teacher)
+        if not span.logprobs:
+            return None
+        usage.score_tokens += span.context_tokens + len(span.logprobs)
+        # Eq. 3 is the per-token mean; per-byte normalisation is for step mode only.
+        normalisation = context.options.score_normalisation if context.step_mode else "token"
+        return ScorerPart(
+            scorer=model.name,
+            mean_logprob=normalised_logprob(span.logprobs, target, normalisation),
+            tokens=len(span.logprobs),
+            weight=model.weight,
+            method=span.method,
+        )
