@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page
 
-from tests.ui.browser import chromium_context
+from cord_proxy.testing.browser import chromium_context
 
 PLAYWRIGHT_VIEWPORT = (1280, 720)  # Playwright's default, the size the figures were measured at
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from cord_proxy.decoding.job import reference_problem
 from cord_proxy.decoding.options import (
     CORD,
     ChoiceCount,
@@ -91,8 +92,9 @@ class CordFields(BaseModel):
     @field_validator("reference_answer")
     @classmethod
     def _non_blank_reference(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("reference_answer must not be blank; omit it to score steps instead")
+        problem = reference_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def overrides(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.module_graph import Module, read_package  # noqa: E402
+from cord_proxy.testing.module_graph import Module, read_package  # noqa: E402
 
 LONG = 60
 

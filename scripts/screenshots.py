@@ -25,7 +25,7 @@ from playwright.sync_api import Page
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.ui.browser import chromium_context  # noqa: E402
+from cord_proxy.testing.browser import chromium_context  # noqa: E402
 
 TEACHER = """
 [[teachers]]

@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
+from cord_proxy.decoding.trace import CandidateRecord, DecodeResult
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 
 CallKind = Literal["propose", "score"]
@@ -334,3 +335,23 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         if clock() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.001)
+
+
+def answered(teachers: Sequence[ScriptedFakeTeacher]) -> list[str]:
+    """The answers that were written: every answer call that returned."""
+    return [
+        call.result[0].text.strip()  # type: ignore[index]
+        for teacher in teachers
+        for call in teacher.answer_calls()
+        if call.outcome == "ok"
+    ]
+
+
+def round_records(result: DecodeResult) -> dict[int, list[CandidateRecord]]:
+    """Every round's candidate records (each step record of a round holds the same list)."""
+    rounds: dict[int, list[CandidateRecord]] = {}
+    for trace in result.traces:
+        for step in trace.steps:
+            assert step.candidates is not None
+            rounds.setdefault(step.index, step.candidates)
+    return rounds

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from cord_proxy.attempts import ProblemFailed
 from cord_proxy.data.jsonl import read_records
 from cord_proxy.distill.arguments import parse_cord_option
 from cord_proxy.distill.engines import LocalEngine
-from cord_proxy.distill.errors import DistillError, ProblemFailed
+from cord_proxy.distill.errors import DistillError
 from cord_proxy.distill.problems import Problem, read_problems
 from cord_proxy.distill.run import run_distill
 from cord_proxy.distill.settings import DistillSettings, default_failures_path

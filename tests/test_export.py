@@ -22,7 +22,7 @@ datasets = pytest.importorskip("datasets")
 async def _records() -> list[dict[str, Any]]:
     """Two engine records (one with a system turn) and one built from a proxy completion."""
     plan, result = await _decode(BODY)
-    first = trace_record("chatcmpl-a", plan, result, problem_id="p1")
+    first = trace_record("chatcmpl-a", plan.ensemble, plan.decode, result, problem_id="p1")
     plan, result = await _decode(
         {
             **BODY,
@@ -32,7 +32,7 @@ async def _records() -> list[dict[str, Any]]:
             ],
         }
     )
-    second = trace_record("chatcmpl-b", plan, result, problem_id=2)
+    second = trace_record("chatcmpl-b", plan.ensemble, plan.decode, result, problem_id=2)
     completion = {
         "id": "chatcmpl-c",
         "object": "chat.completion",

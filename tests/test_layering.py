@@ -1,4 +1,4 @@
-"""The layers of cord_proxy, read from the imports with `ast` (tests/module_graph.py).
+"""The layers of cord_proxy and bench, read from the imports with `ast` (tests/module_graph.py).
 
 Every import counts: at module level, inside a function, and under ``if TYPE_CHECKING:``.
 For the cycles too: a function-local or TYPE_CHECKING import that closes a loop hides the
@@ -12,44 +12,71 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from tests.module_graph import (
+from cord_proxy.testing.module_graph import (
     Function,
     Import,
     Module,
     import_graph,
-    read_package,
+    read_packages,
     shortest_cycle,
     strongly_connected,
     within,
 )
 
-PACKAGE = Path(__file__).resolve().parent.parent / "cord_proxy"
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "cord_proxy"
+BENCH = REPO / "bench"
+TESTS = "tests"
 
-# What the engine may never import: the server, the wire, the runtime, the data and distill
-# modules, and the batch, UI and command layers.
+# The HTTP face: server.py today, the api/ package (issue 21) when it lands. Every rule that
+# names the one names the other.
+HTTP_FACE = ("cord_proxy.server", "cord_proxy.api", "cord_proxy.connections")
+# What the engine may never import: the HTTP face, the wire, the runtime, the attempts, the
+# data, distill and ray modules, and the batch, UI and command layers.
 OUTSIDE_DECODING = (
-    "cord_proxy.server",
-    "cord_proxy.connections",
+    *HTTP_FACE,
     "cord_proxy.protocol",
     "cord_proxy.completion",
     "cord_proxy.runtime",
+    "cord_proxy.attempts",
     "cord_proxy.data",
-    "cord_proxy.dataset",
-    "cord_proxy.export",
     "cord_proxy.distill",
+    "cord_proxy.ray",
     "cord_proxy.batches",
     "cord_proxy.ui",
     "cord_proxy.cli",
 )
 # The step contract teachers share with the engine (think tags included) is teachers.base,
 # so teachers/ needs nothing at all from decoding/.
-CONFIG_MAY_IMPORT = frozenset({"cord_proxy.errors", "cord_proxy.decoding.options"})
+OUTSIDE_TEACHERS = ("cord_proxy.decoding",)
+# The server's batches and the distill command share a core (cord_proxy.attempts): batches
+# stand on no command.
+OUTSIDE_BATCHES = ("cord_proxy.distill", "cord_proxy.ray", "cord_proxy.cli")
+# Records take plain values: data knows neither the runtime's request plan nor what stands
+# on it.
+OUTSIDE_DATA = (
+    "cord_proxy.runtime",
+    "cord_proxy.attempts",
+    *HTTP_FACE,
+    "cord_proxy.batches",
+    "cord_proxy.distill",
+    "cord_proxy.ray",
+    "cord_proxy.ui",
+    "cord_proxy.cli",
+)
+# Leaves import nothing of cord_proxy; the config imports only leaves.
+LEAVES = ("cord_proxy.errors", "cord_proxy.roles", "cord_proxy.decoding.options")
+CONFIG_MAY_IMPORT = frozenset(LEAVES)
+# Test support shared with bench and scripts; nothing else in cord_proxy stands on it.
+TESTING = "cord_proxy.testing"
+# Named by a rule before the module exists: an empty rule until it lands.
+PLANNED = frozenset({"cord_proxy.api"})
 
 Modules = Mapping[str, Module]
 
@@ -67,20 +94,46 @@ def _says(name: str, imp: Import) -> str:
     return f"{name} imports {imp.target}, {imp.where()}"
 
 
-def decoding_problems(modules: Modules) -> list[str]:
+def _forbidden(modules: Modules, package: str, outside: tuple[str, ...]) -> list[str]:
+    """The imports by `package`'s modules of any module within `outside`."""
     return [
         _says(name, imp)
-        for name, imp in _imports_in(modules, "cord_proxy.decoding")
-        if any(within(imp.target, outside) for outside in OUTSIDE_DECODING)
+        for name, imp in _imports_in(modules, package)
+        if any(within(imp.target, o) for o in outside)
     ]
+
+
+def decoding_problems(modules: Modules) -> list[str]:
+    return _forbidden(modules, "cord_proxy.decoding", OUTSIDE_DECODING)
 
 
 def teachers_problems(modules: Modules) -> list[str]:
+    return _forbidden(modules, "cord_proxy.teachers", OUTSIDE_TEACHERS)
+
+
+def batches_problems(modules: Modules) -> list[str]:
+    return _forbidden(modules, "cord_proxy.batches", OUTSIDE_BATCHES)
+
+
+def data_problems(modules: Modules) -> list[str]:
+    return _forbidden(modules, "cord_proxy.data", OUTSIDE_DATA)
+
+
+def imports_from_tests_problems(modules: Modules) -> list[str]:
+    """bench and cord_proxy import nothing from tests (what they share is cord_proxy.testing)."""
+    return _forbidden(modules, "cord_proxy", (TESTS,)) + _forbidden(modules, "bench", (TESTS,))
+
+
+def imports_of_testing_problems(modules: Modules) -> list[str]:
     return [
         _says(name, imp)
-        for name, imp in _imports_in(modules, "cord_proxy.teachers")
-        if within(imp.target, "cord_proxy.decoding")
+        for name, imp in _imports_in(modules, "cord_proxy")
+        if within(imp.target, TESTING) and not within(name, TESTING)
     ]
+
+
+def leaf_problems(modules: Modules) -> list[str]:
+    return [problem for leaf in LEAVES for problem in _forbidden(modules, leaf, ("cord_proxy",))]
 
 
 def config_problems(modules: Modules) -> list[str]:
@@ -92,8 +145,8 @@ def config_problems(modules: Modules) -> list[str]:
 
 
 def cycle_problems(modules: Modules) -> list[str]:
-    """One shortest cycle through each module of each loop, each cycle said once."""
-    graph = import_graph(modules)
+    """One shortest cycle through each module of each loop of cord_proxy, each said once."""
+    graph = import_graph({n: m for n, m in modules.items() if within(n, "cord_proxy")})
     seen: set[tuple[str, ...]] = set()
     problems: list[str] = []
     for component in strongly_connected(graph):
@@ -119,21 +172,54 @@ def _step(graph: Mapping[str, Mapping[str, Import]], source: str, target: str) -
     return f"\n    {source} {imp.where()}{via}"
 
 
+def unknown_names(modules: Modules, names: Iterable[str]) -> list[str]:
+    """The cord_proxy modules a rule names that do not exist (and are not planned)."""
+    return sorted(
+        name
+        for name in set(names) - PLANNED
+        if within(name, "cord_proxy") and not any(within(m, name) for m in modules)
+    )
+
+
+def _read(*roots: Path) -> Modules:
+    return read_packages([r for r in roots if r.is_dir()], also=(TESTS,))
+
+
 @pytest.fixture(scope="module")
 def modules() -> Modules:
-    found = read_package(PACKAGE)
-    # Not vacuous: the reader sees the whole package and the imports in it.
+    found = _read(PACKAGE, BENCH)
+    # Not vacuous: the reader sees both packages and the imports in them, tests' included.
     assert {"cord_proxy", "cord_proxy.config", "cord_proxy.decoding.beam"} <= set(found)
+    assert {"bench", "bench.faultteacher"} <= set(found)
     assert any(i.target == "cord_proxy.errors" for i in found["cord_proxy.config"].imports)
+    assert any(within(i.target, TESTING) for i in found["bench.faultteacher"].imports)
     return found
 
 
 RULES = {
     "decoding-imports-no-outer-layer": decoding_problems,
     "teachers-import-nothing-from-decoding": teachers_problems,
-    "config-imports-only-errors-and-options": config_problems,
+    "config-imports-only-leaves": config_problems,
+    "leaves-import-nothing-of-cord_proxy": leaf_problems,
+    "batches-import-nothing-from-distill": batches_problems,
+    "data-imports-nothing-from-runtime": data_problems,
+    "bench-and-cord_proxy-import-nothing-from-tests": imports_from_tests_problems,
+    "only-tests-and-bench-import-cord_proxy.testing": imports_of_testing_problems,
     "no-import-cycles": cycle_problems,
 }
+NAMED = (
+    *OUTSIDE_DECODING,
+    *OUTSIDE_TEACHERS,
+    *OUTSIDE_BATCHES,
+    *OUTSIDE_DATA,
+    *LEAVES,
+    TESTING,
+    "cord_proxy.decoding",
+    "cord_proxy.teachers",
+    "cord_proxy.batches",
+    "cord_proxy.data",
+    "cord_proxy.config",
+)
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -142,15 +228,21 @@ def test_the_layers_hold(modules: Modules, rule: str) -> None:
     assert not problems, f"{rule}:\n" + "\n\n".join(problems)
 
 
+def test_the_rules_name_only_modules_that_exist(modules: Modules) -> None:
+    assert unknown_names(modules, NAMED) == []
+
+
 # --- the checker itself, on planted trees ---------------------------------------------------
 
 
-def _plant(root: Path, files: Mapping[str, str]) -> Modules:
-    for relative, text in files.items():
-        path = root / "cord_proxy" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return read_package(root / "cord_proxy")
+def _plant(root: Path, files: Mapping[str, str], bench: Mapping[str, str] | None = None) -> Modules:
+    """A scratch cord_proxy (`files`) and bench (`bench`) under `root`, read as the real ones."""
+    for package, planted in (("cord_proxy", files), ("bench", bench or {})):
+        for relative, text in planted.items():
+            path = root / package / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    return _read(root / "cord_proxy", root / "bench")
 
 
 CLEAN = {
@@ -244,6 +336,122 @@ def test_the_checker_finds_planted_cycles(tmp_path: Path) -> None:
         "cord_proxy.config line 2: from .decoding.options import X"
         " (which runs the __init__ of cord_proxy.decoding)"
     ) in problems[1]
+
+
+# A wider clean tree: every layer the newer rules name, each importing what it may.
+WIDE = {
+    **CLEAN,
+    "roles.py": "Role = str\n",
+    "runtime.py": "from cord_proxy.decoding import decode\nfrom cord_proxy.roles import Role\n",
+    "attempts.py": "from cord_proxy.runtime import run_job\n",
+    "data/__init__.py": "",
+    "data/records.py": (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from cord_proxy.decoding.job import DecodeJob\n"
+    ),
+    "decoding/job.py": "from cord_proxy.roles import role_gaps\n",
+    "distill/__init__.py": "",
+    "distill/run.py": "from cord_proxy.attempts import with_retries\n",
+    "batches/__init__.py": "",
+    "batches/runner.py": (
+        "from cord_proxy.attempts import with_retries\nfrom cord_proxy.data.records import r\n"
+    ),
+    "api/__init__.py": "",
+    "api/chat.py": "from cord_proxy.runtime import run_job\nfrom cord_proxy.data import records\n",
+    "testing/__init__.py": "",
+    "testing/fake_vllm_wire.py": "BOS = 2\n",
+}
+WIDE_BENCH = {
+    "__init__.py": "",
+    "faultteacher.py": "from cord_proxy.testing import fake_vllm_wire as wire\n",
+    "load.py": "from bench.faultteacher import wire\nfrom cord_proxy.api.chat import x\n",
+}
+# Each rule broken on purpose: (cord_proxy files, bench files) planted over the wide tree,
+# and what that rule, and no other, says.
+BROKEN: dict[str, tuple[dict[str, str], dict[str, str], list[str]]] = {
+    "batches-import-nothing-from-distill": (
+        {"batches/output.py": "def f():\n    from cord_proxy.distill.run import ProblemFailed\n"},
+        {},
+        [
+            "cord_proxy.batches.output imports cord_proxy.distill.run, "
+            "line 2: from cord_proxy.distill.run import ProblemFailed (in a function)"
+        ],
+    ),
+    "data-imports-nothing-from-runtime": (
+        {
+            "data/records.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n    from cord_proxy.runtime import ChatJob\n"
+            ),
+            "data/sink.py": "from cord_proxy.api import chat\n",
+        },
+        {},
+        [
+            "cord_proxy.data.records imports cord_proxy.runtime, "
+            "line 3: from cord_proxy.runtime import ChatJob (under TYPE_CHECKING)",
+            "cord_proxy.data.sink imports cord_proxy.api.chat, "
+            "line 1: from cord_proxy.api import chat",
+        ],
+    ),
+    "bench-and-cord_proxy-import-nothing-from-tests": (
+        {"testing/fake_vllm_wire.py": "from tests.fakes import ScriptedFakeTeacher\n"},
+        {
+            "faultteacher.py": "from tests import fake_vllm_wire as wire\n",
+            "ui_large_file.py": "def f():\n    import tests.ui.browser\n",
+        },
+        [
+            "cord_proxy.testing.fake_vllm_wire imports tests.fakes, "
+            "line 1: from tests.fakes import ScriptedFakeTeacher",
+            "bench.faultteacher imports tests, line 1: from tests import fake_vllm_wire as wire",
+            "bench.ui_large_file imports tests.ui.browser, "
+            "line 2: import tests.ui.browser (in a function)",
+        ],
+    ),
+    "only-tests-and-bench-import-cord_proxy.testing": (
+        {"server.py": "from cord_proxy.testing.fake_vllm_wire import BOS\n"},
+        {},
+        [
+            "cord_proxy.server imports cord_proxy.testing.fake_vllm_wire, "
+            "line 1: from cord_proxy.testing.fake_vllm_wire import BOS"
+        ],
+    ),
+    "leaves-import-nothing-of-cord_proxy": (
+        {"roles.py": "from cord_proxy.errors import CordError\n"},
+        {},
+        [
+            "cord_proxy.roles imports cord_proxy.errors, "
+            "line 1: from cord_proxy.errors import CordError"
+        ],
+    ),
+    "decoding-imports-no-outer-layer": (  # the api package counts as the server does
+        {"decoding/job.py": "from cord_proxy.api import chat_events\n"},
+        {},
+        [
+            "cord_proxy.decoding.job imports cord_proxy.api, "
+            "line 1: from cord_proxy.api import chat_events"
+        ],
+    ),
+}
+
+
+def test_the_wide_planted_tree_passes(tmp_path: Path) -> None:
+    modules = _plant(tmp_path, WIDE, WIDE_BENCH)
+    assert len(modules) == len(WIDE) + len(WIDE_BENCH)
+    assert {rule: check(modules) for rule, check in RULES.items()} == {rule: [] for rule in RULES}
+
+
+@pytest.mark.parametrize("rule", BROKEN)
+def test_each_newer_rule_fails_when_broken_on_purpose(tmp_path: Path, rule: str) -> None:
+    files, bench, said = BROKEN[rule]
+    modules = _plant(tmp_path, {**WIDE, **files}, {**WIDE_BENCH, **bench})
+    assert RULES[rule](modules) == said
+    assert [r for r, check in RULES.items() if check(modules)] == [rule]
+
+
+def test_a_stale_name_in_a_rule_is_found(tmp_path: Path) -> None:
+    modules = _plant(tmp_path, CLEAN)  # no api/ yet: planned, so not stale
+    names = ["cord_proxy.dataset", "cord_proxy.api", "cord_proxy.decoding", "cord_proxy.export"]
+    assert unknown_names(modules, names) == ["cord_proxy.dataset", "cord_proxy.export"]
 
 
 def test_the_module_table_lists_every_module_and_the_longest_functions(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from cord_proxy.attempts import ProblemFailed
 from cord_proxy.completion import completion_body
 from cord_proxy.data.exports import batch_line
 from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
-from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.runtime import ChatJob
 
 

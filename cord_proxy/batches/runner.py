@@ -2,9 +2,10 @@
 and expiring: at its ``expires_at`` a batch stops as on a cancel and ends ``expired``.
 
 Each line runs on the proxy's own decode path (``Runtime.job_for_request`` and ``run_job``), with
-distill's retries of transient failures. Progress lives in the store, so a restarted proxy
-carries on with the lines not done yet. One process of those sharing a data directory runs
-the batches (it holds ``worker.lock``); the others only record them.
+the retries of transient failures that distill uses too (``cord_proxy.attempts``). Progress
+lives in the store, so a restarted proxy carries on with the lines not done yet. One process
+of those sharing a data directory runs the batches (it holds ``worker.lock``); the others only
+record them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cord_proxy.attempts import ProblemFailed, decode_or_fail, with_retries
 from cord_proxy.batches.files import FileArea, new_file_id
 from cord_proxy.batches.output import error_line, expired_line, success_line
 from cord_proxy.batches.store import Row, Store
@@ -27,8 +29,6 @@ from cord_proxy.batches.validate import check_input
 from cord_proxy.completion import completion_id
 from cord_proxy.data.records import trace_record
 from cord_proxy.data.sink import TraceSink
-from cord_proxy.distill.attempts import decode_or_fail, with_retries
-from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest
@@ -194,7 +194,9 @@ class BatchRun:
             )
             raise
         self.context.metrics.observe_decode(result.teachers)
-        record = trace_record(completion_id(), job, result, problem_id=custom_id)
+        record = trace_record(
+            completion_id(), job.ensemble, job.decode, result, problem_id=custom_id
+        )
         await self._keep(record)
         return success_line(record, job, result)
 

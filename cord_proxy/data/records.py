@@ -5,8 +5,9 @@ A record holds the request id, ensemble and messages, the reference answer, the 
 tokens and cost, timings, and a hash of the decoding settings. The other finished beams of
 the decode, if any, are kept under ``alternatives``.
 
-A record is built from a decode in this process (``trace_record``) or from a proxy's chat
-completion (``record_from_completion``); both lay out the same provenance (``provenance``).
+A record is built from a decode in this process (``trace_record``: the ensemble's name, the
+engine's job and its result) or from a proxy's chat completion (``record_from_completion``);
+both lay out the same provenance (``provenance``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from cord_proxy.data.provenance import alternative, decode_provenance
 from cord_proxy.redact import clean
 
 if TYPE_CHECKING:
+    from cord_proxy.decoding.job import DecodeJob
     from cord_proxy.decoding.trace import DecodeResult
-    from cord_proxy.runtime import ChatJob
 
 SCHEMA = "cord-trace/1"
 # Settings of a teacher that change what it writes or how it scores (not where it runs).
@@ -65,15 +66,14 @@ def _teacher_settings(teacher: Any) -> dict[str, Any]:
     return {"name": teacher.name, **dumped}
 
 
-def job_settings(job: ChatJob) -> dict[str, Any]:
+def job_settings(ensemble: str, job: DecodeJob) -> dict[str, Any]:
     """Everything that decides how a trace is searched for: options, teachers, scorers."""
-    decode = job.decode
     return {
-        "ensemble": job.ensemble,
-        "options": decode.options.model_dump(mode="json"),
-        "proposers": [_teacher_settings(t) for t in decode.proposers],
-        "scorers": [_teacher_settings(t) for t in decode.scorers],
-        "scorer_weights": dict(sorted(decode.scorer_weights.items())),
+        "ensemble": ensemble,
+        "options": job.options.model_dump(mode="json"),
+        "proposers": [_teacher_settings(t) for t in job.proposers],
+        "scorers": [_teacher_settings(t) for t in job.scorers],
+        "scorer_weights": dict(sorted(job.scorer_weights.items())),
     }
 
 
@@ -129,18 +129,24 @@ def _layout(
 
 
 def trace_record(
-    request_id: str, job: ChatJob, result: DecodeResult, *, problem_id: Any = None
+    request_id: str,
+    ensemble: str,
+    job: DecodeJob,
+    result: DecodeResult,
+    *,
+    problem_id: Any = None,
 ) -> dict[str, Any]:
-    """The dataset record of one finished decode (its best trace, others as alternatives)."""
+    """The dataset record of one finished decode of `job` on the ensemble `ensemble` (its best
+    trace, others as alternatives)."""
     best = result.best
     cord = decode_provenance(result, drop_nulls=True)
     finished = time.time()
     head = {
         "id": problem_id if problem_id is not None else request_id,
         "request_id": request_id,
-        "ensemble": job.ensemble,
-        "messages": [m.model_dump(mode="json") for m in job.decode.conversation],
-        "reference_answer": job.decode.reference_answer,
+        "ensemble": ensemble,
+        "messages": [m.model_dump(mode="json") for m in job.conversation],
+        "reference_answer": job.reference_answer,
         "reasoning": best.reasoning,
         "answer": best.answer,
         "finish_reason": best.answer_finish_reason,
@@ -151,7 +157,7 @@ def trace_record(
         usage=_token_usage(result.prompt_tokens, best.reasoning_tokens, best.answer_tokens),
         timings=_timings(cord, finished - result.wall_s, finished),
         alternatives=[alternative(t) for t in result.traces[1:]],
-        settings=job_settings(job),
+        settings=job_settings(ensemble, job),
         source="engine",
     )
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import InvalidRequestError, TeacherCapabilityError
+from cord_proxy.roles import GapKind, role_gaps
 from cord_proxy.teachers.base import Message, Teacher
+
+# a job's role gaps, as capability errors of the teacher (or "(ensemble)")
+ROLE_GAPS: dict[GapKind, str] = {
+    "no_proposer": "no teacher can propose steps",
+    "cannot_score": "cannot score (it has no score role or no logprobs)",
+    "no_scorer": "no teacher can score candidates",
+}
 
 
 @dataclass(frozen=True)
@@ -32,10 +40,9 @@ class DecodeJob:
     def __post_init__(self) -> None:
         _check_roles(self.proposers, self.scorers)
         _check_weights(self.scorer_weights)
-        if self.reference_answer is not None and not self.reference_answer.strip():
-            raise InvalidRequestError(
-                "reference_answer must not be blank", param="reference_answer"
-            )
+        problem = reference_problem(self.reference_answer)
+        if problem is not None:
+            raise InvalidRequestError(problem, param="reference_answer")
 
     @classmethod
     def create(
@@ -69,6 +76,14 @@ class DecodeJob:
         )
 
 
+def reference_problem(reference_answer: str | None) -> str | None:
+    """What is wrong with a reference answer, if anything (the one check: a request's
+    ``cord.reference_answer`` and a job's)."""
+    if reference_answer is not None and not reference_answer.strip():
+        return "reference_answer must not be blank; omit it to score steps instead"
+    return None
+
+
 def _check_weights(weights: Mapping[str, float]) -> None:
     bad = [name for name, weight in weights.items() if not (math.isfinite(weight) and weight > 0)]
     if bad:
@@ -79,12 +94,6 @@ def _check_weights(weights: Mapping[str, float]) -> None:
 
 
 def _check_roles(proposers: Sequence[Teacher], scorers: Sequence[Teacher]) -> None:
-    if not proposers:
-        raise TeacherCapabilityError("(ensemble)", "no teacher can propose steps")
-    unable = [s.name for s in scorers if not s.can_score]
-    if unable:
-        raise TeacherCapabilityError(
-            unable[0], "cannot score (it has no score role or no logprobs)"
-        )
-    if not scorers:
-        raise TeacherCapabilityError("(ensemble)", "no teacher can score candidates")
+    gaps = role_gaps([t.can_propose for t in proposers], {t.name: t.can_score for t in scorers})
+    if gaps:
+        raise TeacherCapabilityError(gaps[0].teacher or "(ensemble)", gaps[0].said(ROLE_GAPS))

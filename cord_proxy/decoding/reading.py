@@ -1,12 +1,11 @@
 """Scoring reads: one scorer model's reading of a span, each read once however many ask.
 
-Candidates that share a scored text (twins, a finished trace read again) share its read; the
-reads of a round live as long as the round (`Reader.aclose`).
+Candidates that share a scored text (twins, a finished trace read again) share its read
+(`SharedCalls`); the reads of a round, and what they read, live as long as the round
+(`Reader.aclose`).
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.cuts import Cuts
@@ -14,8 +13,10 @@ from cord_proxy.decoding.scorers import ScorerModel
 from cord_proxy.decoding.scoring import normalised_logprob
 from cord_proxy.decoding.trace import ScorerPart
 from cord_proxy.errors import TeacherError
+from cord_proxy.teachers.shared_calls import SharedCalls
 
 ReadKey = tuple[str, str, str]
+KEEP_EVERY_READ = 1  # a round keeps all its readings: each weighs nothing against this
 
 
 class Reader:
@@ -23,27 +24,19 @@ class Reader:
         self.context = context
         self.step = step
         self.cuts = cuts or Cuts()
-        self._reads: dict[ReadKey, asyncio.Task[ScorerPart | None]] = {}
+        self._reads: SharedCalls[ScorerPart | None] = SharedCalls(KEEP_EVERY_READ, lambda _: 0)
 
     async def read(self, model: ScorerModel, prefix: str, target: str) -> ScorerPart | None:
         """`model`'s reading of `target` after `prefix`; None when it failed or is retired."""
         if not self.context.log.can_score(model.teacher):
             return None
-        key = (model.identity, prefix, target)
-        task = self._reads.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._read_once(model, prefix, target))
-            self._reads[key] = task
+        key: ReadKey = (model.identity, prefix, target)
         with self.cuts.watch(model.name, "score"):
-            return await asyncio.shield(task)
+            return await self._reads.call(key, lambda: self._read_once(model, prefix, target))
 
     async def aclose(self) -> None:
         """Cancel the reads still running, and wait until they have ended."""
-        tasks = list(self._reads.values())
-        self._reads.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._reads.aclose()
 
     async def _read_once(self, model: ScorerModel, prefix: str, target: str) -> ScorerPart | None:
         """The call behind `read`: counted, and its failure recorded, once."""

@@ -2,8 +2,8 @@
 
 - ``problems``: the input, one problem a line;
 - ``engines``: what solves a problem: the engine in this process, or a running proxy;
-- ``attempts``: one problem's attempts, with retries of transient failures;
-- ``errors``: how a run (`DistillError`) or one problem (`ProblemFailed`) fails;
+- ``errors``: how a run fails (`DistillError`); one problem's attempts, with retries of
+  transient failures, and how it fails (`ProblemFailed`) are ``cord_proxy.attempts``;
 - ``preflight``: the teachers or the proxy answer before the run starts;
 - ``resume``: which problems are left to do;
 - ``run``: the run loop and its progress bar; ``summary``: what it did;

@@ -12,11 +12,10 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
+from cord_proxy.attempts import ProblemFailed, decode_or_fail
 from cord_proxy.completion import completion_id
 from cord_proxy.config import CordConfig
 from cord_proxy.data.records import record_from_completion, trace_record
-from cord_proxy.distill.attempts import decode_or_fail
-from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.distill.problems import Problem
 from cord_proxy.errors import CordError, format_validation_error
 from cord_proxy.protocol import CordOptions
@@ -61,7 +60,9 @@ class LocalEngine:
     async def solve(self, problem: Problem) -> dict[str, Any]:
         job = self.job(problem)
         result = await decode_or_fail(job, self.timeout_s)
-        return trace_record(completion_id(), job, result, problem_id=problem.id)
+        return trace_record(
+            completion_id(), job.ensemble, job.decode, result, problem_id=problem.id
+        )
 
     def job(self, problem: Problem) -> ChatJob:
         """The problem's job on the engine's ensemble; bad options fail the problem."""

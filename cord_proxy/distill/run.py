@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from cord_proxy.attempts import with_retries
 from cord_proxy.data.jsonl import read_records
 from cord_proxy.data.sink import JsonlSink
-from cord_proxy.distill.attempts import with_retries
 from cord_proxy.distill.engines import Engine
 from cord_proxy.distill.problems import Problem
 from cord_proxy.distill.resume import done_ids, load_problems, pending

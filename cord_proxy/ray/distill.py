@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from cord_proxy.attempts import ProblemFailed
 from cord_proxy.data.jsonl import append_line, encode_line, read_records
 from cord_proxy.distill import resume
 from cord_proxy.distill.arguments import checked_cord
-from cord_proxy.distill.errors import DistillError, ProblemFailed
+from cord_proxy.distill.errors import DistillError
 from cord_proxy.distill.preflight import as_base_url, check_teachers
 from cord_proxy.distill.problems import Problem
 from cord_proxy.distill.resume import load_problems, pending

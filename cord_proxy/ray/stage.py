@@ -1,8 +1,9 @@
 """The Ray Data stage: problem rows (``distill``'s input schema) in, trace records out.
 
 Each actor of the pool builds its teacher clients once (from a config file, or the embedded
-default on a teacher URL) and decodes with ``distill``'s in-process engine, with ``distill``'s
-retries. A problem that fails becomes a row with ``error`` set, never a failed job.
+default on a teacher URL) and decodes with ``distill``'s in-process engine, with the shared
+retries (``cord_proxy.attempts``). A problem that fails becomes a row with ``error`` set, never
+a failed job.
 
 Output rows are the dataset's trace records (``cord-trace/1``) plus three columns, so that
 records and failures share one schema: ``error`` (None on success), ``kind`` and ``attempts``.
@@ -20,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cord_proxy.attempts import ProblemFailed, with_retries
 from cord_proxy.data.jsonl import append_record
 from cord_proxy.distill.arguments import engine_config
-from cord_proxy.distill.attempts import with_retries
 from cord_proxy.distill.engines import LocalEngine
-from cord_proxy.distill.errors import ProblemFailed
 from cord_proxy.distill.preflight import DEFAULT_TEACHER_URL
 from cord_proxy.distill.problems import parse_problem
 

@@ -5,6 +5,8 @@ the most recent first, within a budget of weight (a tokenized prompt weighs its 
 A caller that is cancelled (a round's deadline, a dropped client) leaves the call running
 for the others; when the last caller is gone, the call is cancelled. A failure reaches
 every caller of that call and is not kept: the next caller makes the call again.
+`aclose` cancels what still runs and waits until it has ended: an owner whose calls live as
+long as a round, say, leaves none behind.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ class SharedCalls(Generic[V]):
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.task.done():
                 self._abandon(key, shared)
+
+    async def aclose(self) -> None:
+        """Cancel every running call, wait until each has ended, and forget what is kept."""
+        running = [shared.task for shared in self._running.values()]
+        self._running.clear()
+        self._kept.clear()
+        self._weight = 0
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     @property
     def running(self) -> int:

@@ -26,7 +26,7 @@ from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.trace import CandidateRecord, DecodeResult, FinishedTrace
 from cord_proxy.errors import InvalidRequestError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, digest, is_answer_prefix
+from tests.fakes import ScriptedFakeTeacher, answered, digest, is_answer_prefix, round_records
 
 REFERENCE = "42"
 TOL = 1e-9
@@ -55,16 +55,6 @@ def answer_text(name: str, prefix: str) -> str:
     return f"{name} answers {digest(prefix)}"
 
 
-def answered(teachers: Sequence[ScriptedFakeTeacher]) -> list[str]:
-    """The answers that were written: every answer call that returned."""
-    return [
-        call.result[0].text.strip()  # type: ignore[index]
-        for teacher in teachers
-        for call in teacher.answer_calls()
-        if call.outcome == "ok"
-    ]
-
-
 def lost_answers(result: DecodeResult, teachers: Sequence[ScriptedFakeTeacher]) -> list[str]:
     """Answers written but not in `result.traces` exactly once."""
     given = [t.answer for t in result.traces]
@@ -76,16 +66,6 @@ def assert_best_first(result: DecodeResult) -> None:
     assert scores == sorted(scores, reverse=True), scores
     assert result.best is result.traces[0]
     assert result.best.log_score == max(scores)
-
-
-def round_records(result: DecodeResult) -> dict[int, list[CandidateRecord]]:
-    """Every round's candidate records (each step record of a round holds the same list)."""
-    rounds: dict[int, list[CandidateRecord]] = {}
-    for trace in result.traces:
-        for step in trace.steps:
-            assert step.candidates is not None
-            rounds.setdefault(step.index, step.candidates)
-    return rounds
 
 
 # --- finding 1: answered traces vanish --------------------------------------------------------

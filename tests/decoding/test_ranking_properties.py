@@ -23,17 +23,17 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
-from cord_proxy.decoding.trace import CandidateRecord, DecodeResult
+from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import DecodeError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, digest, is_answer_prefix
+from tests.fakes import ScriptedFakeTeacher, answered, digest, is_answer_prefix, round_records
 
 EXAMPLES = 1000
 TOL = 1e-9
@@ -186,24 +186,6 @@ async def run(example: Example, shift: float = 0.0, seeded: bool = True) -> Outc
     count("merged candidates", sum(len(r.proposers) > 1 for r in records))
     count("failures", len(result.failures))
     return Outcome(teachers, result, None)
-
-
-def answered(teachers: Sequence[ScriptedFakeTeacher]) -> list[str]:
-    return [
-        call.result[0].text.strip()  # type: ignore[index]
-        for teacher in teachers
-        for call in teacher.answer_calls()
-        if call.outcome == "ok"
-    ]
-
-
-def round_records(result: DecodeResult) -> dict[int, list[CandidateRecord]]:
-    rounds: dict[int, list[CandidateRecord]] = {}
-    for trace in result.traces:
-        for step in trace.steps:
-            assert step.candidates is not None
-            rounds.setdefault(step.index, step.candidates)
-    return rounds
 
 
 def check_one(outcome: Outcome) -> None:

@@ -142,6 +142,7 @@ async def test_disconnect_cancels_every_teacher_call(
 
 
 def test_models_health_ready_metrics(fake_proxy: ProxyProcess) -> None:
+    sdk(fake_proxy).chat.completions.create(model="fast", messages=QUESTION)  # counts calls
     headers = {"Authorization": f"Bearer {API_KEY}"}
     models = httpx.get(f"{fake_proxy.base_url}/models", headers=headers).json()
     assert {m["id"] for m in models["data"]} == {"fast", "slow", "broken"}

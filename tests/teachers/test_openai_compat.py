@@ -29,7 +29,8 @@ from cord_proxy.errors import (
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
-from tests import fake_vllm_wire as wire
+from cord_proxy.testing import fake_vllm_wire as wire
+from cord_proxy.testing.serving import serving_posts
 
 CONVERSATION = [Message(role="user", content="What is the capital of France?")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,7 +75,7 @@ def completion_choice(
 class FakeOpenAIServer:
     """A FAKE OpenAI-compatible server: `handler` answers every POST; bodies are recorded.
 
-    ``/tokenize`` is answered by a character-level tokenizer (tests/fake_vllm_wire.py), as
+    ``/tokenize`` is answered by a character-level tokenizer (cord_proxy.testing), as
     vLLM would, unless `serves_tokenize` is off.
     """
 
@@ -100,18 +101,11 @@ class FakeOpenAIServer:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[str]:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            self.release.set()
-            await runner.cleanup()
+        async with serving_posts(self._handle) as base_url:
+            try:
+                yield base_url
+            finally:
+                self.release.set()  # before the server's cleanup waits for held handlers
 
 
 def answer_json(data: Any, status: int = 200) -> Handler:

@@ -16,7 +16,7 @@ tests/integration/test_scoring_prompt_real.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -28,7 +28,8 @@ from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.span_scoring import SpanReader
-from tests import fake_vllm_wire as wire
+from cord_proxy.testing import fake_vllm_wire as wire
+from cord_proxy.testing.serving import serving_posts
 
 CONVERSATION = [Message(role="user", content="What is 6 times 7?")]
 PREFIX = "<think>\n### Step 1. "
@@ -105,18 +106,8 @@ class FakePromptVLLM:
     def bodies(self, path: str) -> list[dict[str, Any]]:
         return [body for p, body in self.requests if p == path]
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        finally:
-            await runner.cleanup()
+    def running(self) -> AbstractAsyncContextManager[str]:
+        return serving_posts(self.handle)
 
 
 def config(base_url: str = "http://h/v1", **overrides: Any) -> TeacherConfig:

@@ -2,7 +2,7 @@
 answers until told (what a real server cannot do on demand), counts the requests it started
 and those whose client went away, and can fail on purpose.
 
-Its tokenizer is tests/fake_vllm_wire.py's. The real server's count is in
+Its tokenizer is cord_proxy/testing/fake_vllm_wire.py's. The real server's count is in
 tests/integration/test_exact_spans.py.
 """
 
@@ -20,7 +20,7 @@ from aiohttp import web
 from cord_proxy.errors import TeacherHTTPError
 from cord_proxy.teachers.shared_calls import SharedCalls, request_key
 from cord_proxy.teachers.span_scoring import SpanReader
-from tests import fake_vllm_wire as wire
+from cord_proxy.testing import fake_vllm_wire as wire
 
 T = TypeVar("T")
 PROMPT = {"prompt": "<start_of_turn>user\nWhat is 6 times 7?", "add_special_tokens": True}
@@ -199,3 +199,28 @@ async def test_a_call_whose_waiters_were_cancelled_is_not_kept(waiters: int) -> 
     await asyncio.sleep(0)
     assert cancelled == [True]
     assert (shared.running, shared.kept, shared.made) == (0, 0, 1)
+
+
+async def test_aclose_cancels_the_running_calls_waits_for_them_and_forgets_what_is_kept() -> None:
+    shared: SharedCalls[int] = SharedCalls(budget=10, weigh=lambda _v: 1)
+    ended: list[str] = []
+
+    async def quick() -> int:
+        return 1
+
+    async def slow() -> int:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append("slow")
+        return 2
+
+    assert await shared.call("kept", quick) == 1
+    waiter = asyncio.ensure_future(shared.call("running", slow))
+    await asyncio.sleep(0.01)
+    assert (shared.running, shared.kept) == (1, 1)
+    await shared.aclose()
+    assert ended == ["slow"]  # ended before aclose returned, not later
+    assert (shared.running, shared.kept) == (0, 0)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter

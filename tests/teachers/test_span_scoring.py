@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -31,7 +31,8 @@ from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
 from cord_proxy.teachers.span_scoring import common_prefix_length, server_root, spells_target
-from tests import fake_vllm_wire as wire
+from cord_proxy.testing import fake_vllm_wire as wire
+from cord_proxy.testing.serving import serving_posts
 
 CONVERSATION = [Message(role="user", content="What is 6 times 7?")]
 
@@ -41,7 +42,7 @@ def scripted_logprob(token: int, position: int) -> float:
 
 
 class FakeCharVLLM:
-    """A FAKE vLLM whose tokenizer maps each character to its code point (tests/fake_vllm_wire)."""
+    """A FAKE vLLM whose tokenizer maps each character to its code point (cord_proxy.testing)."""
 
     def __init__(self, forced_reads_zero: bool = False, detokenize_drops: int = 0) -> None:
         self.forced_reads_zero = forced_reads_zero
@@ -67,18 +68,8 @@ class FakeCharVLLM:
     def asked(self) -> list[dict[str, Any]]:
         return [b for p, b in self.requests if p == "/v1/completions" and "logprob_token_ids" in b]
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        finally:
-            await runner.cleanup()
+    def running(self) -> AbstractAsyncContextManager[str]:
+        return serving_posts(self.handle)
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.ui.browser import chromium_context
+from cord_proxy.testing.browser import chromium_context
 
 
 @pytest.fixture(scope="module")

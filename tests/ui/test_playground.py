@@ -11,8 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Response
 
+from cord_proxy.testing.browser import watched_page
 from tests.proxy_process import ProxyProcess
-from tests.ui.browser import watched_page
 from tests.ui.configs import two_teachers
 
 SEED = 11

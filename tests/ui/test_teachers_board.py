@@ -14,9 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext
 
+from cord_proxy.testing.browser import watched_page
 from tests.fake_teacher_http import CountingFakeTeacher
 from tests.proxy_process import ProxyProcess
-from tests.ui.browser import watched_page
 from tests.ui.configs import two_teachers
 
 SPARE = """

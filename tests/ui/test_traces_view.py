@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from tests.ui.browser import watched_page
+from cord_proxy.testing.browser import watched_page
 from tests.ui.viewer import running_view
 
 RECORDS = 50

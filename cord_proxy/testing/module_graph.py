@@ -3,8 +3,10 @@
 Shared by tests/test_layering.py (the layering rules) and scripts/modules.py (the table of
 modules). It reads source only and imports nothing it reads.
 
-An import names the module that runs: ``from cord_proxy.teachers import base`` is the module
-``cord_proxy.teachers.base`` when that file exists, else the package ``cord_proxy.teachers``.
+An import counts when it names a module of a package read (or of a package named in `also`,
+such as ``tests``, to catch imports of it). It names the module that runs: ``from
+cord_proxy.teachers import base`` is the module ``cord_proxy.teachers.base`` when that file
+exists, else the package ``cord_proxy.teachers``.
 Python also runs the ``__init__`` of every package above that module, so an import brings in
 those packages too (`Import.packages`), except the packages above the importing module
 itself, which are already running when it runs.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Import:
-    """One cord_proxy module named by one import statement."""
+    """One module named by one import statement."""
 
     target: str
     line: int
@@ -71,16 +73,23 @@ def module_name(root: Path, path: Path) -> str:
 
 def read_package(root: Path) -> dict[str, Module]:
     """Every module of the package at `root` (a folder with an ``__init__.py``), by name."""
-    paths = {module_name(root, p): p for p in sorted(root.rglob("*.py"))}
+    return read_packages([root])
+
+
+def read_packages(roots: Iterable[Path], also: Iterable[str] = ()) -> dict[str, Module]:
+    """Every module of the packages at `roots`, by name, with their imports of one another
+    and of the top-level packages named in `also`."""
+    paths = {module_name(root, p): p for root in roots for p in sorted(root.rglob("*.py"))}
     known = frozenset(paths)
-    return {name: _read_module(name, path, known) for name, path in paths.items()}
+    tops = frozenset({name.split(".")[0] for name in paths} | set(also))
+    return {name: _read_module(name, path, known, tops) for name, path in paths.items()}
 
 
-def _read_module(name: str, path: Path, known: frozenset[str]) -> Module:
+def _read_module(name: str, path: Path, known: frozenset[str], tops: frozenset[str]) -> Module:
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source, filename=str(path))
     is_package = path.name == "__init__.py"
-    reader = _Reader(name, is_package, known, source)
+    reader = _Reader(name, is_package, known, tops, source)
     reader.visit(tree)
     return Module(
         name=name,
@@ -97,16 +106,13 @@ class _Reader(ast.NodeVisitor):
     module: str
     is_package: bool
     known: frozenset[str]
+    tops: frozenset[str]  # the top-level packages whose imports count
     source: str
     imports: list[Import] = field(default_factory=list)
     functions: list[Function] = field(default_factory=list)
     _scope: list[str] = field(default_factory=list)
     _in_function: int = 0
     _in_type_checking: int = 0
-
-    @property
-    def top(self) -> str:
-        return self.module.split(".")[0]
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         name = ".".join([*self._scope, node.name])
@@ -157,7 +163,7 @@ class _Reader(ast.NodeVisitor):
         return ".".join([*package, *([node.module] if node.module else [])])
 
     def _add(self, target: str, node: ast.Import | ast.ImportFrom) -> None:
-        if target != self.top and not target.startswith(self.top + "."):
+        if target.split(".")[0] not in self.tops:
             return
         statement = " ".join((ast.get_source_segment(self.source, node) or "").split())
         self.imports.append(
