@@ -9,9 +9,12 @@ loop aiohttp clients send chat completions, one phase per fault of the faulty pr
 - ``kill``: SIGKILL a third of the way in, restarted two thirds of the way in;
 - ``stall``: SIGSTOP for the whole phase, SIGCONT after;
 - ``slow``: every latency x10; ``malformed``: 200 with bodies of the wrong shape;
-- ``error500``: every call a 500; ``refused``: the process is gone, nothing listens.
+- ``error500``: every call a 500; ``refused``: the process is gone, nothing listens;
+- ``rotate`` (`bench.rotation`, its own proxy and three FAKE teacher processes): one of the
+  three SIGKILLed every 3 s in turn, back 1.5 s later, under the same clients.
 
 Run alone: ``python -m bench.faults [--quick]``; ``python -m bench`` runs it as an arm.
+``--quick`` leaves out ``rotate`` (``--phases rotate --quick`` runs a short one).
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ import httpx
 
 from bench import report
 from bench.procs import REPO_ROOT, Child, free_port, scratch_dir, start_child, wait_ready
-from bench.targets import DEADLINE_SLACK_S, fault_targets
+from bench.targets import DEADLINE_SLACK_S, fault_targets, rotation_targets
 from cord_proxy.data.jsonl import finite
 
 ENSEMBLE = "faults"
 PHASES = ("baseline", "kill", "stall", "slow", "malformed", "error500", "refused")
+ROTATE = "rotate"
+ALL_PHASES = (*PHASES, ROTATE)
 STEADY = ("steady-a", "steady-b")
 FAULTY = "faulty-c"
 SCORERS = ("steady-a", FAULTY)
@@ -54,7 +59,7 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 class FaultSettings:
     requests_per_phase: int = 300
     concurrency: int = 64
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = ALL_PHASES
     teacher_timeout_s: float = 2.0
     round_timeout_s: float = 5.0
     request_timeout_s: float = 20.0
@@ -66,9 +71,19 @@ class FaultSettings:
     hang_grace_s: float = 15.0  # a client gives up this long after the request's deadline
     proxy_python: str = sys.executable
     proxy_wait_s: float = 60.0
+    rotate_requests: int = 6000
+    rotate_every_s: float = 3.0
+    rotate_down_s: float = 1.5
+    rotate_stream_every: int = 4
 
 
-QUICK = FaultSettings(requests_per_phase=40, concurrency=8, breaker_cooldown_s=1.5)
+QUICK = FaultSettings(
+    requests_per_phase=40,
+    concurrency=8,
+    breaker_cooldown_s=1.5,
+    phases=PHASES,
+    rotate_requests=600,
+)
 
 
 @dataclass
@@ -387,7 +402,29 @@ def fake_teachers(work: Path) -> Iterator[tuple[FakeProcess, FakeProcess]]:
 
 
 async def run_faults(settings: FaultSettings, work: Path) -> dict[str, Any]:
-    """Every phase through one proxy server; the per-phase summaries and the settings."""
+    """Every phase: the per-phase summaries, the rotation's, and the settings."""
+    from bench.rotation import run_rotation  # it builds on this module
+
+    classic = [p for p in settings.phases if p != ROTATE]
+    result: dict[str, Any] = {
+        "settings": {k: v for k, v in asdict(settings).items() if k != "proxy_python"},
+        "teachers": {"steady": list(STEADY), "faulty": FAULTY, "scorers": list(SCORERS)},
+    }
+    if classic:
+        phases, alive = await run_classic(replace(settings, phases=tuple(classic)), work)
+        result.update(
+            phases=phases,
+            total_requests=sum(p["requests"] for p in phases),
+            proxy_alive_at_end=alive,
+        )
+    if ROTATE in settings.phases:
+        print(f"[faults] phase {ROTATE} ...", file=sys.stderr, flush=True)
+        result["rotation"] = await run_rotation(settings, work)
+    return result
+
+
+async def run_classic(settings: FaultSettings, work: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The phases of the faulty process, through one proxy server."""
     phases: list[dict[str, Any]] = []
     with fake_teachers(work) as (steady, faulty):
         proxy = start_proxy(settings, work, steady.url, faulty.url)
@@ -402,13 +439,7 @@ async def run_faults(settings: FaultSettings, work: Path) -> dict[str, Any]:
             alive = proxy.alive()
         finally:
             proxy.stop()
-    return {
-        "settings": {k: v for k, v in asdict(settings).items() if k != "proxy_python"},
-        "teachers": {"steady": list(STEADY), "faulty": FAULTY, "scorers": list(SCORERS)},
-        "phases": phases,
-        "total_requests": sum(p["requests"] for p in phases),
-        "proxy_alive_at_end": alive,
-    }
+    return phases, alive
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p.add_argument("--requests-per-phase", type=int)
     p.add_argument("--concurrency", type=int)
-    p.add_argument("--phases", help="comma-separated, of " + ",".join(PHASES))
+    p.add_argument("--phases", help="comma-separated, of " + ",".join(ALL_PHASES))
+    p.add_argument("--rotate-requests", type=int, help="requests of the rotate phase (6000)")
     p.add_argument("--proxy-python", default=sys.executable)
     return p
 
@@ -431,6 +463,8 @@ def settings_from(args: argparse.Namespace) -> FaultSettings:
         given["concurrency"] = args.concurrency
     if args.phases:
         given["phases"] = tuple(args.phases.split(","))
+    if args.rotate_requests:
+        given["rotate_requests"] = args.rotate_requests
     return replace(settings, **given)
 
 
@@ -443,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run alone; write ``<timestamp>-faults.json`` and ``.md``; exit 1 if a target fails."""
     settings = settings_from(build_parser().parse_args(argv))
     result = asyncio.run(_standalone(settings))
-    found = fault_targets(result)
+    found = [*fault_targets(result), *rotation_targets(result)]
     result["targets"] = [t.__dict__ for t in found]
     text = "\n".join([*report.faults_md(result), *report._targets_md(found)])
     out: Path = build_parser().parse_args(argv).out

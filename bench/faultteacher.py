@@ -4,7 +4,8 @@ It answers what `OpenAICompatTeacher` sends, over a character-level
 tokenizer (one token per character, its code point; ``<bos>`` is token 2), in the wire
 shapes of vLLM 0.32:
 
-- ``GET /v1/models``;
+- ``GET /v1/models``; ``GET /health`` (vLLM's: 200, or 500 during the ``error500`` fault; a
+  server answering ``malformed`` bodies believes itself healthy and answers 200);
 - ``POST /tokenize`` (a text prompt or chat messages: ``tokens``, ``count``,
   ``max_model_len``, ``token_strs``) and ``POST /detokenize``;
 - proposals: ``POST /v1/chat/completions`` (``continue_final_message``) and text
@@ -18,7 +19,10 @@ A proposal is one short step, named after the model so that teachers disagree; t
 Latencies are fixed per route. The fault, set by ``POST /fake/fault {"fault": ...}``, is
 one of ``none``, ``slow`` (every latency x `slow_factor`), ``malformed`` (200 with bodies
 of the wrong shape) and ``error500`` (HTTP 500 with an error body). Killing, stopping and
-refusing are done to the process from outside.
+refusing are done to the process from outside. ``--listen-at`` (a Unix time) makes a
+process started ahead bind its port at that moment (or as soon after it as the process it
+replaces is gone), so an outage made by a kill and a restart lasts as long as meant, however
+long the imports take on a busy machine (`bench.rotation`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,7 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests import fake_vllm_wire as wire
+from cord_proxy.testing import fake_vllm_wire as wire
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -162,6 +168,9 @@ def build_app(spec: FakeSpec) -> web.Application:
     async def models(_: web.Request) -> web.Response:
         return _json({"object": "list", "data": [{"id": "fake", "max_model_len": MAX_MODEL_LEN}]})
 
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(status=500 if state.fault == "error500" else 200)
+
     async def set_fault(request: web.Request) -> web.Response:
         fault = (await request.json()).get("fault")
         if fault not in FAULTS:
@@ -171,6 +180,7 @@ def build_app(spec: FakeSpec) -> web.Application:
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
     app.router.add_post("/fake/fault", set_fault)
     app.router.add_post("/tokenize", routed(state, "tokenize", tokenize))
     app.router.add_post("/detokenize", routed(state, "detokenize", wire.detokenize))
@@ -181,14 +191,38 @@ def build_app(spec: FakeSpec) -> web.Application:
     return app
 
 
+PORT_WAIT_S = 60.0
+
+
+def wait_for_port(port: int) -> None:
+    """Wait until `port` can be bound (the process it replaces may not be dead yet)."""
+    deadline = time.monotonic() + PORT_WAIT_S
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.005)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.faultteacher", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--spec", default="{}", help="JSON: FakeSpec fields to override")
+    parser.add_argument("--listen-at", type=float, help="Unix time at which to bind the port")
     args = parser.parse_args(argv)
     overrides = json.loads(args.spec)
     spec = replace(FakeSpec(), **overrides)
-    web.run_app(build_app(spec), host="127.0.0.1", port=args.port, print=None, access_log=None)
+    app = build_app(spec)
+    if args.listen_at is not None:
+        time.sleep(max(0.0, args.listen_at - time.time()))
+        wait_for_port(args.port)
+    print(json.dumps({"listening_at": time.time()}), flush=True)  # read by bench.rotation
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

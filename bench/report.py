@@ -275,11 +275,19 @@ def _long_md(long: dict[str, Any]) -> list[str]:
 
 def faults_md(result: dict[str, Any]) -> list[str]:
     lines = ["## Fault injection (real proxy server, FAKE teachers)", ""]
-    if "phases" not in result:
+    if "phases" not in result and "rotation" not in result:
         return [*lines, f"{result.get('skipped') or result.get('error')}", ""]
+    if "phases" in result:
+        lines += _classic_md(result)
+    if "rotation" in result:
+        lines += rotation_md(result["rotation"], result["settings"])
+    return lines
+
+
+def _classic_md(result: dict[str, Any]) -> list[str]:
     s = result["settings"]
     teachers = result["teachers"]
-    lines += [
+    lines = [
         f"{s['concurrency']} clients, {s['requests_per_phase']} requests a phase, "
         f"{result['total_requests']} in all. Teachers {', '.join(teachers['steady'])} (one "
         f"process) and {teachers['faulty']} (the faulty process); scorers "
@@ -309,6 +317,30 @@ def faults_md(result: dict[str, Any]) -> list[str]:
         examples = [f"{p['phase']}: {e}" for p in result["phases"] for e in p[key]]
         if examples:
             lines += ["", f"{title}:", "", *(f"- {e}" for e in examples)]
+    return [*lines, ""]
+
+
+def rotation_md(rotation: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Rotating kill",
+        "",
+        f"Three FAKE teacher processes (t1, t2, t3, each proposing and scoring), one SIGKILLed "
+        f"every {s['rotate_every_s']:g} s in turn and listening again {s['rotate_down_s']:g} s "
+        f"later; {s['concurrency']} clients, {rotation['requests']} requests (every "
+        f"{s['rotate_stream_every']}th streamed), {rotation['kills']} kills in "
+        f"{rotation['wall_s']:.1f} s; each port refused for {_num(rotation['down_s_p50'])} s "
+        f"(median; longest {_num(rotation['down_s_max'])} s), measured from the kill to the "
+        "next process's bind. Same teacher and breaker settings as above.",
+        "",
+    ]
+    header = ["requests", "answered 200", "share", "degraded 200", "failed", "failed streams"]
+    header += ["longest refusal s", "hangs", "past deadline", "p50 s", "p99 s", "max s"]
+    keys = ["requests", "answered_200", "answered_share", "degraded_200", "failed"]
+    keys += ["failed_streams", "refusal_stretch_s", "hangs", "past_deadline", "p50_s", "p99_s"]
+    lines += _table(header, [[*(rotation[k] for k in keys), rotation["max_s"]]])
+    lines += ["", f"Failure codes in `cord.failures`: {rotation['failure_codes'] or 'none'}"]
+    if rotation["failure_examples"]:
+        lines += ["", "Failed requests:", "", *(f"- {e}" for e in rotation["failure_examples"])]
     return [*lines, ""]
 
 

@@ -13,6 +13,8 @@ LOAD_CONCURRENCY = 256
 LOAD_THROUGHPUT_RATIO = 0.90
 CORD_CURATION_WALL = 1.3
 STALL_P50_RATIO = 1.5
+ROTATE_ANSWERED = 0.99
+ROTATE_REFUSAL_S = 3.0
 DEADLINE_SLACK_S = 0.5  # transport and scheduling on a shared machine
 CACHED_GROWTH = 1.5
 CACHED_SPEEDUP = 10.0
@@ -170,6 +172,39 @@ def fault_targets(result: dict[str, Any]) -> list[Target]:
     ]
 
 
+def rotation_targets(result: dict[str, Any]) -> list[Target]:
+    """The rotating-kill phase's targets (issue 20); none where the phase was not chosen."""
+    rotation = result.get("rotation")
+    if rotation is None:
+        return []
+    note = f"{rotation['requests']} requests, {rotation['kills']} kills"
+    share, stretch = rotation["answered_share"], rotation["refusal_stretch_s"]
+    return [
+        Target(
+            "rotate: answered 200 (degraded allowed)",
+            f">= {ROTATE_ANSWERED:.0%}",
+            share,
+            _ok(share, share >= ROTATE_ANSWERED),
+            f"{rotation['answered_200']} of {note}",
+        ),
+        Target(
+            "rotate: longest stretch refusing everything",
+            f"<= {ROTATE_REFUSAL_S:g} s",
+            stretch,
+            _ok(stretch, stretch <= ROTATE_REFUSAL_S),
+            f"{rotation['failed']} failed requests",
+        ),
+        Target("rotate: zero hangs", "0", rotation["hangs"], rotation["hangs"] == 0, note),
+        Target(
+            "rotate: every request within its deadline",
+            f"max <= {rotation['deadline_s']:g} s",
+            rotation["max_s"],
+            rotation["past_deadline"] == 0,
+            f"{rotation['past_deadline']} past the deadline (+{DEADLINE_SLACK_S:g} s slack)",
+        ),
+    ]
+
+
 def judge(results: dict[str, Any]) -> list[Target]:
     return [
         *fanout_targets(results["fanout"]),
@@ -178,4 +213,5 @@ def judge(results: dict[str, Any]) -> list[Target]:
         *scoring_targets(results.get("scoring", {"skipped": "not run"})),
         *long_targets(results.get("long", {"skipped": "not run"})),
         *fault_targets(results.get("faults", {"skipped": "not run"})),
+        *rotation_targets(results.get("faults", {})),
     ]

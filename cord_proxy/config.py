@@ -24,8 +24,8 @@ from pydantic import (
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import ConfigError, format_validation_error
+from cord_proxy.roles import GapKind, Role, role_gaps
 
-Role = Literal["propose", "score"]
 ScoreMethod = Literal["auto", "cached", "prompt_logprobs", "echo"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$"
 SECRET_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
@@ -98,9 +98,13 @@ class TeacherConfig(BaseModel):
     prompt: PromptFormat = ChatPrompt()
     score_method: ScoreMethod = "auto"
     max_retries: int = Field(2, ge=0, le=10)
-    # the endpoint's circuit breaker: open after this many failed calls in a row, for this long
+    # the endpoint's circuit breaker (teachers/breaker.py): open after this many failures in a
+    # row, counted once per outage; a call is let through after the cool-down, which starts at
+    # breaker_first_cooldown (at most breaker_cooldown) and doubles while the endpoint stays
+    # down, up to breaker_cooldown; vLLM endpoints are also checked in the background
     breaker_threshold: int = Field(5, ge=1, le=1000)
     breaker_cooldown: float = Field(30.0, gt=0.0, le=3600.0)
+    breaker_first_cooldown: float = Field(1.0, gt=0.0, le=3600.0)
     # tokens; None: read the server's max_model_len (vLLM's /tokenize)
     context_length: int | None = Field(None, ge=16, le=10_000_000)
     extra_body: dict[str, Any] = Field(default_factory=dict)
@@ -274,6 +278,14 @@ def ensemble_scorers(config: CordConfig, ensemble: EnsembleConfig) -> tuple[str,
     return tuple(n for n in ensemble.teachers if "score" in config.teacher(n).roles)
 
 
+# an ensemble's role gaps, as config problems
+ROLE_GAPS: dict[GapKind, str] = {
+    "no_proposer": "no teacher with the 'propose' role",
+    "cannot_score": "teacher '{teacher}' does not have the score role",
+    "no_scorer": "no teacher can score",
+}
+
+
 def _reference_problems(config: CordConfig) -> list[str]:
     problems: list[str] = []
     names = [t.name for t in config.teachers]
@@ -294,14 +306,11 @@ def _reference_problems(config: CordConfig) -> list[str]:
                 problems.append(f"{where}: unknown teacher '{name}'")
         if problems:
             continue
-        proposers = [n for n in ensemble.teachers if "propose" in config.teacher(n).roles]
-        if not proposers:
-            problems.append(f"{where}.teachers: no teacher with the 'propose' role")
-        for name in ensemble.scorers or ():
-            if "score" not in config.teacher(name).roles:
-                problems.append(f"{where}.scorers: teacher '{name}' does not have the score role")
-        if not ensemble_scorers(config, ensemble):
-            problems.append(f"{where}.scorers: no teacher can score")
+        gaps = role_gaps(
+            ["propose" in config.teacher(n).roles for n in ensemble.teachers],
+            {n: "score" in config.teacher(n).roles for n in ensemble_scorers(config, ensemble)},
+        )
+        problems += [f"{where}.{gap.field}: {gap.said(ROLE_GAPS)}" for gap in gaps]
     return problems
 
 

@@ -31,7 +31,7 @@ from cord_proxy.redact import excerpt
 
 log = logging.getLogger("cord_proxy.server")
 
-OnRejected = Callable[[str], None]
+OnRejected = Callable[[str, int], None]  # (reason, the status sent)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class GuardedRequestHandler(web.RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("the response has started; the error cannot be sent")
         reason = "malformed_http" if status < 500 else "server_error"
-        self.guard.on_rejected(reason)
+        self.guard.on_rejected(reason, status)
         if status >= 500:
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
             log.error("connection error", extra={"status": status}, exc_info=exc)
@@ -127,7 +127,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self.header_timer = None
         if self.busy or self.transport is None:
             return
-        self.guard.on_rejected("header_timeout")
+        self.guard.on_rejected("header_timeout", 408)
         message = f"the request headers did not arrive within {self.guard.header_timeout:g} s"
         body = json.dumps(error_body(408, message, "header_timeout")).encode()
         head = (

@@ -10,6 +10,7 @@ from cord_proxy.decoding.trace import TeacherUsage
 
 LATENCY_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
 LATENCY_SAMPLES = 1000
+REJECTED_ROUTE = "(rejected)"
 
 
 class Metrics:
@@ -29,10 +30,15 @@ class Metrics:
         self.in_flight = 0
         self.unhandled = 0
         self.rejected: Counter[str] = Counter()
+        self.stream_errors: Counter[tuple[str, int]] = Counter()
         self.batch_requests: Counter[str] = Counter()
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, route: str, status: int) -> None:
+        """A request answered with `status`: the status its client received."""
         self.requests[(route, status)] += 1
+
+    def observe_latency(self, seconds: float) -> None:
+        """A chat completion's latency, whatever its status."""
         self.latency_sum += seconds
         self.latency_count += 1
         for index, bound in enumerate(LATENCY_BUCKETS):
@@ -43,9 +49,15 @@ class Metrics:
         """An error only the catch-all handler caught: a bug, counted so it is seen."""
         self.unhandled += 1
 
-    def observe_rejected(self, reason: str) -> None:
-        """A connection answered before any route: malformed HTTP, headers too slow."""
+    def observe_rejected(self, reason: str, status: int) -> None:
+        """A request answered before any route (malformed HTTP, headers too slow): counted by
+        reason, and with the other requests by the status sent, as route ``(rejected)``."""
         self.rejected[reason] += 1
+        self.requests[(REJECTED_ROUTE, status)] += 1
+
+    def observe_stream_error(self, route: str, status: int) -> None:
+        """A stream that began with a 200 and ended with an error event of `status`."""
+        self.stream_errors[(route, status)] += 1
 
     def observe_batch_requests(self, outcome: str, count: int = 1) -> None:
         """Batch requests (input lines) that ended: completed, failed or expired."""
@@ -88,13 +100,19 @@ class Metrics:
 
     def render(self) -> str:
         lines = [
-            "# HELP cord_requests_total HTTP requests by route and status.",
+            "# HELP cord_requests_total HTTP requests by route and the status the client received.",
             "# TYPE cord_requests_total counter",
             *(
                 f'cord_requests_total{{route="{route}",status="{status}"}} {count}'
                 for (route, status), count in sorted(self.requests.items())
             ),
-            "# HELP cord_request_duration_seconds Request latency.",
+            "# HELP cord_stream_errors_total Streams (counted as 200) ended by an error event.",
+            "# TYPE cord_stream_errors_total counter",
+            *(
+                f'cord_stream_errors_total{{route="{route}",status="{status}"}} {count}'
+                for (route, status), count in sorted(self.stream_errors.items())
+            ),
+            "# HELP cord_request_duration_seconds Chat completion latency.",
             "# TYPE cord_request_duration_seconds histogram",
             *(
                 f'cord_request_duration_seconds_bucket{{le="{bound}"}} {count}'

@@ -27,14 +27,22 @@ from cord_proxy.errors import (
     format_validation_error,
 )
 from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.roles import GapKind, role_gaps
+from cord_proxy.teachers._client import TeacherClient
 from cord_proxy.teachers.base import Message, Teacher
-from cord_proxy.teachers.breaker import BreakerRegistry
+from cord_proxy.teachers.breaker import BreakerRegistry, CircuitBreaker
 from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
 
 ReasoningFormat = Literal["field", "inline"]
 READY_TIMEOUT_S = 5.0
 READY_CACHE_S = 5.0
+# a request's role gaps, as 400s that name the field
+ROLE_GAPS: dict[GapKind, str] = {
+    "no_proposer": "no chosen teacher can propose steps",
+    "cannot_score": "teacher '{teacher}' cannot score (propose-only); choose scorers that can",
+    "no_scorer": "no chosen teacher can score",
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,18 @@ class Runtime:
             if teachers is not None
             else {t.name: build_teacher(t, self.breakers) for t in config.teachers}
         )
+        for ensemble in config.ensembles:
+            self.breakers.group(self._proposer_breakers(ensemble))
+
+    def _proposer_breakers(self, ensemble: EnsembleConfig) -> list[CircuitBreaker]:
+        """The breakers of an ensemble's proposers: when all are open, each lets a probe call
+        through rather than refuse every request at once (panic mode, teachers/breaker.py)."""
+        found: list[CircuitBreaker] = []
+        for name in ensemble.teachers:
+            teacher = self.teachers.get(name)
+            if isinstance(teacher, TeacherClient) and teacher.can_propose:
+                found.append(teacher.breaker)
+        return found
 
     def breaker_states(self) -> dict[str, str]:
         """Each configured teacher's circuit breaker state: closed, open or half_open."""
@@ -128,6 +148,8 @@ class Runtime:
     async def aclose(self) -> None:
         for teacher in self.teachers.values():
             await teacher.aclose()
+        for breaker in self.breakers.by_endpoint.values():
+            await breaker.aclose()
 
     def job_for_request(self, request: ChatCompletionRequest) -> ChatJob:
         """The job of a chat completion request."""
@@ -186,17 +208,11 @@ class Runtime:
         scorers: Sequence[str] | None,
     ) -> tuple[list[Teacher], list[Teacher]]:
         proposers = self._pick(teachers or ensemble.teachers, "cord.teachers")
-        proposers = [t for t in proposers if t.can_propose]
-        if not proposers:
-            raise InvalidRequestError("no chosen teacher can propose steps", param="cord.teachers")
         chosen = self._pick(scorers or ensemble_scorers(self.config, ensemble), "cord.scorers")
-        unable = [t.name for t in chosen if not t.can_score]
-        if unable:
-            raise InvalidRequestError(
-                f"teacher '{unable[0]}' cannot score (propose-only); choose scorers that can",
-                param="cord.scorers",
-            )
-        return proposers, chosen
+        gaps = role_gaps([t.can_propose for t in proposers], {t.name: t.can_score for t in chosen})
+        if gaps:
+            raise InvalidRequestError(gaps[0].said(ROLE_GAPS), param=f"cord.{gaps[0].field}")
+        return [t for t in proposers if t.can_propose], chosen
 
     def _ensemble(self, name: str) -> EnsembleConfig:
         ensemble = self.config.ensemble(name)

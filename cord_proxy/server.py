@@ -167,8 +167,59 @@ def _validation_error(error: ValidationError) -> InvalidRequestError:
     return InvalidRequestError(message, param=param)
 
 
-STATUS = web.RequestKey("status", int)
-"""The status a request ends with when its response does not say it (a failed stream)."""
+STREAM_ERROR = web.RequestKey("stream_error", int)
+"""The status of the error event that ended a stream; the client received a 200."""
+SENT = web.RequestKey("sent", int)
+"""The status already sent when a handler fails after its response began (a stream)."""
+UNMATCHED = "(unmatched)"
+CHAT_ROUTE = "/v1/chat/completions"
+
+
+def route_of(request: web.Request) -> str:
+    """The route's template (``/v1/files/{file_id}``), never the path a client sent."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and log every routed request by the status its client received: what the errors
+    handler answered, 499 for a client that left before any answer, 200 for a stream that
+    began (a stream that ended in an error event is counted apart, by that error's status)."""
+    started = time.perf_counter()
+    status = CLIENT_CLOSED
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect: the errors handler answers the rest
+        status = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = request.get(SENT, CLIENT_CLOSED)
+        if SENT in request:
+            request[STREAM_ERROR] = CLIENT_CLOSED
+        raise
+    except Exception:  # past the errors handler, aiohttp answers a 500
+        status = request.get(SENT, 500)
+        raise
+    finally:
+        _observe(request, status, time.perf_counter() - started)
+
+
+def _observe(request: web.Request, status: int, elapsed: float) -> None:
+    route = route_of(request)
+    stream_error = request.get(STREAM_ERROR)
+    metrics = request.app[METRICS]
+    metrics.observe_request(route, status)
+    if route == CHAT_ROUTE:
+        metrics.observe_latency(elapsed)
+    if stream_error is not None:
+        metrics.observe_stream_error(route, stream_error)
+    extra: dict[str, Any] = {"method": request.method, "route": route, "status": status}
+    if stream_error is not None:
+        extra["stream_error"] = stream_error
+    log.info("request", extra={**extra, "duration_s": round(elapsed, 4)})
 
 
 class RequestSlot:
@@ -191,29 +242,11 @@ class RequestSlot:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    started = time.perf_counter()
-    status = 500
-    try:
-        parsed = parse_request(await read_body(request))
-        job = request.app[RUNTIME].job_for_request(parsed)
-        with RequestSlot(request.app):
-            handle = stream_completion if job.stream else whole_completion
-            response = await handle(request, job)
-        status = request.get(STATUS, response.status)
-        return response
-    except CordError as error:
-        status = error.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = CLIENT_CLOSED
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        request.app[METRICS].observe_request("/v1/chat/completions", status, elapsed)
-        log.info("request", extra={"status": status, "duration_s": round(elapsed, 4)})
+    parsed = parse_request(await read_body(request))
+    job = request.app[RUNTIME].job_for_request(parsed)
+    with RequestSlot(request.app):
+        handle = stream_completion if job.stream else whole_completion
+        return await handle(request, job)
 
 
 async def _finish_decode(
@@ -236,7 +269,7 @@ async def _finish_decode(
     if sink is None:
         return
     try:
-        await sink(trace_record(request_id, job, result))
+        await sink(trace_record(request_id, job.ensemble, job.decode, result))
     except OSError as error:
         log.error(
             "dataset sink failed; the trace is only in the response",
@@ -268,6 +301,7 @@ async def stream_completion(request: web.Request, job: ChatJob) -> web.StreamRes
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
+    request[SENT] = response.status
     timeout = request.app[RUNTIME].config.server.request_timeout
     decode: asyncio.Future[DecodeResult] = asyncio.ensure_future(
         run_job(job, timeout, progress.put_nowait)
@@ -283,12 +317,12 @@ async def stream_completion(request: web.Request, job: ChatJob) -> web.StreamRes
         if job.include_usage:
             await _send(response, writer.usage(usage_of(result, result.traces[:n])))
     except CordError as error:
-        request[STATUS] = error.status
+        request[STREAM_ERROR] = error.status
         await _send(response, openai_error(error))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception:
-        request[STATUS] = 500
+        request[STREAM_ERROR] = 500
         request.app[METRICS].observe_unhandled()
         log.exception("stream failed", extra={"request_id": request_id})
         await _send(response, openai_error(CordError("internal error")))
@@ -389,7 +423,11 @@ async def metrics(request: web.Request) -> web.Response:
 def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Application:
     config: CordConfig = runtime.config
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(ApiKeys(config.server.api_keys))],
+        middlewares=[
+            access_middleware,
+            errors_middleware,
+            auth_middleware(ApiKeys(config.server.api_keys)),
+        ],
         client_max_size=config.server.max_body_bytes,
     )
     for teacher in config.teachers:
@@ -398,7 +436,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app[METRICS] = Metrics()
     if sink is not None:
         app[SINK] = sink
-    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post(CHAT_ROUTE, chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)

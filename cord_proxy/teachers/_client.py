@@ -44,6 +44,7 @@ class TeacherClient(ABC):
     def __init__(self, config: TeacherConfig, breaker: CircuitBreaker | None = None):
         self.config = config
         self.breaker = breaker or CircuitBreaker(config.breaker_threshold, config.breaker_cooldown)
+        self.breaker.adopt_first_cooldown(config.breaker_first_cooldown)
         self.retries = 0
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._policy = RetryPolicy(max_retries=config.max_retries, deadline_s=config.timeout)
@@ -102,11 +103,21 @@ class TeacherClient(ABC):
         answer read by `read`; past the teacher's timeout, a `TeacherTimeoutError`.
 
         `read` runs inside the breaker, so that a malformed answer counts against the
-        endpoint as a failure rather than as a success.
+        endpoint as a failure rather than as a success. An ordinary call stops retrying once
+        the breaker opens (the endpoint is known to be down) and fails with its last error; a
+        call let through an open breaker (a trial or a probe) retries as usual.
         """
 
         async def work() -> T:
-            return read(await call_with_retries(attempt, self._policy, on_retry=self._on_retry))
+            probing = self.breaker.is_open
+
+            def give_up() -> bool:
+                return not probing and self.breaker.is_open
+
+            answer = await call_with_retries(
+                attempt, self._policy, on_retry=self._on_retry, give_up=give_up
+            )
+            return read(answer)
 
         try:
             return await self.breaker.call(self.name, work, auxiliary=auxiliary)

@@ -60,7 +60,12 @@ ERROR_EXCERPT = 300
 
 
 class HostedTeacher(TeacherClient):
-    """A teacher reached through ``litellm.acompletion``: it proposes and never scores."""
+    """A teacher reached through ``litellm.acompletion``: it proposes and never scores.
+
+    Its circuit breaker has no background check: a hosted API has no call that is both cheap
+    and free (a completion is billed, and ``/models`` may answer while completions fail), so
+    the breaker closes on the trial call let through after each cool-down (breaker.py).
+    """
 
     def __init__(
         self,

@@ -49,6 +49,8 @@ from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 ERROR_BODY_EXCERPT = 300
 T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
+PROBE_TIMEOUT_S = 2.0  # the breaker's background check (breaker.py), at most the timeout
+ROUTE_MISSING = (404, 405)
 log = logging.getLogger("cord_proxy.teachers")
 
 
@@ -64,8 +66,11 @@ class OpenAICompatTeacher(TeacherClient):
         super().__init__(config, breaker)
         self._owns_session = session is None
         self._session = session
-        self._headers = {"Content-Type": "application/json", **bearer_headers(api_key_of(config))}
+        self._auth = bearer_headers(api_key_of(config))
+        self._headers = {"Content-Type": "application/json", **self._auth}
         self._base_url = (config.base_url or "").rstrip("/")
+        self._no_health_route = False
+        self.breaker.attach_probe(self, self._endpoint_answers, config.name)
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
         # what of extra_body shapes the prompt: sent with /tokenize too (prompt_fields.py)
         self._prompt_fields = prompt_fields(config.extra_body, chat=self._chat)
@@ -93,6 +98,7 @@ class OpenAICompatTeacher(TeacherClient):
         return not isinstance(self.config.prompt, TemplatePrompt)
 
     async def aclose(self) -> None:
+        await self.breaker.detach_probe(self)  # its check uses the session
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -106,6 +112,29 @@ class OpenAICompatTeacher(TeacherClient):
             )
             self._owns_session = True
         return self._session
+
+    async def _endpoint_answers(self) -> bool:
+        """The breaker's background check: vLLM's ``GET /health`` (at the server's root),
+        or ``GET /models`` where the server has no such route; True on a 2xx."""
+        timeout = aiohttp.ClientTimeout(total=min(self.config.timeout, PROBE_TIMEOUT_S))
+        if not self._no_health_route:
+            status = await self._probe_status(
+                self._base_url.removesuffix("/v1") + "/health", timeout
+            )
+            if status not in ROUTE_MISSING:
+                return status is not None and 200 <= status < 300
+            self._no_health_route = True
+        status = await self._probe_status(self._base_url + "/models", timeout)
+        return status is not None and 200 <= status < 300
+
+    async def _probe_status(self, url: str, timeout: aiohttp.ClientTimeout) -> int | None:
+        """The status of one GET, or None when nothing answered in time."""
+        try:
+            async with self._client().get(url, headers=self._auth, timeout=timeout) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, TimeoutError):
+            return None
 
     async def _propose(
         self, conversation: Sequence[Message], prefix: str, call: StepCall

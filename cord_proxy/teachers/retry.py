@@ -7,6 +7,8 @@ sleeps for the server's ``Retry-After`` when it sent one, else for a random time
 ``[0, min(max_delay, base_delay * 2**retry))`` ("full jitter"). Every attempt and every
 sleep fit in the teacher's deadline: an attempt is told how much time is left, a sleep
 that would end past the deadline is not started, and the last error is raised instead.
+A caller may also `give_up` between attempts (the endpoint's circuit breaker has opened):
+the last error is then raised at once.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ async def call_with_retries(
     *,
     on_retry: Callable[[Retryable, float], None] | None = None,
     rng: random.Random | None = None,
+    give_up: Callable[[], bool] | None = None,
 ) -> T:
-    """Run `attempt(seconds_left)` until it succeeds, retries run out or the deadline passes.
+    """Run `attempt(seconds_left)` until it succeeds, retries run out, the deadline passes or
+    `give_up()` says so after a failed attempt.
 
     Raises the last `Retryable.error` when no retry is left, `TimeoutError` when the
     deadline passes during an attempt, and any other error of an attempt as it is.
@@ -100,7 +104,7 @@ async def call_with_retries(
             async with asyncio.timeout_at(deadline):
                 return await attempt(deadline - loop.time())
         except Retryable as failure:
-            if retry >= policy.max_retries:
+            if retry >= policy.max_retries or (give_up is not None and give_up()):
                 raise failure.error from None
             delay = (
                 failure.retry_after

@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cord_proxy.config import parse_config
+from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.runtime import Runtime
 from cord_proxy.server import RUNTIME, create_app
 from cord_proxy.teachers.base import Teacher
@@ -67,8 +68,14 @@ async def test_an_open_breaker_shows_in_ready_and_metrics() -> None:
     server = _app({"t": ScriptedFakeTeacher("t")}, metrics_public=True)
     runtime = server.app[RUNTIME]
     breaker = runtime.breakers.get("http://127.0.0.1:9/v1|t", 5, 30.0)
-    for _ in range(5):
-        breaker._failed()
+    breaker.adopt_first_cooldown(30.0)  # open for the whole test, however slow the machine
+
+    async def refused() -> None:
+        raise TeacherUnreachableError("t", "connection refused")
+
+    for _ in range(5):  # one after another: five failures, five events
+        with pytest.raises(TeacherUnreachableError):
+            await breaker.call("t", refused)
     async with TestClient(server) as client:
         ready = await client.get("/health/ready")
         readiness = await ready.json()

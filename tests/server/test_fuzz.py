@@ -1,5 +1,6 @@
 """5,000 generated hostile requests against the real proxy process give no 5xx, no hang and no
-error outside the OpenAI shape, and the proxy answers a normal request afterwards.
+error outside the OpenAI shape, and the proxy answers a normal request afterwards; its
+/metrics count, status by status, what the clients received.
 
 The proxy points at a FAKE teacher (fast, scripted) so valid requests decode in milliseconds;
 the cases come from `fuzz_cases`, seeded, sent as raw bytes over sockets.
@@ -13,6 +14,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -166,13 +168,48 @@ async def run_all(port: int) -> tuple[Counter[str], list[str]]:
     return statuses, problems
 
 
-async def test_5000_hostile_requests_give_no_5xx_and_the_proxy_still_answers(
-    fuzz_proxy: ProxyProcess,
-) -> None:
+@dataclass
+class FuzzRun:
+    statuses: Counter[str]  # "kind:status" as the clients received them
+    problems: list[str]
+    elapsed: float
+    served: Counter[str]  # status -> requests, as the proxy's /metrics counted them
+
+
+SERVED = re.compile(r'^cord_requests_total\{route="[^"]*",status="(\d+)"\} (\d+)$', re.MULTILINE)
+
+
+async def served_counts(proxy: ProxyProcess) -> Counter[str]:
+    """The proxy's ``cord_requests_total`` summed over routes, by status."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (
+            await client.get(proxy.base_url.removesuffix("/v1") + "/metrics", headers=headers)
+        ).text
+    counts: Counter[str] = Counter()
+    for status, count in SERVED.findall(text):
+        counts[status] += int(count)
+    return counts
+
+
+@pytest.fixture(scope="module")
+async def fuzz_run(fuzz_proxy: ProxyProcess) -> FuzzRun:
+    """The fuzz, once for the module, with /metrics read just before and just after it."""
+    before = await served_counts(fuzz_proxy)
     started = time.monotonic()
     statuses, problems = await run_all(fuzz_proxy.port)
     elapsed = time.monotonic() - started
-    print(f"\nfuzz: {COUNT} cases in {elapsed:.1f} s: {dict(sorted(statuses.items()))}")
+    after = await served_counts(fuzz_proxy)
+    after["200"] -= 1  # the scrape before the fuzz (a scrape does not count itself)
+    after.subtract(before)
+    return FuzzRun(statuses, problems, elapsed, +after)
+
+
+async def test_5000_hostile_requests_give_no_5xx_and_the_proxy_still_answers(
+    fuzz_proxy: ProxyProcess, fuzz_run: FuzzRun
+) -> None:
+    statuses, problems = fuzz_run.statuses, fuzz_run.problems
+    print(f"\nfuzz: {COUNT} cases in {fuzz_run.elapsed:.1f} s: {dict(sorted(statuses.items()))}")
     assert sum(statuses.values()) == COUNT
     assert not problems, f"{len(problems)} problems, first: " + "\n".join(problems[:10])
     assert sum(n for k, n in statuses.items() if k.startswith("valid:200")) > 100
@@ -192,3 +229,16 @@ async def test_5000_hostile_requests_give_no_5xx_and_the_proxy_still_answers(
     assert re.search(r"^cord_unhandled_errors_total 0$", metrics.text, re.MULTILINE)
     assert 'status="5' not in metrics.text
     assert "Traceback" not in fuzz_proxy.log()
+
+
+def test_metrics_count_the_status_each_fuzz_client_received(fuzz_run: FuzzRun) -> None:
+    """Client side and server side agree, status by status: an oversized chunked body or a
+    gzip bomb is a 413 in /metrics as it is for its client, never a 500."""
+    received: Counter[str] = Counter()
+    for key, count in fuzz_run.statuses.items():
+        received[key.rsplit(":", 1)[1]] += count
+    print(f"\nreceived {dict(sorted(received.items()))}")
+    print(f"served   {dict(sorted(fuzz_run.served.items()))}")
+    assert received.get("hang", 0) == 0 and received.get("None", 0) == 0
+    assert fuzz_run.served == received
+    assert received["413"] > 0 and received["400"] > 2000

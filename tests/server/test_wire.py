@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -190,10 +191,15 @@ async def test_a_client_disconnect_is_counted_as_499(
     assert metric(fake_proxy, f'cord_requests_total{{route="{CHAT}",status="500"}}') == 0
 
 
-def test_a_failed_stream_is_counted_as_its_failure_not_200(fake_proxy: ProxyProcess) -> None:
+def test_a_failed_stream_is_counted_as_the_200_it_sent_and_as_a_stream_error(
+    fake_proxy: ProxyProcess,
+) -> None:
+    """/metrics counts the status the client received (a stream's 200); the error event that
+    ended the stream is counted apart, by its status."""
     failed = f'cord_requests_total{{route="{CHAT}",status="502"}}'
     ok = f'cord_requests_total{{route="{CHAT}",status="200"}}'
-    before_failed, before_ok = metric(fake_proxy, failed), metric(fake_proxy, ok)
+    stream_error = f'cord_stream_errors_total{{route="{CHAT}",status="502"}}'
+    before = {k: metric(fake_proxy, k) for k in (failed, ok, stream_error)}
     body = {"model": "broken", "messages": [{"role": "user", "content": "x"}], "stream": True}
     with httpx.stream(
         "POST", fake_proxy.base_url + "/chat/completions", json=body, headers=AUTH, timeout=60
@@ -201,8 +207,32 @@ def test_a_failed_stream_is_counted_as_its_failure_not_200(fake_proxy: ProxyProc
         assert response.status_code == 200
         text = response.read().decode()
     assert '"error"' in text and "data: [DONE]" in text
-    assert metric(fake_proxy, failed) == before_failed + 1
-    assert metric(fake_proxy, ok) == before_ok
+    assert metric(fake_proxy, ok) == before[ok] + 1
+    assert metric(fake_proxy, stream_error) == before[stream_error] + 1
+    assert metric(fake_proxy, failed) == before[failed]
+
+
+def test_an_oversized_chunked_body_is_counted_as_the_413_its_client_got(
+    fake_proxy: ProxyProcess,
+) -> None:
+    """A body with no Content-Length that grows past ``max_body_bytes`` is refused while it is
+    read; the refusal is a 413 for the client and in /metrics, not a 500 (issue 20)."""
+    too_large = f'cord_requests_total{{route="{CHAT}",status="413"}}'
+    server_error = f'cord_requests_total{{route="{CHAT}",status="500"}}'
+    before = metric(fake_proxy, too_large)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "fast", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}]}'
+
+    response = httpx.post(
+        fake_proxy.base_url + "/chat/completions", content=chunks(), headers=AUTH, timeout=60
+    )
+    assert response.status_code == 413
+    assert metric(fake_proxy, too_large) == before + 1
+    assert metric(fake_proxy, server_error) == 0
 
 
 def test_metrics_need_the_key(fake_proxy: ProxyProcess) -> None:
