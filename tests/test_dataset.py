@@ -22,7 +22,7 @@ from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime, run_job
 from cord_proxy.server import create_app
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 # --- appending -------------------------------------------------------------------------------
 

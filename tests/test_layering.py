@@ -394,14 +394,14 @@ BROKEN: dict[str, tuple[dict[str, str], dict[str, str], list[str]]] = {
         ],
     ),
     "bench-and-cord_proxy-import-nothing-from-tests": (
-        {"testing/fake_vllm_wire.py": "from tests.fakes import ScriptedFakeTeacher\n"},
+        {"testing/fake_vllm_wire.py": "from tests.support.fakes import ScriptedFakeTeacher\n"},
         {
             "faultteacher.py": "from tests import fake_vllm_wire as wire\n",
             "ui_large_file.py": "def f():\n    import tests.ui.browser\n",
         },
         [
-            "cord_proxy.testing.fake_vllm_wire imports tests.fakes, "
-            "line 1: from tests.fakes import ScriptedFakeTeacher",
+            "cord_proxy.testing.fake_vllm_wire imports tests.support.fakes, "
+            "line 1: from tests.support.fakes import ScriptedFakeTeacher",
             "bench.faultteacher imports tests, line 1: from tests import fake_vllm_wire as wire",
             "bench.ui_large_file imports tests.ui.browser, "
             "line 2: import tests.ui.browser (in a function)",

@@ -15,7 +15,7 @@ from cord_proxy.config import EnsembleConfig
 from cord_proxy.decoding.options import CONFIG, CORD, DecodeOptions, set_by
 from cord_proxy.options_doc import options_table, with_table
 from cord_proxy.protocol import ChatCompletionRequest, CordFields, CordOptions
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OPTIONS = list(DecodeOptions.model_fields.items())

@@ -10,7 +10,7 @@ from cord_proxy.config import CordConfig, parse_config
 from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
 from cord_proxy.runtime import Runtime
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
 

@@ -11,7 +11,7 @@ import pytest
 from openai.types import Batch
 
 from tests.batches.teacher_tap import TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 # Gemma 3 270M sometimes proposes nothing for a step: two proposals a step and a few retries
 # keep a tiny decode from failing for that.

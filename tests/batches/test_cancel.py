@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.batches.conftest import batch_config, jsonl, question, request_line, sdk, wait_for
 from tests.batches.teacher_tap import Call, TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 LINES = range(200, 208)
 SLOWER = {"max_steps": 3, "max_step_tokens": 48, "answer_budget": 24}

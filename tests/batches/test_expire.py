@@ -26,7 +26,7 @@ from tests.batches.conftest import (
     wait_for,
 )
 from tests.batches.teacher_tap import Call, TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 LINES = range(300, 340)  # far more work than the window leaves time for
 RESTART_LINES = range(400, 430)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.batches.conftest import request_line
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 KEY_A, KEY_B = "sk-alice-batches", "sk-bob-batches"
 MAX_LINE = 4096

@@ -17,7 +17,7 @@ from tests.batches.conftest import (
     wait_for,
 )
 from tests.batches.teacher_tap import TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 LINES = range(500, 503)
 TEACHER_WORK = (

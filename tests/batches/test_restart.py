@@ -21,7 +21,7 @@ from tests.batches.conftest import (
     wait_for,
 )
 from tests.batches.teacher_tap import TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 LINES = range(100, 108)
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.batches.conftest import batch_config, jsonl, request_line, sdk, wait_for
 from tests.batches.teacher_tap import TeacherTap
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.batches.conftest import batch_config
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ("--requests-per-minute", "600")

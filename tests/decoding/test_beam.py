@@ -15,7 +15,7 @@ from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.tokens import count_tokens
 from cord_proxy.errors import DecodeError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import (
+from tests.support.fakes import (
     ConcurrencyMeter,
     ScriptedFakeTeacher,
     digest,

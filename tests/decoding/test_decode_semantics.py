@@ -24,7 +24,7 @@ from cord_proxy.errors import (
     TeacherUnreachableError,
 )
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, digest, hashed_logprobs, is_answer_prefix
+from tests.support.fakes import ScriptedFakeTeacher, digest, hashed_logprobs, is_answer_prefix
 
 REFERENCE = "42"
 

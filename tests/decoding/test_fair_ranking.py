@@ -26,7 +26,13 @@ from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.trace import CandidateRecord, DecodeResult, FinishedTrace
 from cord_proxy.errors import InvalidRequestError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, answered, digest, is_answer_prefix, round_records
+from tests.support.fakes import (
+    ScriptedFakeTeacher,
+    answered,
+    digest,
+    is_answer_prefix,
+    round_records,
+)
 
 REFERENCE = "42"
 TOL = 1e-9

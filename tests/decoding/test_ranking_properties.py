@@ -33,7 +33,13 @@ from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import DecodeError, TeacherUnreachableError
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, answered, digest, is_answer_prefix, round_records
+from tests.support.fakes import (
+    ScriptedFakeTeacher,
+    answered,
+    digest,
+    is_answer_prefix,
+    round_records,
+)
 
 EXAMPLES = 1000
 TOL = 1e-9

@@ -22,7 +22,7 @@ from cord_proxy.decoding.scoring import (
     weighted_mean,
 )
 from cord_proxy.teachers.base import Proposal
-from tests.fakes import ScriptedFakeTeacher, hashed_logprobs, is_answer_prefix
+from tests.support.fakes import ScriptedFakeTeacher, hashed_logprobs, is_answer_prefix
 
 ANSWER_PROMPT = "</think> The final answer is "
 TOL = 1e-9

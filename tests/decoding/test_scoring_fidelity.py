@@ -16,7 +16,7 @@ import pytest
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.teachers.base import Message, Proposal
-from tests.fakes import ScriptedFakeTeacher, is_answer_prefix
+from tests.support.fakes import ScriptedFakeTeacher, is_answer_prefix
 
 REFERENCE = "42"
 

@@ -10,7 +10,7 @@ from cord_proxy.decoding.segment import (
     segmenter_for,
 )
 from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN, Proposal
-from tests.fakes import ScriptedFakeTeacher, is_answer_prefix
+from tests.support.fakes import ScriptedFakeTeacher, is_answer_prefix
 
 
 def stopped_at(text: str, stop: str) -> Proposal:

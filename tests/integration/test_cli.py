@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.proxy_process import free_port
+from tests.support.proxy_process import free_port
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

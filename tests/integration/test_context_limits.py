@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 NO_BUDGETS = """
 [server]

@@ -19,7 +19,7 @@ from cord_proxy.config import parse_config
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.hosted import HostedTeacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 QUESTION = "What is 12 + 30?"
 SMALL = {

@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion
 
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = [{"role": "user", "content": "What is 12 + 30?"}]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 
 API_KEY = "sk-test-cord-proxy"
 

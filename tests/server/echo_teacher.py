@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
 
 class EchoAuthFakeTeacher(ThreadedServer):

@@ -13,7 +13,7 @@ from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.runtime import Runtime
 from cord_proxy.server import RUNTIME, create_app
 from cord_proxy.teachers.base import Teacher
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 BODY = {"model": "e", "messages": [{"role": "user", "content": "2+3?"}]}
 KEY = "app-test-key-123"

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cord_proxy.config import parse_config
 from cord_proxy.runtime import Runtime
 from cord_proxy.server import create_app
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 KEY_A, KEY_B = "sk-auth-alice-123", "sk-auth-bob-456"
 GUARDED = ("/v1/models", "/v1/files", "/v1/batches", "/ui/api/info", "/ui/api/traces")

@@ -9,9 +9,9 @@ import httpx
 import openai
 import pytest
 
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
 from tests.server.conftest import API_KEY
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
 

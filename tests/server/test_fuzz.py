@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
 from tests.server.conftest import API_KEY
 from tests.server.fuzz_cases import Case, cases
 from tests.server.rawhttp import RawResponse, parse
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 
 COUNT = 5000
 CONCURRENCY = 16

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.proxy_process import ProxyProcess
 from tests.server.conftest import API_KEY
+from tests.support.proxy_process import ProxyProcess
 
 VALID = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 3?"}]}
 ODD_VALUES: list[object] = [

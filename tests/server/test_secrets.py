@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
 from tests.server.echo_teacher import EchoAuthFakeTeacher
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 
 CLIENT_CANARY = "cLiEnT-cAnArY-7Hq2"
 TEACHER_CANARY = "tEaChEr-cAnArY-9Xw4"

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
 from tests.server.conftest import API_KEY
 from tests.server.rawhttp import read_all
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 
 CONFIG = """
 [server]

@@ -27,7 +27,7 @@ from cord_proxy.teachers.breaker import BreakerRegistry, CircuitBreaker
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.retry import Retryable, RetryPolicy, call_with_retries
-from tests.fake_teacher_http import CountingFakeTeacher
+from tests.support.fake_teacher_http import CountingFakeTeacher
 
 QUESTION: list[Any] = []
 

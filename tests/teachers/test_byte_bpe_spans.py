@@ -1,6 +1,6 @@
 """Spans on a byte-level BPE tokenizer (DeepSeek's), behind a FAKE vLLM server.
 
-No byte-level BPE model runs here, so tests/fake_vllm_bpe.py serves DeepSeek's real
+No byte-level BPE model runs here, so tests/support/fake_vllm_bpe.py serves DeepSeek's real
 tokenizer with scripted log-probabilities: what is checked is which tokens the client
 scores and that it reads each one's value, not a model.
 """
@@ -18,7 +18,7 @@ from cord_proxy.errors import TeacherError
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
-from tests.fake_vllm_bpe import (
+from tests.support.fake_vllm_bpe import (
     ASSISTANT,
     BOS,
     EOS,

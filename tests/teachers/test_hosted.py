@@ -24,7 +24,7 @@ from cord_proxy.teachers.capabilities import HostedCapabilities, litellm_capabil
 from cord_proxy.teachers.emulation import instruction, provider_stops, shape_reply, step_marker
 from cord_proxy.teachers.factory import build_teacher
 from cord_proxy.teachers.hosted import HostedTeacher, stop_litellm_worker
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 QUESTION = [Message(role="user", content="What is 2 + 3?")]
 STOP = ("### Step", "</think>")

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Request, Response
 
 from cord_proxy.testing.browser import watched_page
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 from tests.ui.configs import two_teachers
 
 KEY = "sk-ui-test-key-0123"

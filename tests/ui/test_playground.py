@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Response
 
 from cord_proxy.testing.browser import watched_page
-from tests.proxy_process import ProxyProcess
+from tests.support.proxy_process import ProxyProcess
 from tests.ui.configs import two_teachers
 
 SEED = 11

@@ -1,7 +1,7 @@
 """Teacher board: live counters from a real decode; a teacher whose server stops turns not ready.
 
-The second teacher is the FAKE teacher server of tests/fake_teacher_http.py, because the test
-must stop a teacher's server on demand and the shared local teacher must never be stopped.
+The second teacher is the FAKE teacher server of tests/support/fake_teacher_http.py, because
+the test must stop a teacher's server on demand and the shared local teacher must never be stopped.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from cord_proxy.testing.browser import watched_page
-from tests.fake_teacher_http import CountingFakeTeacher
-from tests.proxy_process import ProxyProcess
+from tests.support.fake_teacher_http import CountingFakeTeacher
+from tests.support.proxy_process import ProxyProcess
 from tests.ui.configs import two_teachers
 
 SPARE = """

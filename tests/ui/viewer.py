@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.proxy_process import free_port
+from tests.support.proxy_process import free_port
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from cord_proxy.testing import fake_vllm_wire as wire
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
 DELAYS = {"fast": 0.0, "slow": 30.0}
 

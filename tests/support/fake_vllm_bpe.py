@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from tokenizers import Tokenizer
 
-from tests.threaded_server import ThreadedServer
+from tests.support.threaded_server import ThreadedServer
 
 MODEL = "deepseek-bpe"
 MAX_MODEL_LEN = 2048
@@ -120,7 +120,7 @@ def render_chat(
 
 
 class FakeVllmBpe(ThreadedServer):
-    """Serves from its own thread and event loop (tests/threaded_server.py)."""
+    """Serves from its own thread and event loop (tests/support/threaded_server.py)."""
 
     thread_name = "fake-vllm-bpe"
 

@@ -8,7 +8,7 @@ from typing import Any
 from cord_proxy import DecodeJob, DecodeOptions, decode
 from cord_proxy.teachers.affinity import ROUTING_HEADER, routing_headers
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
-from tests.fakes import ScriptedFakeTeacher
+from tests.support.fakes import ScriptedFakeTeacher
 
 
 class KeyRecordingFake(ScriptedFakeTeacher):
