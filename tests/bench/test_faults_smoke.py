@@ -59,3 +59,32 @@ def test_quick_fault_bench_meets_every_target(tmp_path: Path) -> None:
     assert len(targets) == 4
     assert all(t["met"] is True for t in targets.values()), targets
     assert targets["faults: stall p50"]["value"] <= 1.5
+
+
+def test_quick_rotating_kill_reports_every_figure(tmp_path: Path) -> None:
+    """The rotating-kill phase runs and reports; its targets are the bench's, not a test's."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.faults",
+            "--phases",
+            "rotate",
+            "--quick",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (result,) = tmp_path.glob("*-faults.json")
+    rotation = json.loads(result.read_text())["rotation"]
+    assert rotation["requests"] == rotation["answered_200"] + rotation["failed"] > 0
+    assert rotation["kills"] >= 2 and rotation["down_s_max"] < 3.0
+    assert rotation["hangs"] == rotation["past_deadline"] == 0
+    assert rotation["proxy_alive_at_end"] is True
+    assert "### Rotating kill" in completed.stdout and "rotate: answered 200" in completed.stdout
