@@ -33,6 +33,7 @@ from cord_proxy.teachers.base import Message, Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry, CircuitBreaker
 from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
+from cord_proxy.teachers.shared_calls import SharedCalls
 
 ReasoningFormat = Literal["field", "inline"]
 READY_TIMEOUT_S = 5.0
@@ -69,9 +70,10 @@ class Readiness:
 
 
 class Reachability:
-    """Teacher reachability, checked at most once every `cache_s` seconds.
+    """Teacher reachability, checked at most once in each window of `cache_s` seconds.
 
-    Concurrent callers share one check, so a burst of probes makes one round of calls.
+    Concurrent callers share one check (`SharedCalls`), so a burst of probes makes one round
+    of calls; the answer is kept for the rest of its window.
     """
 
     def __init__(
@@ -83,15 +85,14 @@ class Reachability:
         self.teachers = teachers
         self.cache_s = cache_s
         self.timeout_s = timeout_s
-        self.checked_at = -cache_s
-        self.current: asyncio.Future[dict[str, bool]] | None = None
+        self._checks: SharedCalls[dict[str, bool]] = SharedCalls(1, lambda _: 1)  # keep one
 
     async def get(self) -> dict[str, bool]:
-        now = time.monotonic()
-        if self.current is None or now - self.checked_at >= self.cache_s:
-            self.checked_at = now
-            self.current = asyncio.ensure_future(self._check())
-        return await asyncio.shield(self.current)
+        window = int(time.monotonic() // self.cache_s)
+        return await self._checks.call(window, self._check)
+
+    async def aclose(self) -> None:
+        await self._checks.aclose()
 
     async def _check(self) -> dict[str, bool]:
         checks = await asyncio.gather(*(self._reachable(t) for t in self.teachers))
@@ -150,6 +151,7 @@ class Runtime:
             await teacher.aclose()
         for breaker in self.breakers.by_endpoint.values():
             await breaker.aclose()
+        await self.reachability.aclose()
 
     def job_for_request(self, request: ChatCompletionRequest) -> ChatJob:
         """The job of a chat completion request."""

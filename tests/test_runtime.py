@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from cord_proxy.config import CordConfig, parse_config
 from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
 from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
-from cord_proxy.runtime import Runtime
+from cord_proxy.runtime import Reachability, Runtime
 from tests.support.fakes import ScriptedFakeTeacher
 
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
@@ -121,3 +122,19 @@ def test_max_steps_has_a_lower_ceiling() -> None:
 
 def test_top_p_overrides_every_teacher() -> None:
     assert runtime().job_for_request(request(top_p=0.5)).decode.options.top_p == 0.5
+
+
+async def test_reachability_shares_one_check_among_concurrent_callers_and_keeps_it() -> None:
+    checks: list[int] = []
+
+    class CountingReachability(Reachability):
+        async def _check(self) -> dict[str, bool]:
+            checks.append(1)
+            await asyncio.sleep(0.05)
+            return {"a": True}
+
+    reachability = CountingReachability(config().teachers, cache_s=60.0)
+    answers = await asyncio.gather(*(reachability.get() for _ in range(5)))
+    assert answers == [{"a": True}] * 5 and len(checks) == 1
+    assert await reachability.get() == {"a": True} and len(checks) == 1  # kept in its window
+    await reachability.aclose()

@@ -9,7 +9,6 @@ than the standard library (14.97 ms against 7.36 ms for a 16k-token context).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -44,6 +43,7 @@ from cord_proxy.teachers.score_probe import (
     judge,
     refused,
 )
+from cord_proxy.teachers.shared_calls import SharedCalls
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
 
 ERROR_BODY_EXCERPT = 300
@@ -51,7 +51,7 @@ T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
 PROBE_TIMEOUT_S = 2.0  # the breaker's background check (breaker.py), at most the timeout
 ROUTE_MISSING = (404, 405)
-log = logging.getLogger("cord_proxy.teachers")
+log = logging.getLogger(__name__)
 
 
 class OpenAICompatTeacher(TeacherClient):
@@ -74,7 +74,8 @@ class OpenAICompatTeacher(TeacherClient):
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
         # what of extra_body shapes the prompt: sent with /tokenize too (prompt_fields.py)
         self._prompt_fields = prompt_fields(config.extra_body, chat=self._chat)
-        self._probe: asyncio.Future[ScoringProbe] | None = None
+        # The probe's choice is kept once made; a failed probe is made again when next asked.
+        self._probe: SharedCalls[ScoringProbe] = SharedCalls(1, lambda _: 1)
         self._no_tokenize = False
         self._context: int | None = None
 
@@ -99,6 +100,7 @@ class OpenAICompatTeacher(TeacherClient):
 
     async def aclose(self) -> None:
         await self.breaker.detach_probe(self)  # its check uses the session
+        await self._probe.aclose()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -240,9 +242,7 @@ class OpenAICompatTeacher(TeacherClient):
         """The configured method; for ``auto``, the probe's choice (probed once, kept)."""
         if self.config.score_method != "auto":
             return ScoringProbe(self.config.score_method, None, "configured")
-        if self._probe is None or _failed(self._probe):
-            self._probe = asyncio.ensure_future(self.probe_scoring())
-        return await asyncio.shield(self._probe)
+        return await self._probe.call("probe", self.probe_scoring)
 
     async def probe_scoring(self) -> ScoringProbe:
         """Score one known span by ``cached`` and ``prompt_logprobs`` and compare them."""
@@ -361,10 +361,6 @@ def _mark_context_full(proposal: Proposal) -> Proposal:
     if proposal.finish_reason != "length":
         return proposal
     return dataclasses.replace(proposal, context_full=True)
-
-
-def _failed(future: asyncio.Future[Any]) -> bool:
-    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def _excerpt(raw: bytes) -> str:
