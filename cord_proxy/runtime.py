@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.config import (
     CordConfig,
     EnsembleConfig,
@@ -95,7 +96,7 @@ class Reachability:
         await self._checks.aclose()
 
     async def _check(self) -> dict[str, bool]:
-        checks = await asyncio.gather(*(self._reachable(t) for t in self.teachers))
+        checks = await gather_or_cancel(*(self._reachable(t) for t in self.teachers))
         return {t.name: ok for t, ok in zip(self.teachers, checks, strict=True)}
 
     async def _reachable(self, teacher: TeacherConfig) -> bool:

@@ -8,9 +8,9 @@ steps), so each model's readings are centred on its mean over the round before t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.decoding.candidates import Beam, Candidate
 from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.reading import Reader
@@ -55,7 +55,7 @@ async def compare_finished(context: DecodeContext, beams: Sequence[Beam], step: 
         return
     reader = Reader(context, step)
     try:
-        await asyncio.gather(*(fill_readings(reader, beam) for beam in beams))
+        await gather_or_cancel(*(fill_readings(reader, beam) for beam in beams))
     finally:
         await reader.aclose()
     shared = [m for m in context.models if all(m.identity in b.readings for b in beams)]
@@ -74,7 +74,7 @@ async def fill_readings(reader: Reader, beam: Beam) -> None:
         if part is not None:
             beam.readings[model.identity] = part
 
-    await asyncio.gather(*(one(model) for model in lacking))
+    await gather_or_cancel(*(one(model) for model in lacking))
 
 
 def _judge_candidate(candidate: Candidate, judges: Sequence[ScorerModel], unranked: bool) -> None:

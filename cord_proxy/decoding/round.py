@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.decoding.candidates import Beam, Candidate
 from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.cuts import Cuts
@@ -101,7 +102,7 @@ class Round:
                 for finished in self.finished:
                     group.create_task(fill_readings(self._reader, finished))
         # Every proposal is in: each candidate is read by the readers all its proposers leave.
-        await asyncio.gather(*(self._read(candidate) for candidate in self.candidates))
+        await gather_or_cancel(*(self._read(candidate) for candidate in self.candidates))
 
     async def _beam_round(self, beam: Beam) -> None:
         """Every proposer continues one beam."""
@@ -113,16 +114,16 @@ class Round:
                 for order, teacher in active:
                     group.create_task(self._propose_and_read_one(beam, order, teacher))
             return
-        proposals = await asyncio.gather(*(self._propose(beam, t) for _, t in active))
+        proposals = await gather_or_cancel(*(self._propose(beam, t) for _, t in active))
         fresh: list[Candidate] = []
         for (order, teacher), made in zip(active, proposals, strict=True):
             fresh += self._merge(beam, order, teacher, made)
-        await asyncio.gather(*(self._read(c) for c in fresh))
+        await gather_or_cancel(*(self._read(c) for c in fresh))
 
     async def _propose_and_read_one(self, beam: Beam, order: int, teacher: Teacher) -> None:
         proposals = await self._propose(beam, teacher)
         fresh = self._merge(beam, order, teacher, proposals)
-        await asyncio.gather(*(self._read(c) for c in fresh))
+        await gather_or_cancel(*(self._read(c) for c in fresh))
 
     async def _propose(self, beam: Beam, teacher: Teacher) -> list[Proposal]:
         context, options = self.context, self.context.options
@@ -200,7 +201,7 @@ class Round:
                 candidate.readings[model.identity] = part
                 candidate.ready_at = time.perf_counter()
 
-        await asyncio.gather(*(one(model) for model in readers))
+        await gather_or_cancel(*(one(model) for model in readers))
 
     def _question(self, candidate: Candidate) -> tuple[str, str, list[ScorerModel]]:
         """The scored context, the scored span and the readers of one candidate."""

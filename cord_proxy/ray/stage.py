@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cord_proxy.attempts import ProblemFailed, with_retries
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.data.jsonl import append_record
 from cord_proxy.distill.arguments import engine_config
 from cord_proxy.distill.engines import LocalEngine
@@ -103,7 +104,7 @@ class CordStage:
         self.slots = asyncio.Semaphore(max(1, settings.concurrency_per_actor))
 
     async def __call__(self, batch: ArrowBatch) -> dict[str, list[Any]]:
-        rows = await asyncio.gather(*(self.solve_row(row) for row in batch.to_pylist()))
+        rows = await gather_or_cancel(*(self.solve_row(row) for row in batch.to_pylist()))
         return columns(rows)
 
     async def solve_row(self, row: dict[str, Any]) -> dict[str, Any]:

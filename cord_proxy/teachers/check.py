@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
+from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import CordError
 from cord_proxy.teachers.base import Message, Teacher
@@ -97,7 +97,7 @@ async def _score_method(teacher: Teacher) -> str | None:
 async def check_all(
     teachers: dict[str, Teacher], configs: list[TeacherConfig]
 ) -> list[TeacherCheck]:
-    return list(await asyncio.gather(*(check_teacher(teachers[c.name], c) for c in configs)))
+    return list(await gather_or_cancel(*(check_teacher(teachers[c.name], c) for c in configs)))
 
 
 def format_checks(checks: list[TeacherCheck]) -> str:
