@@ -8,6 +8,7 @@ steps), so each model's readings are centred on its mean over the round before t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from cord_proxy.concurrency import gather_or_cancel
@@ -48,14 +49,18 @@ def judge(
 async def compare_finished(context: DecodeContext, beams: Sequence[Beam], step: int) -> None:
     """Put every finished trace on one scale for the final ranking (reference mode).
 
-    Each is read by every scorer model that can still read and has not read it yet; they are
-    then compared on the models that read them all (on their own readings if none did).
+    Each is read by every scorer model that can still read and has not read it yet, within
+    one round's deadline; they are then compared on the models that read them all (on their
+    own readings if none did).
     """
     if context.step_mode or len(beams) < 2:
         return
     reader = Reader(context, step)
     try:
-        await gather_or_cancel(*(fill_readings(reader, beam) for beam in beams))
+        async with asyncio.timeout(context.options.round_timeout):
+            await gather_or_cancel(*(fill_readings(reader, beam) for beam in beams))
+    except TimeoutError:
+        reader.cuts.record(context.log, step, context.options.round_timeout)
     finally:
         await reader.aclose()
     shared = [m for m in context.models if all(m.identity in b.readings for b in beams)]

@@ -333,3 +333,39 @@ async def test_steps_sent_as_certain_belong_to_the_best_trace_even_one_pushed_ou
     )
     assert "done." in result.best.reasoning and result.best.log_score == pytest.approx(-0.2)
     assert certain == [s.text for s in result.best.steps[: len(certain)]]
+
+
+async def test_the_final_comparison_reads_within_a_rounds_deadline() -> None:
+    """A finished trace that lacks a scorer's reading is read again at the end (reference
+    mode); a scorer that hangs there is cut at the round deadline, not waited for."""
+
+    def propose(name: str):  # type: ignore[no-untyped-def]
+        def one(prefix: str) -> str | Proposal:
+            if is_answer_prefix(prefix):
+                return "42"
+            if prefix.count("### Step") == 1:
+                return closing(" first.") if name == "p1" else " go."
+            return closing(f" {name} ends.")
+
+        return one
+
+    def hangs_on_first(prefix: str, _target: str) -> float:
+        return 30.0 if "first." in prefix else 0.0
+
+    proposers = [
+        ScriptedFakeTeacher(n, proposals=propose(n), can_score=False) for n in ("p1", "p2")
+    ]
+    steady = ScriptedFakeTeacher("steady", logprobs=[-0.5], can_propose=False)
+    slow = ScriptedFakeTeacher(
+        "slow", logprobs=[-0.5], can_propose=False, score_delay=hangs_on_first
+    )
+    options = DecodeOptions(beam_width=2, max_steps=2, round_timeout=0.5)
+    started = time.perf_counter()
+    result = await decode(
+        DecodeJob.create("q", [*proposers, steady, slow], options, reference_answer="42")
+    )
+    assert time.perf_counter() - started < 10.0
+    assert any("first." in t.reasoning for t in result.traces) and len(result.traces) >= 2
+    cut = [f for f in result.failures if f.teacher == "slow" and f.code == "round_timeout"]
+    assert len(cut) >= 2  # its round, and the final comparison (or the round after)
+    assert slow.in_flight == 0
