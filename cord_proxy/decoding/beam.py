@@ -20,6 +20,7 @@ from cord_proxy.decoding.round import Round
 from cord_proxy.decoding.scorers import scorer_models
 from cord_proxy.decoding.scoring import as_probability
 from cord_proxy.decoding.segment import close_thinking, reasoning_of, segmenter_for
+from cord_proxy.decoding.tokens import load_encoding
 from cord_proxy.decoding.trace import (
     CandidateRecord,
     ClosedBy,
@@ -82,6 +83,7 @@ class BeamSearch:
 
     async def run(self) -> DecodeResult:
         started = time.perf_counter()
+        await load_encoding()
         try:
             answered, answer_wait = await self._search()
         except* CordError as failed:
@@ -148,7 +150,9 @@ class BeamSearch:
                 param="messages",
             )
         options = self.context.options
-        selection = select_top(candidates, finished, options.beam_width, self.context.step_mode)
+        selection = select_top(
+            candidates, outcome.finished, options.beam_width, self.context.step_mode
+        )
         if not selection.chosen and not selection.kept:
             raise self._nothing_survived(step)
         if not options.include_candidates:

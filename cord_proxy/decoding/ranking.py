@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.decoding.candidates import Beam, Candidate
@@ -20,30 +21,50 @@ from cord_proxy.decoding.scoring import weighted_mean
 from cord_proxy.decoding.trace import ScorerPart
 
 
+@dataclass(frozen=True)
+class Judgement:
+    left_out: list[str]  # the scorer models left out of the round, by name
+    finished: list[Beam]  # the finished traces that compete, scored on the round's judges
+
+
 def judge(
     context: DecodeContext, candidates: Sequence[Candidate], finished: Sequence[Beam]
-) -> list[str]:
+) -> Judgement:
     """Score a round's candidates (and, in reference mode, the finished traces they compete
-    with) by the round's judges; return the scorer models left out of the round.
+    with) by the round's judges.
 
     A model that failed on any of them is left out for all. When that would leave no model
-    at all, none is left out: what a model failed on goes unranked instead.
+    at all, none is left out: what a model failed on goes unranked instead (a finished trace
+    sits the round out; it stays finished, and is ranked again at the end).
     """
+    if context.step_mode:
+        return _judge_steps(context, candidates, finished)
     identities = [model.identity for model in context.models]
+    lacking = {id(f): {i for i in identities if i not in f.readings} for f in finished}
+    failed: set[str] = set().union(*(c.missing for c in candidates), *lacking.values())
+    read = [i for c in candidates for i in c.readings] + [i for f in finished for i in f.readings]
+    left_out = failed if set(read) - failed else set()
+    judges = [model for model in context.models if model.identity not in left_out]
+    for candidate in candidates:
+        _judge_candidate(candidate, judges, unranked=bool(candidate.missing and not left_out))
+    competing = [f for f in finished if not lacking[id(f)] - left_out]
+    for beam in competing:
+        _rejudge_finished(beam, judges)
+    return Judgement([m.name for m in context.models if m.identity in left_out], competing)
+
+
+def _judge_steps(
+    context: DecodeContext, candidates: Sequence[Candidate], finished: Sequence[Beam]
+) -> Judgement:
     failed: set[str] = set().union(*(c.missing for c in candidates))
-    if not context.step_mode:
-        failed |= {i for f in finished for i in identities if i not in f.readings}
     judging = {i for c in candidates for i in c.readings if i in c.readers} - failed
     left_out = failed if judging else set()
     judges = [model for model in context.models if model.identity not in left_out]
     for candidate in candidates:
         _judge_candidate(candidate, judges, unranked=bool(candidate.missing and not left_out))
-    if context.step_mode:
-        _centre(candidates, judges)
-    else:
-        for beam in finished:
-            _rejudge_finished(beam, judges)
-    return [model.name for model in context.models if model.identity in left_out]
+    _centre(candidates, judges)
+    names = [model.name for model in context.models if model.identity in left_out]
+    return Judgement(names, list(finished))
 
 
 async def compare_finished(context: DecodeContext, beams: Sequence[Beam], step: int) -> None:

@@ -1,10 +1,13 @@
 """One round of the search (docs/method.md, "The loop", steps 1 and 2).
 
-Every proposer continues every beam at once; each candidate is read as soon as it arrives,
-and again by whoever must read it once every proposal is in (a twin merged late changes its
-readers). A round has one deadline: calls still running then are cut, and the round goes on
-with what arrived. The round owns its candidates, its reads and its cuts, and returns them
-ranked on equal terms (ranking.py).
+Every proposer continues every beam at once, and each proposal is read as soon as it
+arrives. A round has one deadline: calls still running then are cut, and the round goes on
+with what arrived. Once every proposal is in (or the deadline has passed), the candidates are
+built from what arrived in one order (beam, teacher in the ensemble, proposal), whatever the
+order of arrival: the same text under one parent is one candidate, written as its first
+proposer in that order wrote it and read by the models that none of its proposers is. The
+round owns its arrivals, its reads and its cuts, and returns its candidates ranked on equal
+terms (ranking.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.cuts import Cuts
 from cord_proxy.decoding.ranking import fill_readings, judge
 from cord_proxy.decoding.reading import Reader
-from cord_proxy.decoding.scorers import ScorerModel, step_readers
+from cord_proxy.decoding.scorers import step_readers
 from cord_proxy.decoding.tokens import count_tokens
 from cord_proxy.decoding.trace import ClosedBy, RoundTiming
 from cord_proxy.errors import DecodeError, TeacherError, TeachersTimedOutError
@@ -33,17 +36,27 @@ MergeKey = tuple[int, str, bool]
 @dataclass(frozen=True)
 class RoundOutcome:
     candidates: list[Candidate]
+    finished: list[Beam]  # the finished traces that compete in this round, on its judges
     timing: RoundTiming
 
 
-def normalise_whitespace(text: str) -> str:
-    return " ".join(text.split())
+@dataclass(frozen=True)
+class Arrival:
+    """What one proposer wrote for one beam."""
+
+    beam: Beam
+    order: int
+    teacher: Teacher
+    proposals: list[Proposal]
+
+
+def merge_key(candidate: Candidate) -> MergeKey:
+    """Candidates with one key are one: same parent, same words, both closing or neither."""
+    words = " ".join(candidate.body.split())
+    return candidate.beam.index, words, candidate.closes is not None
 
 
 class Round:
-    """One step's proposals and reads. With a seed, a beam's proposals are merged in teacher
-    order once they are all in, so the result does not depend on which arrived first."""
-
     def __init__(
         self, context: DecodeContext, step: int, beams: Sequence[Beam], finished: Sequence[Beam]
     ):
@@ -51,8 +64,8 @@ class Round:
         self.step = step
         self.beams = list(beams)
         self.finished = list(finished)
-        self.candidates: list[Candidate] = []
-        self._merged: dict[MergeKey, Candidate] = {}
+        self._arrivals: list[Arrival] = []
+        self._counted: dict[str, int] = {}
         self._cuts = Cuts()
         self._reader = Reader(context, step, self._cuts)
         self._identity = {t.name: t.score_identity for t in context.proposers}
@@ -69,20 +82,18 @@ class Round:
             cut = self._cuts.record(self.context.log, self.step, options.round_timeout)
         finally:
             await self._reader.aclose()
-        self.candidates.sort(key=lambda c: c.order)
-        for candidate in self.candidates:
-            candidate.proposers.sort(key=self.context.rank)
-        left_out = judge(self.context, self.candidates, self.finished)
-        ready = [c.ready_at - started for c in self.candidates if c.log_score is not None]
+        candidates = self._candidates()
+        judged = judge(self.context, candidates, self.finished)
+        ready = [c.ready_at - started for c in candidates if c.log_score is not None]
         timing = RoundTiming(
             step=self.step,
             wall_s=time.perf_counter() - started,
             critical_s=max(ready, default=0.0),
-            candidates=len(self.candidates),
-            scorers_left_out=left_out,
+            candidates=len(candidates),
+            scorers_left_out=judged.left_out,
             cut=cut,
         )
-        return RoundOutcome(self.candidates, timing)
+        return RoundOutcome(candidates, judged.finished, timing)
 
     def _check_proposers_left(self) -> None:
         log = self.context.log
@@ -95,35 +106,30 @@ class Round:
             )
 
     async def _propose_and_read(self) -> None:
+        log = self.context.log
         async with asyncio.TaskGroup() as group:
             for beam in self.beams:
-                group.create_task(self._beam_round(beam))
+                for order, teacher in enumerate(self.context.proposers):
+                    if not log.is_dropped(teacher.name):
+                        group.create_task(self._propose_and_read_one(beam, order, teacher))
             if not self.context.step_mode:
                 for finished in self.finished:
                     group.create_task(fill_readings(self._reader, finished))
         # Every proposal is in: each candidate is read by the readers all its proposers leave.
-        await gather_or_cancel(*(self._read(candidate) for candidate in self.candidates))
-
-    async def _beam_round(self, beam: Beam) -> None:
-        """Every proposer continues one beam."""
-        use_routing_key(beam.route)
-        proposers = enumerate(self.context.proposers)
-        active = [(o, t) for o, t in proposers if not self.context.log.is_dropped(t.name)]
-        if self.context.options.seed is None:
-            async with asyncio.TaskGroup() as group:
-                for order, teacher in active:
-                    group.create_task(self._propose_and_read_one(beam, order, teacher))
-            return
-        proposals = await gather_or_cancel(*(self._propose(beam, t) for _, t in active))
-        fresh: list[Candidate] = []
-        for (order, teacher), made in zip(active, proposals, strict=True):
-            fresh += self._merge(beam, order, teacher, made)
-        await gather_or_cancel(*(self._read(c) for c in fresh))
+        await gather_or_cancel(*(self._read(candidate) for candidate in self._candidates()))
 
     async def _propose_and_read_one(self, beam: Beam, order: int, teacher: Teacher) -> None:
-        proposals = await self._propose(beam, teacher)
-        fresh = self._merge(beam, order, teacher, proposals)
-        await gather_or_cancel(*(self._read(c) for c in fresh))
+        """One proposer continues one beam; what it wrote is read at once, unless an earlier
+        proposer in the ensemble's order wrote the same (whose text is then the one read)."""
+        use_routing_key(beam.route)
+        arrival = Arrival(beam, order, teacher, await self._propose(beam, teacher))
+        self._arrivals.append(arrival)
+        for proposal in arrival.proposals:
+            if not proposal.text.strip() and self._closing(beam, proposal, 0) is None:
+                self.context.log.empty_proposal(self.step, teacher.name)
+        so_far = self._merged(self._arrivals)
+        mine = [c for c in so_far if c.beam is beam and c.order[1] == order]
+        await gather_or_cancel(*(self._read(candidate) for candidate in mine))
 
     async def _propose(self, beam: Beam, teacher: Teacher) -> list[Proposal]:
         context, options = self.context, self.context.options
@@ -152,33 +158,48 @@ class Round:
         context.count_proposals(teacher.name, self.step, proposals)
         return proposals
 
-    def _merge(
-        self, beam: Beam, order: int, teacher: Teacher, proposals: Sequence[Proposal]
-    ) -> list[Candidate]:
-        """New candidates from one teacher's proposals; the same text joins its twin."""
-        fresh: list[Candidate] = []
-        for index, proposal in enumerate(proposals):
-            blank = not proposal.text.strip()
-            appended = "" if blank else beam.opening + proposal.text
-            tokens = count_tokens(self.context.segmenter.join("", "", appended)) if appended else 0
-            closes = self._closing(beam, proposal, tokens)
-            if blank and closes is None:
-                self.context.log.empty_proposal(self.step, teacher.name)
-                continue
-            key = (beam.index, normalise_whitespace(proposal.text), closes is not None)
-            twin = self._merged.get(key)
-            if twin is not None:
-                if teacher.name not in twin.proposers:
-                    twin.proposers.append(teacher.name)
-                twin.order = min(twin.order, (beam.index, order, index))
-                continue
-            candidate = Candidate(
-                (beam.index, order, index), beam, proposal, [teacher.name], closes, appended, tokens
-            )
-            self._merged[key] = candidate
-            self.candidates.append(candidate)
-            fresh.append(candidate)
-        return fresh
+    def _candidates(self) -> list[Candidate]:
+        """The round's candidates from everything that arrived, with the readings made."""
+        candidates = self._merged(self._arrivals)
+        for candidate in candidates:
+            self._attach_readings(candidate)
+        return candidates
+
+    def _merged(self, arrivals: Sequence[Arrival]) -> list[Candidate]:
+        """Candidates in (beam, teacher, proposal) order; the same text joins its first twin."""
+        merged: dict[MergeKey, Candidate] = {}
+        for arrival in sorted(arrivals, key=lambda a: (a.beam.index, a.order)):
+            for index, proposal in enumerate(arrival.proposals):
+                candidate = self._candidate(arrival, index, proposal)
+                if candidate is None:
+                    continue
+                twin = merged.setdefault(merge_key(candidate), candidate)
+                if twin is not candidate and arrival.teacher.name not in twin.proposers:
+                    twin.proposers.append(arrival.teacher.name)
+        candidates = list(merged.values())
+        for candidate in candidates:
+            self._choose_readers(candidate)
+        return candidates
+
+    def _candidate(self, arrival: Arrival, index: int, proposal: Proposal) -> Candidate | None:
+        """One proposal as a candidate; None for an empty one that does not close the thinking."""
+        beam = arrival.beam
+        blank = not proposal.text.strip()
+        appended = "" if blank else beam.opening + proposal.text
+        tokens = self._count(appended)
+        closes = self._closing(beam, proposal, tokens)
+        if blank and closes is None:
+            return None
+        order = (beam.index, arrival.order, index)
+        return Candidate(order, beam, proposal, [arrival.teacher.name], closes, appended, tokens)
+
+    def _count(self, appended: str) -> int:
+        """The tokens a step adds to the trace (with its separator), counted once a round."""
+        if not appended:
+            return 0
+        if appended not in self._counted:
+            self._counted[appended] = count_tokens(self.context.segmenter.join("", "", appended))
+        return self._counted[appended]
 
     def _closing(self, beam: Beam, proposal: Proposal, tokens: int) -> ClosedBy | None:
         if proposal.stop_string == THINK_CLOSE:
@@ -191,27 +212,37 @@ class Round:
             return "budget"
         return None
 
+    def _choose_readers(self, candidate: Candidate) -> None:
+        """Reference mode: every model. Step mode: every model none of its proposers is."""
+        models = self.context.models
+        if self.context.step_mode:
+            proposers = {self._identity[name] for name in candidate.proposers}
+            readers, candidate.self_scored = step_readers(models, proposers)
+        else:
+            readers = models
+        candidate.readers = [model.identity for model in readers]
+
     async def _read(self, candidate: Candidate) -> None:
         """Every reader of a candidate reads it; readings already made are not made again."""
-        prefix, target, readers = self._question(candidate)
+        prefix, target = self._question(candidate)
+        readers = [m for m in self.context.models if m.identity in candidate.readers]
+        await gather_or_cancel(*(self._reader.read(m, prefix, target) for m in readers))
 
-        async def one(model: ScorerModel) -> None:
-            part = await self._reader.read(model, prefix, target)
-            if part is not None:
-                candidate.readings[model.identity] = part
-                candidate.ready_at = time.perf_counter()
+    def _attach_readings(self, candidate: Candidate) -> None:
+        prefix, target = self._question(candidate)
+        for model in self.context.models:
+            if model.identity not in candidate.readers:
+                continue
+            made = self._reader.made(model, prefix, target)
+            if made is not None and made.part is not None:
+                candidate.readings[model.identity] = made.part
+                candidate.ready_at = max(candidate.ready_at, made.at)
 
-        await gather_or_cancel(*(one(model) for model in readers))
-
-    def _question(self, candidate: Candidate) -> tuple[str, str, list[ScorerModel]]:
-        """The scored context, the scored span and the readers of one candidate."""
+    def _question(self, candidate: Candidate) -> tuple[str, str]:
+        """The scored context and the scored span of one candidate."""
         context, beam = self.context, candidate.beam
         if context.reference is not None:
             prefix = beam.text + candidate.appended + context.options.answer_prompt
-            candidate.readers = [m.identity for m in context.models]
-            return prefix, context.reference, context.models
-        proposers = {self._identity[name] for name in candidate.proposers}
-        readers, candidate.self_scored = step_readers(context.models, proposers)
-        candidate.readers = [m.identity for m in readers]
+            return prefix, context.reference
         target = candidate.body if candidate.appended else THINK_CLOSE
-        return beam.text + (beam.opening if candidate.appended else ""), target, readers
+        return beam.text + (beam.opening if candidate.appended else ""), target

@@ -45,6 +45,7 @@ class SharedCalls(Generic[V]):
         self._running: dict[Hashable, _Call[V]] = {}
         self._kept: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._weight = 0
+        self._abandoned: set[asyncio.Future[V]] = set()  # cancelled, and maybe not ended yet
         self.made = 0  # calls started, rather than served by another's
 
     async def call(self, key: Hashable, make: Callable[[], Awaitable[V]]) -> V:
@@ -64,7 +65,7 @@ class SharedCalls(Generic[V]):
 
     async def aclose(self) -> None:
         """Cancel every running call, wait until each has ended, and forget what is kept."""
-        running = [shared.task for shared in self._running.values()]
+        running = [shared.task for shared in self._running.values()] + list(self._abandoned)
         self._running.clear()
         self._kept.clear()
         self._weight = 0
@@ -90,6 +91,8 @@ class SharedCalls(Generic[V]):
     def _abandon(self, key: Hashable, shared: _Call[V]) -> None:
         """No caller waits any more: the call is cancelled, and a new caller starts afresh."""
         shared.task.cancel()
+        self._abandoned.add(shared.task)
+        shared.task.add_done_callback(self._abandoned.discard)
         if self._running.get(key) is shared:
             del self._running[key]
 
