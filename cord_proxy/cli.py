@@ -110,8 +110,9 @@ def _with_listen(config: CordConfig, host: str | None, port: int | None) -> Cord
 
 
 async def _serve(config: CordConfig) -> None:
+    from cord_proxy.api.app import create_app
+    from cord_proxy.api.lifecycle import run_until_stopped, serve
     from cord_proxy.data.sink import sink_for
-    from cord_proxy.server import create_app, run_until_stopped, serve
 
     runtime = Runtime(config)
     runner = await serve(

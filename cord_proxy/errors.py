@@ -40,6 +40,16 @@ CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 TEACHER_TIMEOUT = "teacher_timeout"
 
 
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The one builder of an OpenAI error object: ``{"error": {message, type, param, code}}``.
+
+    Every error body the proxy writes (a route's, the connection layer's, a stream's error
+    event, a batch line's) is built here."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
 class CordError(Exception):
     """An error the proxy reports; the catch-all is a 500."""
 
@@ -71,15 +81,10 @@ class CordError(Exception):
         """HTTP headers the error response carries (none but for a few errors)."""
         return {}
 
-    def to_openai(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+    def to_openai(self, message: str | None = None) -> dict[str, Any]:
+        """The error's OpenAI object; `message` replaces the message (a cleaned excerpt)."""
+        text = self.message if message is None else message
+        return error_body(text, self.error_type, param=self.param, code=self.code)
 
 
 class InvalidRequestError(CordError, status=400, error_type="invalid_request_error"):

@@ -2,6 +2,11 @@
 
 Secrets never reach a log: nothing logs headers or keys, and `RedactFilter` cleans every
 text of a record (its message, fields and traceback) with `redact.excerpt`.
+
+Every line logged while a request is served carries its ``request_id``: the HTTP face sets
+`REQUEST_ID` for the request (cord_proxy/api/request_id.py, the ``x-request-id`` header's
+value), the tasks it starts inherit it, and `JsonFormatter` writes it. A record that names
+its own ``request_id`` keeps it.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 from cord_proxy.redact import clean, excerpt
@@ -16,6 +22,8 @@ from cord_proxy.redact import clean, excerpt
 LOG_FIELD_LIMIT = 2000
 TRACEBACK_LIMIT = 8000
 RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+REQUEST_ID: ContextVar[str | None] = ContextVar("cord_request_id", default=None)
+"""The id of the request being served in this context; None outside any request."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +34,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
         entry.update({k: v for k, v in record.__dict__.items() if k not in RESERVED})
         if record.exc_text:
             entry["exception"] = record.exc_text

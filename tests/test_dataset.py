@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cord_proxy.api.app import create_app
 from cord_proxy.config import CordConfig, EnsembleConfig, TeacherConfig
 from cord_proxy.data.jsonl import ReadReport, append_record, encode_line, iter_jsonl, read_records
 from cord_proxy.data.records import record_from_completion, settings_hash, trace_record
@@ -21,7 +22,6 @@ from cord_proxy.data.sink import JsonlSink
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime, run_job
-from cord_proxy.server import create_app
 from tests.support.fakes import ScriptedFakeTeacher
 
 # --- appending -------------------------------------------------------------------------------

@@ -34,9 +34,13 @@ PACKAGE = REPO / "cord_proxy"
 BENCH = REPO / "bench"
 TESTS = "tests"
 
-# The HTTP face: server.py today, the api/ package (issue 21) when it lands. Every rule that
-# names the one names the other.
-HTTP_FACE = ("cord_proxy.server", "cord_proxy.api", "cord_proxy.connections")
+# The HTTP face: the api/ package (routes, middlewares, SSE writers, the app and its
+# connections). Every rule that keeps the server out keeps all of it out.
+HTTP_FACE = ("cord_proxy.api",)
+# It stands on top: within cord_proxy, only the commands that serve it import it. (The engine
+# and the data have rules of their own that name it: each import is said by one rule.)
+HTTP_FACE_USERS = (*HTTP_FACE, "cord_proxy.cli", "cord_proxy.ui.view")
+HTTP_FACE_RULED_ELSEWHERE = ("cord_proxy.decoding", "cord_proxy.data")
 # What the engine may never import: the HTTP face, the wire, the runtime, the attempts, the
 # data, distill and ray modules, and the batch, UI and command layers.
 OUTSIDE_DECODING = (
@@ -75,8 +79,8 @@ LEAVES = ("cord_proxy.errors", "cord_proxy.roles", "cord_proxy.decoding.options"
 CONFIG_MAY_IMPORT = frozenset(LEAVES)
 # Test support shared with bench and scripts; nothing else in cord_proxy stands on it.
 TESTING = "cord_proxy.testing"
-# Named by a rule before the module exists: an empty rule until it lands.
-PLANNED = frozenset({"cord_proxy.api"})
+# Named by a rule before the module exists: an empty rule until it lands (none today).
+PLANNED: frozenset[str] = frozenset()
 
 Modules = Mapping[str, Module]
 
@@ -117,6 +121,15 @@ def batches_problems(modules: Modules) -> list[str]:
 
 def data_problems(modules: Modules) -> list[str]:
     return _forbidden(modules, "cord_proxy.data", OUTSIDE_DATA)
+
+
+def http_face_problems(modules: Modules) -> list[str]:
+    return [
+        _says(name, imp)
+        for name, imp in _imports_in(modules, "cord_proxy")
+        if any(within(imp.target, face) for face in HTTP_FACE)
+        and not any(within(name, m) for m in (*HTTP_FACE_USERS, *HTTP_FACE_RULED_ELSEWHERE))
+    ]
 
 
 def imports_from_tests_problems(modules: Modules) -> list[str]:
@@ -172,11 +185,13 @@ def _step(graph: Mapping[str, Mapping[str, Import]], source: str, target: str) -
     return f"\n    {source} {imp.where()}{via}"
 
 
-def unknown_names(modules: Modules, names: Iterable[str]) -> list[str]:
+def unknown_names(
+    modules: Modules, names: Iterable[str], planned: frozenset[str] = PLANNED
+) -> list[str]:
     """The cord_proxy modules a rule names that do not exist (and are not planned)."""
     return sorted(
         name
-        for name in set(names) - PLANNED
+        for name in set(names) - planned
         if within(name, "cord_proxy") and not any(within(m, name) for m in modules)
     )
 
@@ -203,6 +218,7 @@ RULES = {
     "leaves-import-nothing-of-cord_proxy": leaf_problems,
     "batches-import-nothing-from-distill": batches_problems,
     "data-imports-nothing-from-runtime": data_problems,
+    "only-the-commands-import-the-http-face": http_face_problems,
     "bench-and-cord_proxy-import-nothing-from-tests": imports_from_tests_problems,
     "only-tests-and-bench-import-cord_proxy.testing": imports_of_testing_problems,
     "no-import-cycles": cycle_problems,
@@ -213,6 +229,7 @@ NAMED = (
     *OUTSIDE_BATCHES,
     *OUTSIDE_DATA,
     *LEAVES,
+    *HTTP_FACE_USERS,
     TESTING,
     "cord_proxy.decoding",
     "cord_proxy.teachers",
@@ -254,7 +271,8 @@ CLEAN = {
     "decoding/beam.py": "from cord_proxy.teachers.base import Teacher\ndef decode(): ...\n",
     "teachers/__init__.py": "from cord_proxy.teachers.base import Teacher\n",
     "teachers/base.py": "from cord_proxy import errors\nclass Teacher: ...\n",
-    "server.py": "from cord_proxy.decoding import decode\nfrom cord_proxy.config import X\n",
+    "api/__init__.py": "",
+    "api/app.py": "from cord_proxy.decoding import decode\nfrom cord_proxy.config import X\n",
 }
 
 
@@ -273,7 +291,7 @@ def test_the_checker_finds_planted_layer_violations(tmp_path: Path) -> None:
             **CLEAN,
             "decoding/beam.py": (
                 "from typing import TYPE_CHECKING\n"
-                "from ..server import app\n"
+                "from ..api.app import create_app\n"
                 "if TYPE_CHECKING:\n    from cord_proxy.data.records import Row\n"
                 "def decode():\n    import cord_proxy.runtime\n"
             ),
@@ -288,7 +306,8 @@ def test_the_checker_finds_planted_layer_violations(tmp_path: Path) -> None:
         },
     )
     assert decoding_problems(modules) == [
-        "cord_proxy.decoding.beam imports cord_proxy.server, line 2: from ..server import app",
+        "cord_proxy.decoding.beam imports cord_proxy.api.app, "
+        "line 2: from ..api.app import create_app",
         "cord_proxy.decoding.beam imports cord_proxy.data.records, "
         "line 4: from cord_proxy.data.records import Row (under TYPE_CHECKING)",
         "cord_proxy.decoding.beam imports cord_proxy.runtime, "
@@ -356,7 +375,6 @@ WIDE = {
     "batches/runner.py": (
         "from cord_proxy.attempts import with_retries\nfrom cord_proxy.data.records import r\n"
     ),
-    "api/__init__.py": "",
     "api/chat.py": "from cord_proxy.runtime import run_job\nfrom cord_proxy.data import records\n",
     "testing/__init__.py": "",
     "testing/fake_vllm_wire.py": "BOS = 2\n",
@@ -408,11 +426,19 @@ BROKEN: dict[str, tuple[dict[str, str], dict[str, str], list[str]]] = {
         ],
     ),
     "only-tests-and-bench-import-cord_proxy.testing": (
-        {"server.py": "from cord_proxy.testing.fake_vllm_wire import BOS\n"},
+        {"api/app.py": "from cord_proxy.testing.fake_vllm_wire import BOS\n"},
         {},
         [
-            "cord_proxy.server imports cord_proxy.testing.fake_vllm_wire, "
+            "cord_proxy.api.app imports cord_proxy.testing.fake_vllm_wire, "
             "line 1: from cord_proxy.testing.fake_vllm_wire import BOS"
+        ],
+    ),
+    "only-the-commands-import-the-http-face": (
+        {"metrics.py": "from cord_proxy.api.state import METRICS\n"},
+        {},
+        [
+            "cord_proxy.metrics imports cord_proxy.api.state, "
+            "line 1: from cord_proxy.api.state import METRICS"
         ],
     ),
     "leaves-import-nothing-of-cord_proxy": (
@@ -449,9 +475,17 @@ def test_each_newer_rule_fails_when_broken_on_purpose(tmp_path: Path, rule: str)
 
 
 def test_a_stale_name_in_a_rule_is_found(tmp_path: Path) -> None:
-    modules = _plant(tmp_path, CLEAN)  # no api/ yet: planned, so not stale
+    modules = _plant(tmp_path, CLEAN)
     names = ["cord_proxy.dataset", "cord_proxy.api", "cord_proxy.decoding", "cord_proxy.export"]
     assert unknown_names(modules, names) == ["cord_proxy.dataset", "cord_proxy.export"]
+    names.append("cord_proxy.responses")  # no such module yet: planned, so not stale
+    planned = frozenset({"cord_proxy.responses"})
+    assert unknown_names(modules, names, planned) == ["cord_proxy.dataset", "cord_proxy.export"]
+    assert unknown_names(modules, names) == [
+        "cord_proxy.dataset",
+        "cord_proxy.export",
+        "cord_proxy.responses",
+    ]
 
 
 def test_the_module_table_lists_every_module_and_the_longest_functions(tmp_path: Path) -> None:
@@ -464,7 +498,7 @@ def test_the_module_table_lists_every_module_and_the_longest_functions(tmp_path:
         check=True,
     ).stdout
     assert "| config | 2 | decoding.options, errors |" in out
-    assert "| server | 2 | config, decoding |" in out
+    assert "| api.app | 2 | config, decoding |" in out
     assert f"{len(CLEAN)} modules" in out
     assert "| 1 | decoding.beam:decode | 2 |" in out
     assert "functions over 60 lines: 0" in out

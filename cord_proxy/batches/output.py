@@ -14,6 +14,7 @@ from cord_proxy.completion import completion_body
 from cord_proxy.data.exports import batch_line
 from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
+from cord_proxy.errors import error_body
 from cord_proxy.runtime import ChatJob
 
 
@@ -31,8 +32,7 @@ def success_line(record: dict[str, Any], job: ChatJob, result: DecodeResult) -> 
 
 def error_line(custom_id: str, failure: ProblemFailed) -> str:
     """A failed request, as OpenAI writes it: its status and the error object as the body."""
-    error = {"message": failure.message, "type": _error_type(failure), "param": None}
-    error["code"] = failure.kind
+    body = error_body(failure.message, _error_type(failure), code=failure.kind)
     request_id = f"req_{secrets.token_hex(12)}"
     return _text(
         {
@@ -41,7 +41,7 @@ def error_line(custom_id: str, failure: ProblemFailed) -> str:
             "response": {
                 "status_code": failure.status,
                 "request_id": request_id,
-                "body": {"error": error},
+                "body": body,
             },
             "error": None,
         }

@@ -1,4 +1,5 @@
-"""The OpenAI Files and Batches routes, and their place in the app (`install_batches`).
+"""The OpenAI Files and Batches routes, and the service they share (its store, file area and
+worker); the app installs them (cord_proxy/api/batches.py).
 
 Files and batches sit behind the server's API keys (its auth covers ``/v1/``). With
 ``[batches] owners`` in the config, a key sees only the files and batches it created; without
@@ -295,23 +296,3 @@ async def cancel_batch(request: web.Request) -> web.Response:
             )
         await service.worker.cancel(row["id"])
     return web.json_response(await service.batch_object(await _batch_row(request, row["id"])))
-
-
-def install_batches(
-    app: web.Application, runtime: Runtime, sink: TraceSink | None, metrics: Metrics
-) -> None:
-    """Add the Files and Batches routes, and run the batch worker while the app runs; batch
-    decodes count in `metrics` as the chat completions' do."""
-    service = BatchService(runtime.config.batches, runtime, sink, metrics)
-    app[SERVICE] = service
-    app.add_routes(ROUTES)
-
-    async def start(_: web.Application) -> None:
-        service.worker.start()
-
-    async def stop(_: web.Application) -> None:
-        await service.worker.stop()
-        await service.store.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)

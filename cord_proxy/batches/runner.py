@@ -34,7 +34,7 @@ from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime
 
-log = logging.getLogger("cord_proxy.batches")
+log = logging.getLogger(__name__)
 TICK_S = 1.0
 CANCEL_WAIT_S = 10.0
 OUTPUTS = (("done", "output", "output_file_id"), ("failed", "error", "error_file_id"))

@@ -56,7 +56,7 @@ DEFAULT_THRESHOLD = 5
 DEFAULT_COOLDOWN_S = 30.0
 FIRST_COOLDOWN_S = 1.0
 PROBE_INTERVAL_S = 0.5
-log = logging.getLogger("cord_proxy.teachers")
+log = logging.getLogger(__name__)
 
 
 def counts_against_endpoint(error: BaseException) -> bool:

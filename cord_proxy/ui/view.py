@@ -8,12 +8,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cord_proxy.server import errors_middleware, run_until_stopped, serve
+from cord_proxy.api.app import new_app
+from cord_proxy.api.errors import errors_middleware
+from cord_proxy.api.lifecycle import run_until_stopped, serve
 from cord_proxy.ui.routes import add_ui_routes
 
 
 def view_app(path: Path) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware])
+    app = new_app([errors_middleware])
     add_ui_routes(app, None, None, trace_file=path)
 
     async def to_page(request: web.Request) -> web.StreamResponse:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.server.conftest import API_KEY
+from tests.api.conftest import API_KEY
 from tests.support.proxy_process import ProxyProcess
 
 VALID = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 3?"}]}

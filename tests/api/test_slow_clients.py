@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import API_KEY
-from tests.server.rawhttp import read_all
+from tests.api.conftest import API_KEY
+from tests.api.rawhttp import read_all
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 
@@ -75,6 +75,7 @@ def test_a_request_stalled_before_its_headers_end_is_closed(
     assert waited < 5, waited
     assert response.status == 408
     assert response.json()["error"]["code"] == "header_timeout"
+    assert response.headers["x-request-id"].startswith("req_")
 
 
 def test_a_request_stalled_mid_body_gets_a_408_and_is_closed(strict_proxy: ProxyProcess) -> None:
@@ -86,6 +87,7 @@ def test_a_request_stalled_mid_body_gets_a_408_and_is_closed(strict_proxy: Proxy
     waited = time.monotonic() - started
     assert response.status == 408, response
     assert response.json()["error"]["code"] == "body_timeout"
+    assert response.headers["x-request-id"].startswith("req_")
     assert response.closed and waited < 8, waited
 
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.server.conftest import API_KEY
+from tests.api.conftest import API_KEY
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.echo_teacher import EchoAuthFakeTeacher
+from tests.api.echo_teacher import EchoAuthFakeTeacher
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import API_KEY
-from tests.server.fuzz_cases import Case, cases
-from tests.server.rawhttp import RawResponse, parse
+from tests.api.conftest import API_KEY
+from tests.api.fuzz_cases import Case, cases
+from tests.api.rawhttp import RawResponse, parse
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 

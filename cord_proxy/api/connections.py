@@ -9,7 +9,10 @@ answers an OpenAI error object instead, and logs one line without the request's 
 
 The same handler closes a connection whose request headers are not complete
 `header_timeout` seconds after their first byte (or after the connection opened), with a
-408. Bodies have their own deadline, in the route that reads them.
+408. Bodies have their own deadline, in the route that reads them (body.py).
+
+These answers carry an ``x-request-id`` too, and their log line names it: a new one, or the
+request's own when a failure got past every middleware.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
+from cord_proxy.api.request_id import HEADER, new_request_id
+from cord_proxy.api.state import REQUEST_ID
+from cord_proxy.errors import error_body
 from cord_proxy.redact import excerpt
 
-log = logging.getLogger("cord_proxy.server")
+log = logging.getLogger(__name__)
 
 OnRejected = Callable[[str, int], None]  # (reason, the status sent)
 
@@ -43,9 +49,10 @@ class HeaderGuard:
     on_rejected: OnRejected
 
 
-def error_body(status: int, message: str, code: str | None) -> dict[str, Any]:
+def connection_error(status: int, message: str, code: str) -> dict[str, Any]:
+    """The OpenAI error object of a request refused at the HTTP level."""
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return error_body(message, kind, code=code)
 
 
 class GuardedRequestHandler(web.RequestHandler):
@@ -96,13 +103,17 @@ class GuardedRequestHandler(web.RequestHandler):
             raise ConnectionError("the response has started; the error cannot be sent")
         reason = "malformed_http" if status < 500 else "server_error"
         self.guard.on_rejected(reason, status)
+        request_id = request.get(REQUEST_ID) or new_request_id()
+        extra = {"status": status, "request_id": request_id}
         if status >= 500:
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
-            log.error("connection error", extra={"status": status}, exc_info=exc)
+            log.error("connection error", extra=extra, exc_info=exc)
         else:
             text = "malformed HTTP request: " + excerpt(message or HTTPStatus(status).phrase, 200)
-            log.info("malformed HTTP request", extra={"status": status})
-        response = web.json_response(error_body(status, text, reason), status=status)
+            log.info("malformed HTTP request", extra=extra)
+        response = web.json_response(
+            connection_error(status, text, reason), status=status, headers={HEADER: request_id}
+        )
         response.force_close()
         return response
 
@@ -129,9 +140,10 @@ class GuardedRequestHandler(web.RequestHandler):
             return
         self.guard.on_rejected("header_timeout", 408)
         message = f"the request headers did not arrive within {self.guard.header_timeout:g} s"
-        body = json.dumps(error_body(408, message, "header_timeout")).encode()
+        body = json.dumps(connection_error(408, message, "header_timeout")).encode()
         head = (
             "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            f"{HEADER}: {new_request_id()}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         self.transport.write(head + body)

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cord_proxy.api.app import create_app
+from cord_proxy.api.state import RUNTIME
 from cord_proxy.config import parse_config
 from cord_proxy.errors import TeacherUnreachableError
 from cord_proxy.runtime import Runtime
-from cord_proxy.server import RUNTIME, create_app
 from cord_proxy.teachers.base import Teacher
 from tests.support.fakes import ScriptedFakeTeacher
 

@@ -5,14 +5,15 @@ errors, Retry-After, 499 and failed streams in the metrics, the readiness cache,
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server.conftest import API_KEY
-from tests.server.rawhttp import exchange, request_bytes
+from tests.api.conftest import API_KEY
+from tests.api.rawhttp import exchange, request_bytes
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 
@@ -20,6 +21,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CHAT = "/v1/chat/completions"
 QUESTION = '[{"role": "user", "content": "What is 2 + 3?"}]'
 ERROR_KEYS = {"message", "type", "param", "code"}
+REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
 
 
 def raw_post(proxy: ProxyProcess, body: str) -> httpx.Response:
@@ -137,6 +139,7 @@ def test_aiohttp_own_http_errors_are_openai_errors(fake_proxy: ProxyProcess, dat
     assert response.status is not None and 400 <= response.status < 500, response
     assert response.headers["content-type"].startswith("application/json")
     assert set(response.json()["error"]) == ERROR_KEYS
+    assert REQUEST_ID.fullmatch(response.headers["x-request-id"]), response.headers
 
 
 def test_a_wrong_method_is_an_openai_error_with_allow(fake_proxy: ProxyProcess) -> None:
@@ -233,6 +236,33 @@ def test_an_oversized_chunked_body_is_counted_as_the_413_its_client_got(
     assert response.status_code == 413
     assert metric(fake_proxy, too_large) == before + 1
     assert metric(fake_proxy, server_error) == 0
+
+
+def test_the_log_lines_of_a_request_name_the_id_its_client_got(fake_proxy: ProxyProcess) -> None:
+    """The proxy's own log (JSON lines on stderr): the ``request`` line and ``decode finished``
+    carry the ``x-request-id`` that the client received, whole or streamed."""
+    body = {"model": "fast", "messages": [{"role": "user", "content": "x"}]}
+    whole = httpx.post(fake_proxy.base_url + "/chat/completions", json=body, headers=AUTH)
+    with httpx.stream(
+        "POST",
+        fake_proxy.base_url + "/chat/completions",
+        json={**body, "stream": True},
+        headers=AUTH,
+        timeout=60,
+    ) as stream:
+        stream.read()
+    assert whole.status_code == stream.status_code == 200
+    for response in (whole, stream):
+        request_id = response.headers["x-request-id"]
+        assert REQUEST_ID.fullmatch(request_id)
+        lines = [json.loads(line) for line in fake_proxy.log().splitlines() if request_id in line]
+        events = [line["event"] for line in lines]
+        assert "request" in events and "decode finished" in events, lines
+        assert all(line["request_id"] == request_id for line in lines)
+    finished = [
+        json.loads(line) for line in fake_proxy.log().splitlines() if "decode finished" in line
+    ]
+    assert whole.json()["id"] in {line["completion_id"] for line in finished}
 
 
 def test_metrics_need_the_key(fake_proxy: ProxyProcess) -> None:

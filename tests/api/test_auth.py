@@ -10,9 +10,9 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from cord_proxy.api.app import create_app
 from cord_proxy.config import parse_config
 from cord_proxy.runtime import Runtime
-from cord_proxy.server import create_app
 from tests.support.fakes import ScriptedFakeTeacher
 
 KEY_A, KEY_B = "sk-auth-alice-123", "sk-auth-bob-456"
