@@ -110,6 +110,7 @@ class SpanReader:
             values = await self.read(span, method)
         except BaseException:
             checking.cancel()
+            await asyncio.gather(checking, return_exceptions=True)  # ended, not left running
             raise
         await checking
         return SpanScore(
