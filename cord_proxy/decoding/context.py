@@ -56,7 +56,3 @@ class DecodeContext:
         seen = [p.prompt_tokens for p in proposals if p.prompt_tokens > 0]
         if step == 1 and seen and (self.prompt_tokens == 0 or min(seen) < self.prompt_tokens):
             self.prompt_tokens = min(seen)
-
-    def rank(self, teacher: str) -> int:
-        """A proposer's place in the ensemble: ties and merged proposers follow it."""
-        return next(i for i, t in enumerate(self.proposers) if t.name == teacher)
