@@ -1,7 +1,7 @@
 """`cord-proxy distill --ray local` against the real local teacher, on a local Ray instance.
 
 24 problems at tiny budgets (one proposer, one step), 2 actors x 2 problems at once: a plain
-run, a run with one actor SIGKILLed partway (found through Ray's actor table), and a driver
+run, a run with one actor SIGKILLed partway (found by its process title), and a driver
 SIGKILLed partway then rerun.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ CORD = {
 }
 RUN_TIMEOUT_S = 600.0
 ACTORS_UP_S = 60.0
-ROOT = Path(__file__).resolve().parents[2]
+STAGE_ACTOR_TITLE = b"ray::MapWorker(MapBatches(CordStage))"
 
 
 def _input(tmp_path: Path) -> Path:
@@ -55,7 +54,11 @@ def _start(tmp_path: Path, teacher: str, log: str) -> subprocess.Popen[bytes]:
     ]  # fmt: skip
     with (tmp_path / log).open("wb") as out:
         return subprocess.Popen(
-            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -111,35 +114,31 @@ def _wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes
         time.sleep(0.5)
 
 
-def _gcs_address(log: Path) -> str:
-    found = re.search(r"Ray cluster (\S+):", log.read_text(errors="replace"))
-    assert found, log.read_text(errors="replace")[-2000:]
-    return found.group(1)
+def _stage_actor_pids() -> list[int]:
+    """The live CoRD stage actors' PIDs, by the process title Ray gives an actor's worker
+    (``ray::MapWorker(MapBatches(CordStage))...``). Joining the cluster as a second driver
+    to read its actor table fails on hosts whose node address a second driver cannot
+    resolve, so the process table is read instead."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if title.startswith(STAGE_ACTOR_TITLE):
+            pids.append(int(entry.name))
+    return pids
 
 
-def _stage_actor_pids(gcs: str) -> list[int]:
-    # A local `ray.init` cluster uses token auth by default; a joining driver must say so.
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    answer = subprocess.run(
-        [sys.executable, "-m", "tests.ray.ray_actors", gcs],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert answer.returncode == 0, answer.stderr[-3000:]
-    return [int(pid) for pid in json.loads(answer.stdout.strip().splitlines()[-1])]
-
-
-def _live_stage_actors(gcs: str, proc: subprocess.Popen[bytes]) -> list[int]:
+def _live_stage_actors(proc: subprocess.Popen[bytes]) -> list[int]:
     """The stage actors alive now, polled until both are up. On a busy 2-core machine the
     first actor can finish records while the second is still starting; after
     `ACTORS_UP_S` the one that is alive is enough to kill."""
     deadline = time.monotonic() + ACTORS_UP_S
     while True:
-        pids = _stage_actor_pids(gcs)
+        pids = _stage_actor_pids()
         if len(pids) == 2 or (pids and time.monotonic() > deadline):
             return pids
         assert proc.poll() is None, f"the driver exited (status {proc.returncode}), actors {pids}"
@@ -171,7 +170,7 @@ def test_an_actor_killed_partway_is_retried_by_ray(local_teacher: str, tmp_path:
     proc = _start(tmp_path, local_teacher, "run.log")
     try:
         _wait_for("3 finished records", lambda: len(_shard_records(tmp_path)) >= 3, proc)
-        pids = _live_stage_actors(_gcs_address(tmp_path / "run.log"), proc)
+        pids = _live_stage_actors(proc)
         done_before = len({r["id"] for r in _shard_records(tmp_path)})
         os.kill(pids[0], signal.SIGKILL)
         assert done_before < PROBLEMS, "the actor must die partway through"
