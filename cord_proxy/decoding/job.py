@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.errors import InvalidRequestError, TeacherCapabilityError
 from cord_proxy.roles import GapKind, role_gaps
-from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.base import CallExtras, Message, Teacher
 
 # a job's role gaps, as capability errors of the teacher (or "(ensemble)")
 ROLE_GAPS: dict[GapKind, str] = {
@@ -26,7 +27,9 @@ class DecodeJob:
     `proposers` write steps and `scorers` rescore them. With `reference_answer`, candidates
     are scored by the predictive probability of that answer (docs/method.md, Eq. 3); without it,
     by the scorers' likelihood of the step. `scorer_weights` weight the scorers (default 1,
-    each finite and above 0; docs/method.md, "Scorers and weights").
+    each finite and above 0; docs/method.md, "Scorers and weights"). `extras` are the
+    request's fields for the proposal calls (steps: the sampling fields; answers: all of them),
+    and `recorded` the request fields kept in the dataset record and nowhere else.
     A job whose teachers cannot fill their roles is refused when it is made, not mid-decode.
     """
 
@@ -36,6 +39,8 @@ class DecodeJob:
     options: DecodeOptions = field(default_factory=DecodeOptions)
     reference_answer: str | None = None
     scorer_weights: Mapping[str, float] = field(default_factory=dict)
+    extras: CallExtras = field(default_factory=CallExtras)
+    recorded: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_roles(self.proposers, self.scorers)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import TeacherTimeoutError
-from cord_proxy.teachers.base import Message, Proposal
+from cord_proxy.teachers.base import CallExtras, Message, Proposal
 from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.retry import Retryable, RetryPolicy, call_with_retries
 
@@ -31,6 +31,7 @@ class StepCall:
     temperature: float | None
     top_p: float | None
     reserve: int
+    extras: CallExtras = field(default_factory=CallExtras)
 
     def overrides(self) -> dict[str, float]:
         """The request's sampling settings that override the teacher's own."""
@@ -73,6 +74,7 @@ class TeacherClient(ABC):
         temperature: float | None = None,
         top_p: float | None = None,
         reserve: int = 0,
+        extras: CallExtras | None = None,
     ) -> list[Proposal]:
         """The continuations of `prefix`; `reserve` tokens of the context are kept free for
         what follows the step (the answer and its scoring) where the client knows the context."""
@@ -84,6 +86,7 @@ class TeacherClient(ABC):
             temperature=temperature,
             top_p=top_p,
             reserve=reserve,
+            extras=extras or CallExtras(),
         )
         return await self._propose(conversation, prefix, call)
 

@@ -6,9 +6,9 @@ reasoning opens with `THINK_OPEN` and closes with `THINK_CLOSE`, one step at a t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -23,6 +23,39 @@ class Message(BaseModel):
 
     role: Literal["system", "user", "assistant", "developer"]
     content: str
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability, and the most likely alternatives at its place
+    (`top`: token, log-probability, best first), as the teacher that wrote it read them."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class CallExtras:
+    """What a request adds to a proposal call beyond the step contract.
+
+    `sampling` (``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``top_k``,
+    ``min_p``, ``repetition_penalty``) goes with every proposal and answer call, never with a
+    scoring read. `response_format` (OpenAI's object) and `logprobs` (None: none; 0: each
+    token's own; k: and the k most likely alternatives) go with answer calls only.
+    """
+
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    response_format: Mapping[str, Any] | None = None
+    logprobs: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.sampling and self.response_format is None and self.logprobs is None
+
+    def for_steps(self) -> CallExtras:
+        """The part that goes with a step's proposals: the sampling fields alone."""
+        return CallExtras(sampling=self.sampling)
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,7 @@ class Proposal:
     prompt_tokens: int = 0
     cost_usd: float = 0.0
     context_full: bool = False
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 ScoreMethodName = Literal["cached", "prompt_logprobs", "echo", "scripted"]
@@ -96,7 +130,11 @@ class Teacher(Protocol):
         temperature: float | None = None,
         top_p: float | None = None,
         reserve: int = 0,
-    ) -> list[Proposal]: ...
+        extras: CallExtras | None = None,
+    ) -> list[Proposal]:
+        """`extras` is passed only when the request set some (`CallExtras.empty` is never
+        sent), so a teacher that takes none keeps working for requests that set none."""
+        ...
 
     async def score(
         self, conversation: Sequence[Message], prefix: str, target: str
