@@ -1,6 +1,7 @@
-"""The README's table of request and decoding options, rendered from their one definition.
+"""The README's tables of the request: the decoding options and the standard fields, each
+rendered from its one definition (decoding/options.py, request_fields.py).
 
-``python -m cord_proxy.options_doc`` prints it; ``--write README.md`` rewrites it in place.
+``python -m cord_proxy.options_doc`` prints them; ``--write README.md`` rewrites both in place.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from pydantic.fields import FieldInfo
 
 from cord_proxy.decoding.options import CONFIG, CORD, DecodeOptions, bounds_of, set_by
 from cord_proxy.protocol import CordFields
+from cord_proxy.request_fields import fields_table, table_cell
 
 BEGIN = "<!-- options table: python -m cord_proxy.options_doc --write README.md -->"
 END = "<!-- end of options table -->"
+FIELDS_BEGIN = "<!-- fields table: python -m cord_proxy.options_doc --write README.md -->"
+FIELDS_END = "<!-- end of fields table -->"
 HEADER = "| option | default | bounds | set by | meaning |\n|---|---|---|---|---|"
 
 
@@ -33,16 +37,21 @@ def options_table() -> str:
 
 
 def with_table(readme: str) -> str:
-    """The README text with its options table (between the markers) rendered anew."""
-    head, found, rest = readme.partition(BEGIN)
-    _, found_end, tail = rest.partition(END)
+    """The README text with its options and fields tables (between their markers) anew."""
+    readme = _replaced(readme, BEGIN, END, options_table())
+    return _replaced(readme, FIELDS_BEGIN, FIELDS_END, fields_table())
+
+
+def _replaced(readme: str, begin: str, end: str, table: str) -> str:
+    head, found, rest = readme.partition(begin)
+    _, found_end, tail = rest.partition(end)
     if not found or not found_end:
-        raise ValueError("the README has no options table markers")
-    return f"{head}{BEGIN}\n{options_table()}\n{END}{tail}"
+        raise ValueError(f"the README has no markers {begin} ... {end}")
+    return f"{head}{begin}\n{table}\n{end}{tail}"
 
 
 def _row(name: str, info: FieldInfo, default: str, setter: str) -> str:
-    meaning = (info.description or "").replace("|", "\\|")
+    meaning = table_cell(info.description or "")
     return f"| `{name}` | {default} | {bounds_of(info)} | {setter} | {meaning} |"
 
 
@@ -70,7 +79,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="the README whose table to rewrite")
     args = parser.parse_args()
     if args.write is None:
-        print(options_table())
+        print(options_table(), fields_table(), sep="\n\n")
         return
     args.write.write_text(with_table(args.write.read_text(encoding="utf-8")), encoding="utf-8")
 

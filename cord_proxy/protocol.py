@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from cord_proxy.decoding.job import reference_problem
 from cord_proxy.decoding.options import (
@@ -18,28 +26,8 @@ from cord_proxy.decoding.options import (
     request_fields,
     unset_field,
 )
-
-UNSUPPORTED_FIELDS = (
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "parallel_tool_calls",
-    "response_format",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "presence_penalty",
-    "frequency_penalty",
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-    "reasoning_effort",
-    "service_tier",
-    "store",
-)
-"""Standard fields the proxy cannot honour: a request that sets one is refused, by name."""
+from cord_proxy.request_fields import SAMPLING_FIELDS, ReasoningEffort, names
+from cord_proxy.teachers.base import CallExtras
 
 
 class TextPart(BaseModel):
@@ -123,14 +111,67 @@ else:
     CordOptions = _cord_model()
 
 
+JSON_SCHEMA_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+MAX_METADATA_PAIRS = 16
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=JSON_SCHEMA_NAME)
+    description: str | None = Field(None, max_length=10_000)
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: free text, any JSON object, or JSON matching a schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("'json_schema' is given with, and only with, type 'json_schema'")
+        return self
+
+    def constraint(self) -> dict[str, Any] | None:
+        """The format as the answer calls take it; None for free text."""
+        if self.type == "text":
+            return None
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _metadata_pairs(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return value
+    if len(value) > MAX_METADATA_PAIRS:
+        raise ValueError(f"takes at most {MAX_METADATA_PAIRS} pairs")
+    if any(len(key) > 64 or len(item) > 512 for key, item in value.items()):
+        raise ValueError("keys take at most 64 characters and values 512")
+    return value
+
+
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+Bias = Annotated[int, Field(ge=-100, le=100)]
+
+
 class ChatCompletionRequest(BaseModel):
-    """A standard chat completion request; `model` names an ensemble."""
+    """A standard chat completion request; `model` names an ensemble.
+
+    Every field is classified in request_fields.py; this model gives each its type and bounds.
+    Refused fields are not fields here: a value that asks for nothing is dropped before
+    validation, any other gets the refusal (api/parsing.py).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -139,8 +180,26 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=2_000_000)
     stop: str | list[str] | None = None
     n: ChoiceCount | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    logit_bias: dict[str, Bias] | None = Field(None, max_length=300)
+    top_k: int | None = Field(None, ge=-1, le=1_000_000)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    chat_template_kwargs: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, str] | None, AfterValidator(_metadata_pairs)] = None
     user: str | None = Field(None, max_length=256)
-    metadata: dict[str, str] | None = None
+    safety_identifier: str | None = Field(None, max_length=256)
+    prompt_cache_key: str | None = Field(None, max_length=256)
+    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+    store: bool | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
     cord: CordOptions = CordOptions()
 
     @field_validator("stop")
@@ -158,6 +217,19 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("messages need at least one non-empty user message")
         return value
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is not None and not all(key.isdigit() for key in value):
+            raise ValueError("keys are token ids (digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _top_logprobs_with_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
     def stop_strings(self) -> tuple[str, ...] | None:
         if self.stop is None:
             return None
@@ -174,19 +246,18 @@ class ChatCompletionRequest(BaseModel):
         standard = {options[f]: v for f, v in given.items() if v is not None}
         return {**self.cord.overrides(), **standard}
 
+    def call_extras(self) -> CallExtras:
+        """The fields that go with proposal calls: sampling for all, the rest for answers."""
+        sampling = {name: value for name in SAMPLING_FIELDS if (value := getattr(self, name))}
+        logprobs = (self.top_logprobs or 0) if self.logprobs else None
+        answer_format = self.response_format.constraint() if self.response_format else None
+        return CallExtras(sampling, answer_format, logprobs)
 
-def asks_nothing(value: Any) -> bool:
-    """True for the values some clients always send for fields they do not use."""
-    if value is None or value is False:
-        return True
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value == 0
-    return bool(value == [] or value == {})
-
-
-def unsupported_fields(body: dict[str, Any]) -> list[str]:
-    """Fields in the body the proxy cannot honour, ignoring values that ask for nothing."""
-    return [name for name in UNSUPPORTED_FIELDS if name in body and not asks_nothing(body[name])]
+    def recorded(self) -> dict[str, Any]:
+        """The recorded fields the request set, as given."""
+        return {
+            name: value for name in names("recorded") if (value := getattr(self, name)) is not None
+        }
 
 
 PARAM_LIMIT = 200

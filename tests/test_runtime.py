@@ -9,7 +9,8 @@ import pytest
 
 from cord_proxy.config import CordConfig, parse_config
 from cord_proxy.errors import InvalidRequestError, ModelNotFoundError
-from cord_proxy.protocol import ChatCompletionRequest, unsupported_fields
+from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.request_fields import refused_field
 from cord_proxy.runtime import Reachability, Runtime
 from tests.support.fakes import ScriptedFakeTeacher
 
@@ -83,15 +84,10 @@ def test_unknown_model_and_bad_choices_are_refused() -> None:
     assert caught.value.param == "cord.scorers"
 
 
-def test_unsupported_fields_ignore_values_that_ask_for_nothing() -> None:
-    body = {
-        "tools": [{"type": "function"}],
-        "logprobs": False,
-        "presence_penalty": 0,
-        "frequency_penalty": 0.5,
-        "response_format": None,
-    }
-    assert unsupported_fields(body) == ["tools", "frequency_penalty"]
+def test_refused_fields_ignore_values_that_ask_for_nothing() -> None:
+    assert refused_field({"tools": [], "audio": None, "tool_choice": "none"}) is None
+    found = refused_field({"audio": None, "tools": [{"type": "function"}]})
+    assert found is not None and found.name == "tools"
 
 
 def test_blank_reference_answer_is_refused() -> None:
@@ -138,3 +134,40 @@ async def test_reachability_shares_one_check_among_concurrent_callers_and_keeps_
     assert answers == [{"a": True}] * 5 and len(checks) == 1
     assert await reachability.get() == {"a": True} and len(checks) == 1  # kept in its window
     await reachability.aclose()
+
+
+def test_reasoning_effort_sets_the_thinking_budget_from_the_ensemble_levels() -> None:
+    budgets = {
+        effort: runtime().job_for_request(request(reasoning_effort=effort)).decode.options
+        for effort in ("minimal", "low", "medium", "high")
+    }
+    thinking = [budgets[e].thinking_budget for e in ("minimal", "low", "medium", "high")]
+    assert thinking == [1024, 4096, 16384, 32768]
+    assert runtime().job_for_request(request()).decode.options.thinking_budget == 900
+
+
+def test_cord_thinking_budget_wins_over_reasoning_effort() -> None:
+    job = runtime().job_for_request(
+        request(reasoning_effort="high", cord={"thinking_budget": 77})
+    )
+    assert job.decode.options.thinking_budget == 77
+
+
+def test_reasoning_effort_none_is_refused_by_name() -> None:
+    with pytest.raises(InvalidRequestError, match="minimal") as caught:
+        runtime().job_for_request(request(reasoning_effort="none"))
+    assert caught.value.param == "reasoning_effort"
+
+
+def test_logprobs_are_refused_when_an_answer_teacher_cannot_give_them() -> None:
+    with pytest.raises(InvalidRequestError, match="'a'") as caught:
+        runtime().job_for_request(request(logprobs=True))
+    assert caught.value.param == "logprobs"
+
+
+def test_request_fields_reach_the_job() -> None:
+    job = runtime().job_for_request(
+        request(presence_penalty=0.4, min_p=0.1, metadata={"k": "v"}, store=True)
+    ).decode
+    assert job.extras.sampling == {"presence_penalty": 0.4, "min_p": 0.1}
+    assert job.recorded == {"metadata": {"k": "v"}, "store": True}

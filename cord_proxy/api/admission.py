@@ -1,6 +1,8 @@
 """Admission control: over ``[server] max_concurrent_requests``, a request gets a 429 at once.
 
-A request holds its slot while it decodes; the count is the counters' ``in_flight``.
+A request holds its slot while it decodes; the count is the counters' ``in_flight``. Every
+API response says how many slots there are and how many are free, in OpenAI's rate-limit
+headers (``x-ratelimit-*-requests``), which clients such as Curator read to size their rate.
 """
 
 from __future__ import annotations
@@ -28,3 +30,17 @@ class RequestSlot:
 
     def __exit__(self, *exc: object) -> None:
         self.metrics.in_flight -= 1
+
+
+RESET_HINT = "1s"  # a slot frees when any decode ends: a hint for when to look again
+
+
+async def send_rate_limits(request: web.Request, response: web.StreamResponse) -> None:
+    """The ``on_response_prepare`` hook: the admission limit, and the slots free now."""
+    if not request.path.startswith("/v1/"):
+        return
+    limit = request.app[RUNTIME].config.server.max_concurrent_requests
+    free = max(0, limit - request.app[METRICS].in_flight)
+    response.headers["x-ratelimit-limit-requests"] = str(limit)
+    response.headers["x-ratelimit-remaining-requests"] = str(free)
+    response.headers["x-ratelimit-reset-requests"] = RESET_HINT

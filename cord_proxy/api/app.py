@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from cord_proxy.api.access_log import access_middleware
+from cord_proxy.api.admission import send_rate_limits
 from cord_proxy.api.auth import auth_middleware
 from cord_proxy.api.batches import install_batches
 from cord_proxy.api.chat import chat_completions
@@ -48,6 +49,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
         remember_endpoint(teacher.base_url)
     app[RUNTIME] = runtime
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(send_rate_limits)
     if sink is not None:
         app[SINK] = sink
     app.router.add_post(CHAT_ROUTE, chat_completions)

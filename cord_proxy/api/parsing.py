@@ -1,7 +1,7 @@
 """A chat completion request's JSON object checked and parsed, or a 400 that names the field.
 
-Text that is not Unicode, a field the proxy refuses and a value the wire model rejects each
-get their own message, with ``param`` set to the field's path.
+Text that is not Unicode, a field the proxy refuses (request_fields.py) and a value the wire
+model rejects each get their own message, with ``param`` set to the field's path.
 """
 
 from __future__ import annotations
@@ -11,12 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cord_proxy.errors import InvalidRequestError, UnsupportedFieldError, field_problems
-from cord_proxy.protocol import (
-    ChatCompletionRequest,
-    param_name,
-    unencodable_text,
-    unsupported_fields,
-)
+from cord_proxy.protocol import ChatCompletionRequest, param_name, unencodable_text
+from cord_proxy.request_fields import refused_field, without_refused
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
@@ -27,13 +23,11 @@ def parse_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
             "which is not Unicode text",
             param=bad_text,
         )
-    refused = unsupported_fields(body)
-    if refused:
-        raise UnsupportedFieldError(
-            f"'{refused[0]}' is not supported by cord-proxy", param=refused[0]
-        )
+    refused = refused_field(body)
+    if refused is not None:
+        raise UnsupportedFieldError(refused.refusal(), param=refused.name)
     try:
-        return ChatCompletionRequest.model_validate(body)
+        return ChatCompletionRequest.model_validate(without_refused(body))
     except ValidationError as error:
         raise validation_error(error) from None
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from cord_proxy.attempts import ProblemFailed, decode_or_fail, with_retries
 from cord_proxy.batches.files import FileArea, new_file_id
 from cord_proxy.batches.output import error_line, expired_line, success_line
@@ -32,6 +34,7 @@ from cord_proxy.data.sink import TraceSink
 from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.request_fields import without_refused
 from cord_proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -179,7 +182,7 @@ class BatchRun:
 
     async def _solve(self, custom_id: str, body: str) -> str:
         log.info("batch line decode", extra={"batch_id": self.batch_id, "custom_id": custom_id})
-        request = ChatCompletionRequest.model_validate_json(body)
+        request = ChatCompletionRequest.model_validate(without_refused(orjson.loads(body)))
         try:
             job = self.context.runtime.job_for_request(request)
         except CordError as error:

@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from cord_proxy.errors import field_problems, format_validation_error
-from cord_proxy.protocol import ChatCompletionRequest, param_name, unsupported_fields
+from cord_proxy.protocol import ChatCompletionRequest, param_name
+from cord_proxy.request_fields import refused_field, without_refused
 
 MAX_LINES = 50_000
 MAX_ERRORS = 100
@@ -118,17 +119,13 @@ def parse_line(raw: bytes, endpoint: str) -> tuple[str, dict[str, Any]]:
 
 
 def _check_body(body: dict[str, Any]) -> None:
-    refused = unsupported_fields(body)
-    if refused:
-        raise LineProblem(
-            "invalid_request",
-            f"'{refused[0]}' is not supported by cord-proxy",
-            f"body.{refused[0]}",
-        )
+    refused = refused_field(body)
+    if refused is not None:
+        raise LineProblem("invalid_request", refused.refusal(), f"body.{refused.name}")
     if body.get("stream"):
         raise LineProblem("invalid_request", "a batch request cannot stream", "body.stream")
     try:
-        ChatCompletionRequest.model_validate(body)
+        ChatCompletionRequest.model_validate(without_refused(body))
     except ValidationError as error:
         param = param_name(("body", *field_problems(error)[0].location))
         message = "; ".join(format_validation_error(error))

@@ -63,6 +63,8 @@ def decode_provenance(
         "dropped": list(result.dropped),
         "rounds": [r.model_dump(mode="json") for r in result.rounds],
         "cost_usd": sum(u.cost_usd for u in result.teachers),
+        "budgets": {"thinking": result.thinking_budget, "answer": result.answer_budget},
+        **({"request": result.recorded} if result.recorded else {}),
         "wall_s": result.wall_s,
         "answer_wait_s": result.answer_wait_s,
     }

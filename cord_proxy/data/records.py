@@ -1,7 +1,8 @@
 """The trace record (schema ``cord-trace/1``): one finished decode as one dataset line.
 
-A record holds the request id, ensemble and messages, the reference answer, the trace
-(``reasoning``) and final ``answer``, per-step provenance and scores, the teachers with their
+A record holds the request id, ensemble and messages, the request's recorded fields
+(``request``: ``metadata``, ``user``, ... as request_fields.py lists them), the reference
+answer, the trace (``reasoning``) and final ``answer``, per-step provenance and scores, the teachers with their
 tokens and cost, timings, and a hash of the decoding settings. The other finished beams of
 the decode, if any, are kept under ``alternatives``.
 
@@ -113,6 +114,7 @@ def _layout(
     return {
         "schema": SCHEMA,
         **head,
+        "request": dict(cord.get("request") or {}),  # the recorded fields (request_fields.py)
         **{key: cord.get(key) for key in OUTCOME_FIELDS},
         "steps": cord.get("steps", []),
         "teachers": cord.get("teachers", []),

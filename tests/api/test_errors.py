@@ -57,9 +57,9 @@ def test_unsupported_field_is_400_naming_it(fake_proxy: ProxyProcess) -> None:
     assert "tools" in str(caught.value)
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(fake_proxy).chat.completions.create(
-            model="fast", messages=QUESTION, response_format={"type": "json_object"}
+            model="fast", messages=QUESTION, modalities=["text", "audio"]
         )
-    assert "response_format" in str(caught.value)
+    assert "modalities" in str(caught.value) and caught.value.code == "unsupported_parameter"
 
 
 def test_bad_cord_option_is_400(fake_proxy: ProxyProcess) -> None:
