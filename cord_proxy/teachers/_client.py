@@ -62,6 +62,13 @@ class TeacherClient(ABC):
     def can_score(self) -> bool:
         return "score" in self.config.roles
 
+    @property
+    @abstractmethod
+    def gives_logprobs(self) -> bool:
+        """Whether its proposals can carry their tokens' log-probabilities
+        (`CallExtras.logprobs`). It is not part of the `Teacher` protocol, which fakes
+        implement too: ask ``getattr(teacher, "gives_logprobs", False)``."""
+
     async def propose(
         self,
         conversation: Sequence[Message],

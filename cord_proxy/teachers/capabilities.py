@@ -8,6 +8,12 @@ flag for prompt log-probabilities. So no provider is known to give, through lite
 scoring needs: `PROMPT_LOGPROB_PROVIDERS` is empty, and a litellm teacher proposes only.
 Add a provider there only together with a scoring path in `hosted.py` that is tested.
 
+A request's sampling fields go to a hosted teacher as litellm maps them: OpenAI's
+(``frequency_penalty``, ``presence_penalty``, ``logit_bias``) where
+``get_supported_openai_params`` lists them for the provider; the others
+(`PROVIDER_SAMPLING`) where the provider takes them (`provider_sampling`). Any other is
+dropped by the teacher (hosted.py).
+
 This module imports litellm only when asked (`load_litellm`), so that the check of a
 teacher's roles (`litellm_score_problem`) runs without the three seconds of ``import litellm``.
 """
@@ -15,6 +21,7 @@ teacher's roles (`litellm_score_problem`) runs without the three seconds of ``im
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,11 @@ PROMPT_LOGPROB_PROVIDERS: frozenset[str] = frozenset()
 # ``continue_final_message: true, add_generation_prompt: false`` and reports which stop
 # string ended a choice (``stop_reason``).
 VLLM_PROVIDERS: frozenset[str] = frozenset({"hosted_vllm"})
+
+# Sampling fields of OpenAI's API that a request may pass to its proposers, and beyond them
+# (vLLM's names).
+OPENAI_SAMPLING = ("frequency_penalty", "presence_penalty", "logit_bias")
+PROVIDER_SAMPLING = ("top_k", "min_p", "repetition_penalty")
 
 
 def prepare_litellm_env() -> None:
@@ -87,13 +99,23 @@ class HostedCapabilities:
     prompt_logprobs: bool
     reports_stop_reason: bool
     supported_params: frozenset[str]
+    provider_sampling: frozenset[str] = frozenset()
 
     @property
     def can_score(self) -> bool:
         return self.prompt_logprobs
 
+    @property
+    def vllm(self) -> bool:
+        """A vLLM server: the fields OpenAI does not have go in the body's ``extra_body``."""
+        return self.provider in VLLM_PROVIDERS
+
     def supports(self, param: str) -> bool:
         return param in self.supported_params
+
+    def takes_sampling(self, name: str) -> bool:
+        """Whether a request's sampling field `name` reaches the provider."""
+        return self.supports(name) or name in self.provider_sampling
 
     def describe(self) -> dict[str, Any]:
         """For ``teachers check``: every capability and where it came from."""
@@ -109,6 +131,9 @@ class HostedCapabilities:
             "n": self.supports("n"),
             "seed": self.supports("seed"),
             "stop": self.supports("stop"),
+            "sampling": [
+                p for p in (*OPENAI_SAMPLING, *PROVIDER_SAMPLING) if self.takes_sampling(p)
+            ],
         }
 
 
@@ -144,4 +169,26 @@ def litellm_capabilities(
         prompt_logprobs=provider in PROMPT_LOGPROB_PROVIDERS,
         reports_stop_reason=provider in VLLM_PROVIDERS,
         supported_params=frozenset(str(p) for p in params or ()),
+        provider_sampling=provider_sampling(served, provider),
     )
+
+
+def provider_sampling(served: str, provider: str) -> frozenset[str]:
+    """Which of `PROVIDER_SAMPLING` the provider takes: all of them for vLLM; elsewhere those
+    that litellm's configuration of the provider declares (Anthropic's and Gemini's
+    ``top_k``), which litellm passes on as they are."""
+    if provider in VLLM_PROVIDERS:
+        return frozenset(PROVIDER_SAMPLING)
+    from litellm.types.utils import LlmProviders
+    from litellm.utils import ProviderConfigManager
+
+    try:
+        config = ProviderConfigManager.get_provider_chat_config(
+            model=served, provider=LlmProviders(provider)
+        )
+    except ValueError:  # a provider litellm has no enum member for
+        return frozenset()
+    if config is None:
+        return frozenset()
+    declared = inspect.signature(type(config).__init__).parameters
+    return frozenset(name for name in PROVIDER_SAMPLING if name in declared)

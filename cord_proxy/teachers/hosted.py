@@ -14,6 +14,11 @@ n > 1), cost from `litellm.completion_cost` (0.0 for a model litellm has no pric
 A call's prompt tokens are put on its first proposal, so that sums over proposals are
 exact; its cost is split evenly over its proposals.
 
+A request's extra fields (`CallExtras`): its sampling fields go where litellm says the
+provider takes them (capabilities.py), as arguments or, for vLLM, in ``extra_body``; the rest
+are dropped, with one debug line. ``response_format`` goes to litellm as it is. A hosted
+teacher gives no log-probabilities (`gives_logprobs`): a call that asks for them is refused.
+
 litellm is imported when the first teacher is built (`load_litellm`), after the settings
 it must find at import time.
 """
@@ -21,8 +26,9 @@ it must find at import time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
 
 MAX_PROVIDER_STOPS = 4  # the OpenAI API takes at most four stop strings
 ERROR_EXCERPT = 300
+log = logging.getLogger(__name__)
 
 
 class HostedTeacher(TeacherClient):
@@ -97,6 +104,11 @@ class HostedTeacher(TeacherClient):
     def score_identity(self) -> str:
         return f"litellm|{self.config.base_url or ''}|{self.config.model}"
 
+    @property
+    def gives_logprobs(self) -> bool:
+        """Never: a hosted teacher's answers are read without their tokens' values."""
+        return False
+
     async def aclose(self) -> None:
         """litellm owns its HTTP clients; stop its background logging task on this loop."""
         await stop_litellm_worker()
@@ -112,6 +124,12 @@ class HostedTeacher(TeacherClient):
         self, conversation: Sequence[Message], prefix: str, call: StepCall
     ) -> list[Proposal]:
         """The next step(s); a provider's context limit is its own (the reserve is not used)."""
+        if call.extras.logprobs is not None:
+            raise TeacherCapabilityError(
+                self.name,
+                "cannot give log-probabilities: a hosted teacher's answers are read through "
+                "litellm without them; ask a vLLM teacher (kind 'openai') for logprobs",
+            )
         full = with_system_prompt(conversation, self.config.system_prompt)
         prompt = step_prompt(self.capabilities, full, prefix, call.stop)
         request = self._request(prompt, call)
@@ -126,6 +144,10 @@ class HostedTeacher(TeacherClient):
         """The ``acompletion`` arguments of one step."""
         caps = self.capabilities
         extra: dict[str, Any] = dict(self.config.extra_body)
+        arguments, native = self._sampling(call.extras.sampling)
+        for name in arguments:
+            extra.pop(name, None)  # the request's value is the one sent
+        extra.update(native)
         if prompt.exact:  # vLLM continues the final assistant message
             extra.update(continue_final_message=True, add_generation_prompt=False)
         request: dict[str, Any] = {
@@ -146,7 +168,39 @@ class HostedTeacher(TeacherClient):
         if extra:
             request["extra_body"] = extra
         request.update(call.overrides())
+        request.update(arguments)
+        if call.extras.response_format is not None:
+            request["response_format"] = self._response_format(call.extras.response_format)
         return request
+
+    def _sampling(self, sampling: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A request's sampling fields as ``acompletion`` arguments, and as vLLM's own body
+        fields: each where the provider takes it (capabilities.py), the rest dropped."""
+        caps = self.capabilities
+        arguments: dict[str, Any] = {}
+        native: dict[str, Any] = {}
+        dropped = [name for name in sampling if not caps.takes_sampling(name)]
+        for name, value in sampling.items():
+            if caps.supports(name):
+                arguments[name] = value
+            elif caps.takes_sampling(name):
+                (native if caps.vllm else arguments)[name] = value
+        if dropped:
+            log.debug(
+                "sampling fields not sent: the provider does not take them",
+                extra={"teacher": self.name, "provider": caps.provider, "fields": dropped},
+            )
+        return arguments, native
+
+    def _response_format(self, response_format: Mapping[str, Any]) -> dict[str, Any]:
+        """The request's ``response_format``, for a provider that litellm says takes one."""
+        if not self.capabilities.supports("response_format"):
+            raise TeacherCapabilityError(
+                self.name,
+                f"cannot constrain its answer: provider {self.capabilities.provider} takes no "
+                "response_format through litellm",
+            )
+        return dict(response_format)
 
     async def _complete(self, request: dict[str, Any], n: int) -> ModelResponse:
         """One ``acompletion`` with retries; errors as `TeacherError`."""

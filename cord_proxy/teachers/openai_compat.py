@@ -5,14 +5,24 @@ httpx spent 2.36 ms of CPU per call against 0.99 ms for aiohttp, and teacher cal
 most of the proxy's CPU (bench/README.md). Bodies go through orjson: a score response
 holds every prompt token's log-probability, and orjson parses it 2 to 2.7 times faster
 than the standard library (14.97 ms against 7.36 ms for a 16k-token context).
+
+A request's extra fields (`CallExtras`) reach a proposal as vLLM 0.32 takes them, on the chat
+route (``/v1/chat/completions``, continuing the final message) and the completions route (a
+`TemplatePrompt`) alike: the sampling fields in the body, over the teacher's `extra_body`;
+``response_format`` as OpenAI's object (vLLM turns ``json_object`` and ``json_schema`` into
+its structured outputs); ``logprobs`` as ``logprobs: true, top_logprobs: k`` (chat) or
+``logprobs: k`` (completions). None of them goes to ``/tokenize`` or to a scoring read.
+A request's chat template arguments make a view of the teacher (`with_prompt_fields`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -32,7 +42,12 @@ from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.endpoint import api_key_of, bearer_headers
-from cord_proxy.teachers.prompt_fields import fields_identity, prompt_fields, unbounded
+from cord_proxy.teachers.prompt_fields import (
+    fields_identity,
+    prompt_fields,
+    unbounded,
+    with_request_fields,
+)
 from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
 from cord_proxy.teachers.retry import Retryable, is_retryable_status, parse_retry_after
 from cord_proxy.teachers.score_probe import (
@@ -54,8 +69,26 @@ ROUTE_MISSING = (404, 405)
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Endpoint:
+    """What a teacher and its views (`OpenAICompatTeacher.with_prompt_fields`) share of their
+    endpoint: the HTTP session, and what the server was found to serve."""
+
+    session: aiohttp.ClientSession | None
+    owns_session: bool
+    no_health_route: bool = False
+    no_tokenize: bool = False
+    context: int | None = None  # the served max_model_len, once measured
+
+
 class OpenAICompatTeacher(TeacherClient):
-    """A teacher at an OpenAI-compatible endpoint (vLLM for scoring)."""
+    """A teacher at an OpenAI-compatible endpoint (vLLM for scoring).
+
+    A view of it (`with_prompt_fields`) is a shallow copy: every attribute is either read
+    only or an object the copies share (the breaker, the slots, `_Endpoint`, the span reader,
+    the probe's choice); only the body its prompt is derived from, and its count of
+    `retries`, are its own.
+    """
 
     def __init__(
         self,
@@ -64,20 +97,49 @@ class OpenAICompatTeacher(TeacherClient):
         breaker: CircuitBreaker | None = None,
     ):
         super().__init__(config, breaker)
-        self._owns_session = session is None
-        self._session = session
+        self._endpoint = _Endpoint(session=session, owns_session=session is None)
+        self._owner = True  # a view closes nothing of what it shares
         self._auth = bearer_headers(api_key_of(config))
         self._headers = {"Content-Type": "application/json", **self._auth}
         self._base_url = (config.base_url or "").rstrip("/")
-        self._no_health_route = False
         self.breaker.attach_probe(self, self._endpoint_answers, config.name)
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
-        # what of extra_body shapes the prompt: sent with /tokenize too (prompt_fields.py)
-        self._prompt_fields = prompt_fields(config.extra_body, chat=self._chat)
+        self._shape_prompt(config.extra_body)
         # The probe's choice is kept once made; a failed probe is made again when next asked.
         self._probe: SharedCalls[ScoringProbe] = SharedCalls(1, lambda _: 1)
-        self._no_tokenize = False
-        self._context: int | None = None
+
+    def _shape_prompt(self, extra_body: Mapping[str, Any]) -> None:
+        """Proposals carry `extra_body`; the part of it that shapes the prompt goes with
+        ``/tokenize`` too (prompt_fields.py)."""
+        self._extra_body = dict(extra_body)
+        self._prompt_fields = prompt_fields(extra_body, chat=self._chat)
+
+    def with_prompt_fields(self, fields: Mapping[str, Any]) -> OpenAICompatTeacher:
+        """This teacher with a request's prompt `fields` (``chat_template_kwargs``, merged
+        into its own; the request's keys win), in its proposals and its scoring alike.
+
+        The view shares this teacher's session, breaker, slots, tokenize answers and scoring
+        probe; its `score_identity` reflects the fields. Where the fields change nothing (the
+        proxy renders the prompt, or they are the teacher's own), it is this teacher. Raises
+        `ValueError` for a field that is not a prompt field.
+        """
+        body = with_request_fields(self._extra_body, fields, chat=self._chat)
+        if body == self._extra_body:
+            return self
+        view = copy.copy(self)
+        view._owner = False
+        view._shape_prompt(body)
+        return view
+
+    @property
+    def gives_logprobs(self) -> bool:
+        """Its proposals carry their tokens' log-probabilities when a call asks for them."""
+        return True
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        """The HTTP session its views share: None before the first call and once closed."""
+        return self._endpoint.session
 
     @property
     def score_identity(self) -> str:
@@ -99,33 +161,38 @@ class OpenAICompatTeacher(TeacherClient):
         return not isinstance(self.config.prompt, TemplatePrompt)
 
     async def aclose(self) -> None:
+        """Close what the teacher owns; a view owns nothing, and closing it is a no-op."""
+        if not self._owner:
+            return
         await self.breaker.detach_probe(self)  # its check uses the session
         await self._probe.aclose()
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        endpoint = self._endpoint
+        if endpoint.owns_session and endpoint.session is not None:
+            await endpoint.session.close()
+            endpoint.session = None
 
     def _client(self) -> aiohttp.ClientSession:
         """The session, made on first use inside the running event loop."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+        endpoint = self._endpoint
+        if endpoint.session is None or endpoint.session.closed:
+            endpoint.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout),
                 connector=aiohttp.TCPConnector(limit=self.config.max_concurrency),
             )
-            self._owns_session = True
-        return self._session
+            endpoint.owns_session = True
+        return endpoint.session
 
     async def _endpoint_answers(self) -> bool:
         """The breaker's background check: vLLM's ``GET /health`` (at the server's root),
         or ``GET /models`` where the server has no such route; True on a 2xx."""
         timeout = aiohttp.ClientTimeout(total=min(self.config.timeout, PROBE_TIMEOUT_S))
-        if not self._no_health_route:
+        if not self._endpoint.no_health_route:
             status = await self._probe_status(
                 self._base_url.removesuffix("/v1") + "/health", timeout
             )
             if status not in ROUTE_MISSING:
                 return status is not None and 200 <= status < 300
-            self._no_health_route = True
+            self._endpoint.no_health_route = True
         status = await self._probe_status(self._base_url + "/models", timeout)
         return status is not None and 200 <= status < 300
 
@@ -150,23 +217,38 @@ class OpenAICompatTeacher(TeacherClient):
         if room is not None and room < 1:
             return [Proposal(text="", finish_reason="length", tokens=0, context_full=True)]
         allowed = call.max_tokens if room is None else min(call.max_tokens, room)
-        body = self._sampling_body(call, allowed)
-        body.update(call.overrides())
-        chat = self._chat
-        if chat:
-            body["messages"] = self._messages(conversation, prefix)
-            body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
-            url = self._base_url + "/chat/completions"
-        else:
-            body["prompt"] = self._render(conversation, prefix)
-            body["logprobs"] = 0
-            url = self._base_url + "/completions"
+        url, body = self._proposal_request(conversation, prefix, call, allowed)
+        chat, top = self._chat, call.extras.logprobs
         proposals = await self._post_read(
-            url, body, lambda d: read_proposals(d, call.stop, self.name, chat=chat)
+            url, body, lambda d: read_proposals(d, call.stop, self.name, chat=chat, logprobs=top)
         )
         if allowed < call.max_tokens:
             proposals = [_mark_context_full(p) for p in proposals]
         return proposals
+
+    def _proposal_request(
+        self, conversation: Sequence[Message], prefix: str, call: StepCall, max_tokens: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The URL and body of one proposal call. The chat route asks each token's
+        log-probability always (they count the tokens); `CallExtras.logprobs` adds the best
+        alternatives, and on the completions route asks for the values at all."""
+        extras = call.extras
+        body = self._sampling_body(call, max_tokens)
+        body.update(call.overrides())
+        body.update(extras.sampling)
+        if self._chat:
+            body["messages"] = self._messages(conversation, prefix)
+            body.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
+            if extras.logprobs:
+                body["top_logprobs"] = extras.logprobs
+            url = self._base_url + "/chat/completions"
+        else:
+            body["prompt"] = self._render(conversation, prefix)
+            body["logprobs"] = extras.logprobs or 0
+            url = self._base_url + "/completions"
+        if extras.response_format is not None:
+            body["response_format"] = dict(extras.response_format)
+        return url, body
 
     async def context_length(self) -> int | None:
         """The teacher's context in tokens: the server's ``max_model_len``, else the config's."""
@@ -185,7 +267,7 @@ class OpenAICompatTeacher(TeacherClient):
         context is known, a prompt whose bytes fit with room to spare is not tokenized, unless
         its prompt fields may add text of their own (tools, another template).
         """
-        known = self.config.context_length or self._context
+        known = self.config.context_length or self._endpoint.context
         if known is not None and not unbounded(self._prompt_fields):
             full = with_system_prompt(conversation, self.config.system_prompt)
             bound = prompt_token_bound(full, prefix)
@@ -195,7 +277,7 @@ class OpenAICompatTeacher(TeacherClient):
         if measured is None:
             return None
         prompt_tokens, served = measured
-        self._context = served
+        self._endpoint.context = served
         context = self.config.context_length or served
         return context - prompt_tokens - min(reserve, context // 4)
 
@@ -207,7 +289,7 @@ class OpenAICompatTeacher(TeacherClient):
         The request is the scorer's for the same prefix (span_scoring.py), so a step's
         proposal and the scoring of its candidates share one answer.
         """
-        if self._no_tokenize:
+        if self._endpoint.no_tokenize:
             return None
         try:
             ids, _, context = await self._reader.tokenize(
@@ -216,7 +298,7 @@ class OpenAICompatTeacher(TeacherClient):
         except TeacherHTTPError as error:
             if not _not_served(error):
                 raise
-            self._no_tokenize = True
+            self._endpoint.no_tokenize = True
             return None
         if context is None or context < 1:
             raise TeacherProtocolError(self.name, "tokenize answered no max_model_len")
@@ -284,7 +366,7 @@ class OpenAICompatTeacher(TeacherClient):
             "max_tokens": max_tokens,
             "temperature": self.config.temperature,
             "top_p": self.config.top_p,
-            **self.config.extra_body,
+            **self._extra_body,
         }
         if call.seed is not None:
             body["seed"] = call.seed

@@ -19,6 +19,11 @@ As vLLM 0.32 reads them:
 
 The generation-prompt flags are the client's own (an open assistant turn, continued), set over
 the teacher's, for proposals and ``/tokenize`` alike.
+
+A request may bring prompt fields of its own (``chat_template_kwargs``): `with_request_fields`
+merges them into the teacher's `extra_body`, and the teacher's view for that request
+(``OpenAICompatTeacher.with_prompt_fields``) derives its proposals and its ``/tokenize``
+requests from the merged body, as a teacher configured with it would.
 """
 
 from __future__ import annotations
@@ -86,3 +91,26 @@ def unbounded(fields: Mapping[str, Any]) -> bool:
 def unreadable_fields(extra_body: Mapping[str, Any]) -> list[str]:
     """The fields of `extra_body` that shape a proposal's prompt in a way a scorer cannot read."""
     return [name for name in UNREADABLE if extra_body.get(name) is not None]
+
+
+def with_request_fields(
+    extra_body: Mapping[str, Any], fields: Mapping[str, Any], *, chat: bool
+) -> dict[str, Any]:
+    """`extra_body` with a request's prompt `fields`: its ``chat_template_kwargs`` merged into
+    the teacher's (the request's keys win), any other prompt field set over the teacher's.
+
+    A chat template's field does not reach a prompt that the proxy renders (``chat`` false)
+    and is left out; a None value is no field. Raises `ValueError` for a name that is not a
+    prompt field ``/tokenize`` takes.
+    """
+    body = dict(extra_body)
+    for name, value in fields.items():
+        if name not in CHAT_FIELDS:
+            raise ValueError(f"{name!r} is not a prompt field")
+        if value is None or name not in (CHAT_FIELDS if chat else TEXT_FIELDS):
+            continue
+        if name == "chat_template_kwargs" and isinstance(value, Mapping):
+            own = body.get(name)
+            value = {**(own if isinstance(own, Mapping) else {}), **value}
+        body[name] = value
+    return body
