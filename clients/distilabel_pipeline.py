@@ -5,19 +5,26 @@
     python clients/distilabel_pipeline.py --base-url http://127.0.0.1:8400/v1 \\
         --input problems.jsonl --output distilabel.jsonl [--cord '{"beam_width": 2}']
 
-Input lines: ``{"id", "question", "answer"}``. distilabel's generation settings are the same
-for every row, so `CordOpenAILLM` (a small `OpenAILLM` subclass) carries each row's answer
-to the request as ``cord.reference_answer``: the task puts it on the user turn under
-``reference_answer`` and the LLM moves it into the ``cord`` object. The request asks for
-``reasoning_format: inline``, so the completion's content is
-``<think>\\n{trace}\\n</think>\\n\\n{answer}`` (distilabel keeps only the content); the task
-splits it into ``reasoning`` and ``final_answer``.
+Input lines: ``{"id", "question", ...}``. The pipeline is distilabel's stock path: the
+`TextGeneration` task with the stock `OpenAILLM`, no subclass. distilabel sends the same
+generation settings for every row, so a row's reference answer cannot travel with it: the
+decode runs in step mode (each step scored by the teachers, no reference answer). The `cord`
+options go in every request through ``generation_kwargs={"extra_body": {"cord": {...}}}``,
+which distilabel's `OpenAILLM` hands to the openai SDK, and the SDK merges into the body.
+
+They ask for ``reasoning_format: inline``, so the completion's content is
+``<think>\\n{trace}\\n</think>\\n\\n{answer}``: distilabel keeps only the content, and a
+small step splits it into ``reasoning`` and ``final_answer``.
+
+distilabel always sends its own defaults as well: ``max_tokens`` (``max_new_tokens``, 128
+unless set), ``temperature: 1.0``, ``top_p: 1.0``, zero penalties, ``logprobs: false``.
+cord-proxy takes ``max_tokens`` as a cap on thinking plus answer, so 128 would cut every
+trace short: the example sends ``--max-new-tokens`` (default 1,000,000), which leaves the
+ensemble's budgets in charge, and ``--temperature`` (default 1.0, distilabel's own).
 
 It runs offline: Hugging Face Hub telemetry and look-ups are off, and tiktoken (which litellm,
 installed next to distilabel, imports) reads the encodings litellm ships.
 """
-
-from __future__ import annotations
 
 import argparse
 import importlib.util
@@ -48,65 +55,22 @@ run_offline()
 
 from distilabel.models import OpenAILLM  # noqa: E402
 from distilabel.pipeline import Pipeline  # noqa: E402
-from distilabel.steps import LoadDataFromDicts  # noqa: E402
-from distilabel.steps.tasks import Task  # noqa: E402
-from pydantic import Field  # noqa: E402
-
-REFERENCE_KEY = "reference_answer"
+from distilabel.steps import LoadDataFromDicts, StepInput, step  # noqa: E402
+from distilabel.steps.tasks import TextGeneration  # noqa: E402
 
 
-class CordOpenAILLM(OpenAILLM):
-    """`OpenAILLM` that sends a turn's ``reference_answer`` and `cord` options as ``cord``."""
-
-    cord: dict[str, Any] = Field(default_factory=dict)
-
-    async def agenerate(  # type: ignore[override]
-        self,
-        input: list[dict[str, Any]],
-        num_generations: int = 1,
-        temperature: float | None = None,
-    ) -> Any:
-        messages, reference = [], None
-        for turn in input:
-            turn = dict(turn)
-            reference = turn.pop(REFERENCE_KEY, reference)
-            messages.append(turn)
-        cord = {**self.cord, "reasoning_format": "inline"}
-        if reference is not None:
-            cord[REFERENCE_KEY] = str(reference)
-        extra = {"temperature": temperature} if temperature is not None else {}
-        completion = await self._aclient.chat.completions.create(  # type: ignore[attr-defined]
-            model=self.model,
-            messages=messages,
-            n=num_generations,
-            extra_body={"cord": cord},
-            **extra,
-        )
-        return self._generations_from_openai_completion(completion)
-
-
-class CordGeneration(Task):
-    """A question (and its reference answer) in; the trace and the final answer out."""
-
-    @property
-    def inputs(self) -> list[str]:
-        return ["question", "answer"]
-
-    @property
-    def outputs(self) -> list[str]:
-        return ["reasoning", "final_answer", "model_name"]
-
-    def format_input(self, input: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": input["question"], REFERENCE_KEY: input["answer"]}]
-
-    def format_output(
-        self, output: str | None, input: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        thinking, _, answer = (output or "").partition("</think>")
-        return {
-            "reasoning": thinking.removeprefix("<think>").strip(),
-            "final_answer": answer.strip(),
-        }
+# no `from __future__ import annotations` here: distilabel reads `StepInput` off the signature
+@step(inputs=["generation"], outputs=["reasoning", "final_answer"])
+def SplitThinking(inputs: StepInput) -> Any:
+    """``<think>\\n{trace}\\n</think>\\n\\n{answer}`` into ``reasoning`` and ``final_answer``."""
+    for row in inputs:
+        content = row.get("generation") or ""
+        thinking, closed, answer = content.partition("</think>")
+        if not closed:
+            thinking, answer = "", content
+        row["reasoning"] = thinking.strip().removeprefix("<think>").strip()
+        row["final_answer"] = answer.strip()
+    yield inputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,28 +81,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--model", default="cord", help="the ensemble")
     parser.add_argument("--cord", default="{}", help="cord options for every row (JSON)")
+    parser.add_argument("--max-new-tokens", type=int, default=1_000_000, help="thinking+answer cap")
+    parser.add_argument("--temperature", type=float, default=1.0, help="every proposer's")
     parser.add_argument("--batch-size", type=int, default=8, help="rows in flight at once")
     args = parser.parse_args(argv)
 
     with open(args.input, encoding="utf-8") as file:
         rows = [json.loads(line) for line in file if line.strip()]
     for row in rows:
-        row["id"], row["answer"] = str(row["id"]), str(row["answer"])
+        row["id"] = str(row["id"])
 
+    cord = {**json.loads(args.cord), "reasoning_format": "inline"}
     with Pipeline(name="cord-proxy-distill") as pipeline:
         load = LoadDataFromDicts(data=rows, batch_size=args.batch_size)
-        generate = CordGeneration(
-            llm=CordOpenAILLM(
+        generate = TextGeneration(
+            llm=OpenAILLM(
                 model=args.model,
                 base_url=args.base_url,
                 api_key=args.api_key,
-                timeout=3600,
+                timeout=3600,  # distilabel's default, 120 s, is short for a decode
                 max_retries=3,
-                cord=json.loads(args.cord),
+                generation_kwargs={
+                    "max_new_tokens": args.max_new_tokens,
+                    "temperature": args.temperature,
+                    "extra_body": {"cord": cord},
+                },
             ),
+            input_mappings={"instruction": "question"},
             input_batch_size=args.batch_size,
         )
-        load >> generate
+        split = SplitThinking()
+        load >> generate >> split
 
     distiset = pipeline.run(use_cache=False)
     dataset = distiset["default"]["train"]
