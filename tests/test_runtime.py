@@ -147,9 +147,7 @@ def test_reasoning_effort_sets_the_thinking_budget_from_the_ensemble_levels() ->
 
 
 def test_cord_thinking_budget_wins_over_reasoning_effort() -> None:
-    job = runtime().job_for_request(
-        request(reasoning_effort="high", cord={"thinking_budget": 77})
-    )
+    job = runtime().job_for_request(request(reasoning_effort="high", cord={"thinking_budget": 77}))
     assert job.decode.options.thinking_budget == 77
 
 
@@ -166,8 +164,10 @@ def test_logprobs_are_refused_when_an_answer_teacher_cannot_give_them() -> None:
 
 
 def test_request_fields_reach_the_job() -> None:
-    job = runtime().job_for_request(
-        request(presence_penalty=0.4, min_p=0.1, metadata={"k": "v"}, store=True)
-    ).decode
+    job = (
+        runtime()
+        .job_for_request(request(presence_penalty=0.4, min_p=0.1, metadata={"k": "v"}, store=True))
+        .decode
+    )
     assert job.extras.sampling == {"presence_penalty": 0.4, "min_p": 0.1}
     assert job.recorded == {"metadata": {"k": "v"}, "store": True}

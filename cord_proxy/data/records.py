@@ -2,9 +2,9 @@
 
 A record holds the request id, ensemble and messages, the request's recorded fields
 (``request``: ``metadata``, ``user``, ... as request_fields.py lists them), the reference
-answer, the trace (``reasoning``) and final ``answer``, per-step provenance and scores, the teachers with their
-tokens and cost, timings, and a hash of the decoding settings. The other finished beams of
-the decode, if any, are kept under ``alternatives``.
+answer, the trace (``reasoning``) and final ``answer``, per-step provenance and scores, the
+teachers with their tokens and cost, timings, and a hash of the decoding settings. The other
+finished beams of the decode, if any, are kept under ``alternatives``.
 
 A record is built from a decode in this process (``trace_record``: the ensemble's name, the
 engine's job and its result) or from a proxy's chat completion (``record_from_completion``);
