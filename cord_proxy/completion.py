@@ -1,14 +1,25 @@
-"""Turn a decode's result into an OpenAI chat completion, whole or as stream chunks."""
+"""Turn a decode's result into an OpenAI chat completion, whole or as stream chunks.
+
+When the request asked for ``logprobs``, a choice's ``logprobs`` holds its answer's tokens in
+OpenAI's ``ChatCompletionTokenLogprob`` shape (``bytes``: the token's UTF-8 bytes); streamed,
+the answer is cut along token boundaries, and each content chunk carries exactly its tokens.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from cord_proxy.data.provenance import decode_provenance
-from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
+from cord_proxy.decoding.trace import (
+    AnswerLogprob,
+    DecodeResult,
+    FinishedTrace,
+    StepRecord,
+    TopLogprob,
+)
 from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN
 
 ANSWER_CHUNK_CHARS = 32
@@ -61,8 +72,71 @@ def provenance(result: DecodeResult, ensemble: str, n: int) -> dict[str, Any]:
     return {"ensemble": ensemble, **decode_provenance(result, choices=n)}
 
 
-def completion_choice(index: int, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+def completion_choice(
+    index: int,
+    message: dict[str, Any],
+    finish_reason: str,
+    logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": logprobs,
+        "finish_reason": finish_reason,
+    }
+
+
+def logprobs_of(tokens: Sequence[AnswerLogprob] | None) -> dict[str, Any] | None:
+    """A choice's ``logprobs``: these answer tokens' values; null when none were asked for."""
+    if tokens is None:
+        return None
+    return {"content": [token_logprob(token) for token in tokens], "refusal": None}
+
+
+def token_logprob(token: AnswerLogprob) -> dict[str, Any]:
+    """One token as OpenAI's ``ChatCompletionTokenLogprob``."""
+    return {**_top_logprob(token), "top_logprobs": [_top_logprob(top) for top in token.top]}
+
+
+def _top_logprob(token: AnswerLogprob | TopLogprob) -> dict[str, Any]:
+    return {"token": token.token, "logprob": token.logprob, "bytes": list(token.token.encode())}
+
+
+def answer_pieces(
+    answer: str, tokens: Sequence[AnswerLogprob], size: int = ANSWER_CHUNK_CHARS
+) -> list[tuple[str, list[AnswerLogprob]]]:
+    """`answer` cut along its tokens into pieces of about `size` characters, each with the
+    tokens that write it (a token that reaches past the answer, as ``" 42"`` past ``"42"``,
+    writes only its part inside). Tokens that do not spell the answer: one piece with all."""
+    spans = _token_parts(answer, tokens)
+    if spans is None:
+        return [(answer, list(tokens))]
+    pieces: list[tuple[str, list[AnswerLogprob]]] = []
+    text = ""
+    group: list[AnswerLogprob] = []
+    for token, part in spans:
+        text, group = text + part, [*group, token]
+        if len(text) >= size:
+            pieces.append((text, group))
+            text, group = "", []
+    if group:
+        pieces.append((text, group))
+    return pieces
+
+
+def _token_parts(
+    answer: str, tokens: Sequence[AnswerLogprob]
+) -> list[tuple[AnswerLogprob, str]] | None:
+    """Each token with the part of `answer` it writes; None when they do not spell it."""
+    start = "".join(token.token for token in tokens).find(answer)
+    if start < 0:
+        return None
+    parts, offset = [], -start
+    for token in tokens:
+        after = offset + len(token.token)
+        parts.append((token, answer[max(offset, 0) : max(after, 0)]))
+        offset = after
+    return parts
 
 
 def chat_completion(
@@ -100,7 +174,12 @@ def completion_body(
         ensemble,
         int(time.time()),
         [
-            completion_choice(i, message_of(trace, reasoning_format), trace.answer_finish_reason)
+            completion_choice(
+                i,
+                message_of(trace, reasoning_format),
+                trace.answer_finish_reason,
+                logprobs_of(trace.answer_logprobs),
+            )
             for i, trace in enumerate(traces)
         ],
         usage_of(result, traces),
@@ -127,9 +206,11 @@ class ChunkWriter:
             **extra,
         }
 
-    def delta(self, index: int, **delta: Any) -> dict[str, Any]:
+    def delta(
+        self, index: int, logprobs: dict[str, Any] | None = None, **delta: Any
+    ) -> dict[str, Any]:
         return self.chunk(
-            [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]
+            [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}]
         )
 
     def role(self, n: int) -> dict[str, Any]:
@@ -161,6 +242,14 @@ class ChunkWriter:
                 yield self.reasoning(index, text, inline)
 
     def answer(self, index: int, trace: FinishedTrace, inline: bool) -> Iterator[dict[str, Any]]:
+        """The answer's content chunks (after the thinking's close when `inline`); with
+        logprobs, cut along its tokens, each chunk with the tokens of its text."""
+        if trace.answer_logprobs is not None:
+            if inline:
+                yield self.delta(index, content=f"\n{THINK_CLOSE}\n\n")
+            for text, tokens in answer_pieces(trace.answer, trace.answer_logprobs):
+                yield self.delta(index, logprobs_of(tokens), content=text)
+            return
         text = f"\n{THINK_CLOSE}\n\n{trace.answer}" if inline else trace.answer
         for start in range(0, len(text), ANSWER_CHUNK_CHARS):
             yield self.delta(index, content=text[start : start + ANSWER_CHUNK_CHARS])

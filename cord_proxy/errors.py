@@ -27,6 +27,7 @@ status, type and code in its header; what it does not name it takes from its par
     +-- DecodeError (502, decode_error)
         +-- DecodeTimeoutError (504)
         +-- TeachersTimedOutError (504)
+        +-- AnswerFormatError
 """
 
 from __future__ import annotations
@@ -198,6 +199,10 @@ class DecodeTimeoutError(DecodeError, status=504, code="request_timeout"):
 
 class TeachersTimedOutError(DecodeError, status=504, code=TEACHER_TIMEOUT):
     """Every failure of the step was a timeout."""
+
+
+class AnswerFormatError(DecodeError, code="response_format_mismatch"):
+    """No finished trace got an answer that matches the request's response_format."""
 
 
 @dataclass(frozen=True)

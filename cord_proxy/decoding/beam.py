@@ -74,6 +74,7 @@ class BeamSearch:
             segmenter=segmenter_for(job.options),
             usage=usage,
             log=FailureLog(usage),
+            extras=job.extras,
         )
         self.on_progress = on_progress
         self.rounds: list[RoundTiming] = []
@@ -131,10 +132,7 @@ class BeamSearch:
             search_done = time.perf_counter()
         answered = answers.answered()
         if not answered:
-            raise DecodeError(
-                "no teacher could write the final answer of any finished trace: "
-                + self.context.log.role_errors("answer")
-            )
+            raise answers.failure()
         return answered, time.perf_counter() - search_done
 
     async def _step(
@@ -265,6 +263,7 @@ def _finished(answered: Answered) -> FinishedTrace:
         answer_finish_reason="length" if answer.finish_reason == "length" else "stop",
         reasoning_tokens=beam.tokens,
         answer_tokens=answer.tokens,
+        answer_logprobs=answered.logprobs,
     )
 
 

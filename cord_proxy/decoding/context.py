@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from cord_proxy.decoding.failures import FailureLog
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.scorers import ScorerModel
 from cord_proxy.decoding.segment import Segmenter
 from cord_proxy.decoding.trace import TeacherUsage
-from cord_proxy.teachers.base import Message, Proposal, Teacher
+from cord_proxy.teachers.base import CallExtras, Message, Proposal, Teacher
 
 
 def call_seed(seed: int | None, *parts: object) -> int | None:
@@ -26,6 +27,18 @@ def call_seed(seed: int | None, *parts: object) -> int | None:
     return int.from_bytes(digest, "big") % (2**31)
 
 
+class ExtrasArgument(TypedDict, total=False):
+    """The ``extras`` keyword of `Teacher.propose`, present only when there are some."""
+
+    extras: CallExtras
+
+
+def extras_argument(extras: CallExtras) -> ExtrasArgument:
+    """`extras` as a call's keyword arguments: none when empty, so that a teacher that takes
+    no extras (a test's fake) keeps working for requests that set none."""
+    return {} if extras.empty else {"extras": extras}
+
+
 @dataclass
 class DecodeContext:
     conversation: list[Message]
@@ -37,6 +50,15 @@ class DecodeContext:
     usage: dict[str, TeacherUsage]
     log: FailureLog
     prompt_tokens: int = 0  # the question's tokens, as the proposers of step 1 counted them
+    extras: CallExtras = field(default_factory=CallExtras)  # the request's, for proposal calls
+
+    def step_extras(self) -> ExtrasArgument:
+        """What a step's proposal call adds: the sampling fields (``**`` it into the call)."""
+        return extras_argument(self.extras.for_steps())
+
+    def answer_extras(self) -> ExtrasArgument:
+        """What an answer call adds: every extra field (``**`` it into the call)."""
+        return extras_argument(self.extras)
 
     @property
     def step_mode(self) -> bool:

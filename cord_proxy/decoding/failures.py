@@ -18,6 +18,7 @@ from cord_proxy.teachers.base import Teacher
 DROP_AFTER_FAILURES = 2
 ROUND_TIMEOUT = "round_timeout"
 EMPTY_PROPOSAL = "empty_proposal"
+ANSWER_FORMAT = "answer_format"
 TIMEOUT_CODES = frozenset({TEACHER_TIMEOUT, ROUND_TIMEOUT})
 
 
@@ -57,6 +58,13 @@ class FailureLog:
         """A proposal with no text that does not close the thinking: recorded, not a strike."""
         message = f"teacher '{teacher}': proposed an empty step"
         self._record(step, teacher, "propose", message, EMPTY_PROPOSAL)
+
+    def answer_rejected(self, step: int, teacher: str, problem: str) -> None:
+        """An answer that does not match the request's response_format: that teacher's failure
+        for this trace (the next answer teacher tries), recorded but not a strike: the call
+        itself worked."""
+        message = f"teacher '{teacher}': the answer does not match the response_format: {problem}"
+        self._record(step, teacher, "answer", message, ANSWER_FORMAT)
 
     def cut(self, step: int, teacher: str, role: str, deadline: float) -> None:
         """A call cancelled at the round deadline: a failure of that teacher, as a timeout."""

@@ -148,6 +148,7 @@ class Round:
                     temperature=options.temperature,
                     top_p=options.top_p,
                     reserve=options.answer_budget,
+                    **context.step_extras(),
                 )
         except TeacherError as error:
             context.log.proposer_failed(self.step, teacher.name, "propose", error)

@@ -81,6 +81,22 @@ class TeacherUsage(BaseModel):
     failures: int = 0
 
 
+class TopLogprob(BaseModel):
+    """One of the most likely tokens at an answer token's place."""
+
+    token: str
+    logprob: float
+
+
+class AnswerLogprob(BaseModel):
+    """One token of the final answer, as the teacher that wrote it read it: its
+    log-probability, and the most likely alternatives at its place (best first)."""
+
+    token: str
+    logprob: float
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
 class FinishedTrace(BaseModel):
     """A finished beam: the thinking, the answer and the provenance of every step."""
 
@@ -94,6 +110,10 @@ class FinishedTrace(BaseModel):
     answer_finish_reason: Literal["stop", "length"]
     reasoning_tokens: int
     answer_tokens: int
+    answer_logprobs: list[AnswerLogprob] | None = Field(
+        None,
+        description="the answer's tokens, when the request asked for logprobs (else null)",
+    )
 
 
 class RoundTiming(BaseModel):
