@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from cord_proxy.data.provenance import decode_provenance
@@ -18,6 +18,7 @@ from cord_proxy.decoding.trace import (
     DecodeResult,
     FinishedTrace,
     StepRecord,
+    TeacherUsage,
     TopLogprob,
 )
 from cord_proxy.teachers.base import THINK_CLOSE, THINK_OPEN
@@ -47,23 +48,53 @@ def message_of(
     }
 
 
-def usage_counts(prompt_tokens: int, reasoning_tokens: int, answer_tokens: int) -> dict[str, Any]:
-    """A chat completion's usage; reasoning tokens are part of completion tokens."""
+def usage_counts(
+    prompt_tokens: int,
+    reasoning_tokens: int,
+    answer_tokens: int,
+    *,
+    cost: float | None = None,
+    teacher_tokens: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A chat completion's usage; reasoning tokens are part of completion tokens. `cost`
+    (USD, OpenRouter's ``usage.cost``) and `teacher_tokens` are the whole decode's, when given."""
     completion = reasoning_tokens + answer_tokens
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
+    if cost is not None:
+        usage["cost"] = cost
+    if teacher_tokens is not None:
+        usage["teacher_tokens"] = dict(teacher_tokens)
+    return usage
+
+
+def decode_cost(teachers: Sequence[TeacherUsage]) -> float:
+    """The whole decode's cost in USD: the sum of its teachers' (``cord.teachers[].cost_usd``)."""
+    return sum(u.cost_usd for u in teachers)
+
+
+def teacher_tokens(teachers: Sequence[TeacherUsage]) -> dict[str, int]:
+    """Every token the decode's teachers processed, summed over them (``usage.teacher_tokens``):
+    their proposals' and answers' prompt and completion tokens, and their scoring reads'."""
+    return {
+        "prompt": sum(u.prompt_tokens for u in teachers),
+        "completion": sum(u.completion_tokens for u in teachers),
+        "scoring": sum(u.score_tokens for u in teachers),
+    }
 
 
 def usage_of(result: DecodeResult, traces: list[FinishedTrace]) -> dict[str, Any]:
-    """Usage of the returned choices."""
+    """Usage of the returned choices, with the cost and teacher tokens of the whole decode."""
     return usage_counts(
         result.prompt_tokens,
         sum(t.reasoning_tokens for t in traces),
         sum(t.answer_tokens for t in traces),
+        cost=decode_cost(result.teachers),
+        teacher_tokens=teacher_tokens(result.teachers),
     )
 
 

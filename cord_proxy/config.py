@@ -6,6 +6,7 @@ Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -110,6 +111,10 @@ class TeacherConfig(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # kind 'litellm' only: continue a prefilled assistant turn (None: ask litellm's model map)
     assistant_prefill: bool | None = None
+    # USD per million tokens this teacher processes: its proposals' prompt and completion
+    # tokens and its scoring reads' tokens alike (decoding/context.py prices them). None: 0 for
+    # kind 'openai', litellm's cost map for kind 'litellm'; set, it overrides the map
+    cost_per_million_tokens: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +154,16 @@ class TeacherConfig(BaseModel):
     def _kind_settings(self) -> TeacherConfig:
         if self.kind != "litellm" and self.assistant_prefill is not None:
             raise ValueError("assistant_prefill applies to kind 'litellm' only")
+        return self
+
+    @model_validator(mode="after")
+    def _price(self) -> TeacherConfig:
+        price = self.cost_per_million_tokens
+        if price is not None and not (math.isfinite(price) and price >= 0):
+            raise ValueError(
+                f"teacher '{self.name}': cost_per_million_tokens must be a finite number "
+                f">= 0 (USD per million tokens), not {price}"
+            )
         return self
 
 

@@ -120,6 +120,12 @@ class Runtime:
         )
         for ensemble in config.ensembles:
             self.breakers.group(self._proposer_breakers(ensemble))
+        # USD per million tokens of the teachers with a configured price (every job's `prices`)
+        self.prices: dict[str, float] = {
+            t.name: t.cost_per_million_tokens
+            for t in config.teachers
+            if t.cost_per_million_tokens is not None
+        }
 
     def _proposer_breakers(self, ensemble: EnsembleConfig) -> list[CircuitBreaker]:
         """The breakers of an ensemble's proposers: when all are open, each lets a probe call
@@ -201,6 +207,7 @@ class Runtime:
             options,
             reference_answer,
             dict(ensemble.scorer_weights),
+            prices=self.prices,
         )
         return ChatJob(ensemble.name, job, reasoning_format, stream, include_usage)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cord_proxy.api.outcome import cleaned
-from cord_proxy.completion import provenance
+from cord_proxy.completion import decode_cost, provenance, teacher_tokens
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import DecodeResult, FinishedTrace, StepRecord
 from cord_proxy.errors import CordError
@@ -70,11 +70,14 @@ class Finished:
 
 @dataclass(frozen=True)
 class Usage:
-    """The tokens of the returned choices (sent when the request asked for usage)."""
+    """The tokens of the returned choices (sent when the request asked for usage), and the
+    whole decode's `cost` (USD) and `teacher_tokens` (completion.py `teacher_tokens`)."""
 
     prompt_tokens: int
     reasoning_tokens: int
     answer_tokens: int
+    cost: float = 0.0
+    teacher_tokens: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ async def chat_events(
                 result.prompt_tokens,
                 sum(t.reasoning_tokens for t in traces),
                 sum(t.answer_tokens for t in traces),
+                decode_cost(result.teachers),
+                teacher_tokens(result.teachers),
             )
     except CordError as error:
         yield Failed(error)

@@ -68,7 +68,13 @@ def _payloads(event: ChatEvent, chunks: ChunkWriter, inline: bool) -> list[dict[
     if isinstance(event, Finished):
         return [chunks.finish(event.traces, event.cord)]
     if isinstance(event, Usage):
-        usage = usage_counts(event.prompt_tokens, event.reasoning_tokens, event.answer_tokens)
+        usage = usage_counts(
+            event.prompt_tokens,
+            event.reasoning_tokens,
+            event.answer_tokens,
+            cost=event.cost,
+            teacher_tokens=event.teacher_tokens,
+        )
         return [chunks.usage(usage)]
     if isinstance(event, Failed):
         return [openai_error(event.error)]

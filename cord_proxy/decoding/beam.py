@@ -74,6 +74,7 @@ class BeamSearch:
             segmenter=segmenter_for(job.options),
             usage=usage,
             log=FailureLog(usage),
+            prices=job.prices,
             extras=job.extras,
         )
         self.on_progress = on_progress
@@ -98,7 +99,7 @@ class BeamSearch:
             score_mode="step" if context.step_mode else "reference",
             reference_used=not context.step_mode,
             prompt_tokens=context.prompt_tokens,
-            teachers=list(context.usage.values()),
+            teachers=context.priced_usage(),
             failures=context.log.records,
             dropped=context.log.dropped,
             rounds=self.rounds,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -50,6 +50,7 @@ class DecodeContext:
     usage: dict[str, TeacherUsage]
     log: FailureLog
     prompt_tokens: int = 0  # the question's tokens, as the proposers of step 1 counted them
+    prices: Mapping[str, float] = field(default_factory=dict)  # USD per million tokens
     extras: CallExtras = field(default_factory=CallExtras)  # the request's, for proposal calls
 
     def step_extras(self) -> ExtrasArgument:
@@ -78,3 +79,13 @@ class DecodeContext:
         seen = [p.prompt_tokens for p in proposals if p.prompt_tokens > 0]
         if step == 1 and seen and (self.prompt_tokens == 0 or min(seen) < self.prompt_tokens):
             self.prompt_tokens = min(seen)
+
+    def priced_usage(self) -> list[TeacherUsage]:
+        """Every teacher's usage, its cost final (once, at the end of the decode): a teacher
+        with a price costs that price per million of every token it processed, in place of
+        the cost its calls reported; one without keeps its calls' cost (litellm's)."""
+        for name, usage in self.usage.items():
+            price = self.prices.get(name)
+            if price is not None:
+                usage.cost_usd = price * usage.processed_tokens / 1e6
+        return list(self.usage.values())

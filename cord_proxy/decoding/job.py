@@ -30,6 +30,9 @@ class DecodeJob:
     each finite and above 0; docs/method.md, "Scorers and weights"). `extras` are the
     request's fields for the proposal calls (steps: the sampling fields; answers: all of them),
     and `recorded` the request fields kept in the dataset record and nowhere else.
+    `prices` are USD per million tokens, by teacher name: a priced teacher's ``cost_usd`` is
+    its price times every token it processed (prompt, completion and scoring alike), in place
+    of the cost its calls reported (litellm's); each finite and >= 0.
     A job whose teachers cannot fill their roles is refused when it is made, not mid-decode.
     """
 
@@ -41,10 +44,12 @@ class DecodeJob:
     scorer_weights: Mapping[str, float] = field(default_factory=dict)
     extras: CallExtras = field(default_factory=CallExtras)
     recorded: Mapping[str, Any] = field(default_factory=dict)
+    prices: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_roles(self.proposers, self.scorers)
         _check_weights(self.scorer_weights)
+        _check_prices(self.prices)
         problem = reference_problem(self.reference_answer)
         if problem is not None:
             raise InvalidRequestError(problem, param="reference_answer")
@@ -59,9 +64,10 @@ class DecodeJob:
         scorers: Sequence[Teacher] | None = None,
         reference_answer: str | None = None,
         scorer_weights: Mapping[str, float] | None = None,
+        prices: Mapping[str, float] | None = None,
     ) -> DecodeJob:
         """A job from a question: `teachers` that can propose do; `scorers` default to those
-        of `teachers` that can score."""
+        of `teachers` that can score; `prices` to the teachers' configured ones."""
         conversation = (
             (Message(role="user", content=question),)
             if isinstance(question, str)
@@ -78,6 +84,7 @@ class DecodeJob:
             options or DecodeOptions(),
             reference_answer,
             dict(scorer_weights or {}),
+            prices=dict(prices) if prices is not None else configured_prices([*teachers, *chosen]),
         )
 
 
@@ -95,6 +102,27 @@ def _check_weights(weights: Mapping[str, float]) -> None:
         raise InvalidRequestError(
             f"scorer weights must be finite numbers above 0: {', '.join(sorted(bad))}",
             param="scorer_weights",
+        )
+
+
+def configured_prices(teachers: Sequence[Teacher]) -> dict[str, float]:
+    """The prices of teachers built from a config (``cost_per_million_tokens``), by name;
+    a teacher without a config or without a price has none."""
+    found: dict[str, float] = {}
+    for teacher in teachers:
+        price = getattr(getattr(teacher, "config", None), "cost_per_million_tokens", None)
+        if isinstance(price, int | float):
+            found[teacher.name] = float(price)
+    return found
+
+
+def _check_prices(prices: Mapping[str, float]) -> None:
+    bad = [name for name, price in prices.items() if not (math.isfinite(price) and price >= 0)]
+    if bad:
+        raise InvalidRequestError(
+            f"prices must be finite numbers >= 0 (USD per million tokens): "
+            f"{', '.join(sorted(bad))}",
+            param="prices",
         )
 
 

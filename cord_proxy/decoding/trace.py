@@ -66,7 +66,13 @@ class StepFailure(BaseModel):
 
 
 class TeacherUsage(BaseModel):
-    """One teacher's share of a decode."""
+    """One teacher's share of a decode.
+
+    `prompt_tokens` and `completion_tokens` are its proposal and answer calls' (as the teacher
+    reported them), `score_tokens` its scoring reads' (the context and target tokens of each
+    read). `cost_usd`: its configured price (``cost_per_million_tokens``) times all three, or,
+    for a hosted teacher without one, the sum of litellm's cost of its calls.
+    """
 
     name: str
     proposals: int = 0
@@ -79,6 +85,11 @@ class TeacherUsage(BaseModel):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     failures: int = 0
+
+    @property
+    def processed_tokens(self) -> int:
+        """Every token the teacher processed: prompt, completion and scoring alike."""
+        return self.prompt_tokens + self.completion_tokens + self.score_tokens
 
 
 class TopLogprob(BaseModel):

@@ -10,7 +10,9 @@ Scoring is never sent: `score` raises `TeacherCapabilityError` without any I/O (
 `capabilities` for why no provider scores through litellm).
 
 Usage: tokens come from the response's usage (litellm's `token_counter` per choice when
-n > 1), cost from `litellm.completion_cost` (0.0 for a model litellm has no price for).
+n > 1), cost from `litellm.completion_cost` (0.0 for a model litellm has no price for),
+unless the teacher's ``cost_per_million_tokens`` prices it (then 0.0 here: the decode
+prices its tokens at its end).
 A call's prompt tokens are put on its first proposal, so that sums over proposals are
 exact; its cost is split evenly over its proposals.
 
@@ -254,7 +256,9 @@ class HostedTeacher(TeacherClient):
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = getattr(usage, "completion_tokens", None)
-        cost = response_cost(response)
+        # a configured price is applied to the decode's token counts at its end (decoding/
+        # context.py): litellm's cost map is not consulted, on the hot path or anywhere
+        cost = 0.0 if self.config.cost_per_million_tokens is not None else response_cost(response)
         proposals: list[Proposal] = []
         for index, choice in enumerate(choices):
             raw = prompt.received(
