@@ -175,6 +175,23 @@ def _has_credentials(url: str) -> bool:
         return True
 
 
+Budget = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class ReasoningBudgets(BaseModel):
+    """The thinking budget, in tokens, each ``reasoning_effort`` level of a request sets
+    (``[ensembles.reasoning_budgets]``); a request's ``cord.thinking_budget`` wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    minimal: Budget = 1024
+    low: Budget = 4096
+    medium: Budget = 16384
+    high: Budget = 32768
+    xhigh: Budget = 65536
+    max: Budget = 131072
+
+
 class EnsembleConfig(BaseModel):
     """A named set of proposers and scorers with default decoding settings."""
 
@@ -185,6 +202,7 @@ class EnsembleConfig(BaseModel):
     scorers: tuple[str, ...] | None = None
     scorer_weights: dict[str, float] = Field(default_factory=dict)
     defaults: DecodeOptions = DecodeOptions()
+    reasoning_budgets: ReasoningBudgets = ReasoningBudgets()
 
     @field_validator("scorer_weights")
     @classmethod

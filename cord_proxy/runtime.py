@@ -30,7 +30,7 @@ from cord_proxy.errors import (
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.roles import GapKind, role_gaps
 from cord_proxy.teachers._client import TeacherClient
-from cord_proxy.teachers.base import Message, Teacher
+from cord_proxy.teachers.base import CallExtras, Message, Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry, CircuitBreaker
 from cord_proxy.teachers.endpoint import listed_models
 from cord_proxy.teachers.factory import build_teacher, endpoint_key
@@ -166,15 +166,32 @@ class Runtime:
         return self.job(
             request.model,
             [Message(role=m.role, content=m.text()) for m in request.messages],
-            request.overrides(),
+            {**self._effort_budget(request), **request.overrides()},
             completion_limit=request.completion_limit(),
             teachers=cord.teachers,
             scorers=cord.scorers,
             reference_answer=cord.reference_answer,
             reasoning_format=cord.reasoning_format,
-            stream=request.stream,
+            stream=bool(request.stream),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
+            extras=request.call_extras(),
+            recorded=request.recorded(),
+            template_kwargs=request.chat_template_kwargs,
         )
+
+    def _effort_budget(self, request: ChatCompletionRequest) -> dict[str, int]:
+        """The thinking budget `reasoning_effort` sets, from the ensemble's levels."""
+        effort = request.reasoning_effort
+        if effort is None:
+            return {}
+        if effort == "none":
+            raise InvalidRequestError(
+                "reasoning_effort 'none' asks for no reasoning, and a CoRD trace is reasoning: "
+                "use 'minimal' for the shortest",
+                param="reasoning_effort",
+            )
+        budgets = self._ensemble(request.model).reasoning_budgets
+        return {"thinking_budget": getattr(budgets, effort)}
 
     def job(
         self,
@@ -189,15 +206,26 @@ class Runtime:
         completion_limit: int | None = None,
         stream: bool = False,
         include_usage: bool = False,
+        extras: CallExtras | None = None,
+        recorded: Mapping[str, Any] | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> ChatJob:
         """A job on an ensemble: its teachers (or the chosen ones) and its default options
         with `overrides` (decoding option name -> value) on top, within the cost caps.
 
         `completion_limit` (``max_completion_tokens``) is shared between the thinking and
-        the answer budgets, in their ratio.
+        the answer budgets, in their ratio. `extras` go with proposal calls, `recorded` into
+        the dataset record, and `template_kwargs` to the chat templates of the teachers that
+        render one (proposals and scoring alike).
         """
         ensemble = self._ensemble(ensemble_name)
         proposers, chosen_scorers = self._teachers(ensemble, teachers, scorers)
+        extras = extras or CallExtras()
+        _check_logprobs(extras, proposers)
+        if template_kwargs:
+            proposers, chosen_scorers = _with_template_kwargs(
+                template_kwargs, proposers, chosen_scorers
+            )
         options = _options(ensemble, overrides or {}, completion_limit)
         check_cost(self.config.limits, options, len(proposers), len(chosen_scorers))
         job = DecodeJob(
@@ -207,6 +235,8 @@ class Runtime:
             options,
             reference_answer,
             dict(ensemble.scorer_weights),
+            extras=extras,
+            recorded=dict(recorded or {}),
             prices=self.prices,
         )
         return ChatJob(ensemble.name, job, reasoning_format, stream, include_usage)
@@ -239,6 +269,35 @@ class Runtime:
         if unknown:
             raise InvalidRequestError(f"unknown teacher '{unknown[0]}'", param=param)
         return [self.teachers[n] for n in dict.fromkeys(names)]
+
+
+def _check_logprobs(extras: CallExtras, proposers: Sequence[Teacher]) -> None:
+    """Answer log-probabilities need answer teachers (every proposer) that give them."""
+    if extras.logprobs is None:
+        return
+    lacking = [t.name for t in proposers if not getattr(t, "gives_logprobs", False)]
+    if lacking:
+        raise InvalidRequestError(
+            f"logprobs: teacher '{lacking[0]}' writes answers and cannot give their "
+            "log-probabilities (a hosted teacher); choose teachers that can with cord.teachers",
+            param="logprobs",
+        )
+
+
+def _with_template_kwargs(
+    kwargs: Mapping[str, Any], proposers: Sequence[Teacher], scorers: Sequence[Teacher]
+) -> tuple[list[Teacher], list[Teacher]]:
+    """The teachers as views that render their chat template with the request's `kwargs`
+    (teachers that render none, hosted ones, stay as they are); one view per teacher."""
+    views: dict[str, Teacher] = {}
+
+    def view(teacher: Teacher) -> Teacher:
+        if teacher.name not in views:
+            made = getattr(teacher, "with_prompt_fields", None)
+            views[teacher.name] = made({"chat_template_kwargs": dict(kwargs)}) if made else teacher
+        return views[teacher.name]
+
+    return [view(t) for t in proposers], [view(t) for t in scorers]
 
 
 def _options(

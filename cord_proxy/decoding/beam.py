@@ -77,6 +77,7 @@ class BeamSearch:
             prices=job.prices,
             extras=job.extras,
         )
+        self.recorded = dict(job.recorded)
         self.on_progress = on_progress
         self.rounds: list[RoundTiming] = []
         self._certain = 0
@@ -105,6 +106,9 @@ class BeamSearch:
             rounds=self.rounds,
             wall_s=time.perf_counter() - started,
             answer_wait_s=answer_wait,
+            thinking_budget=context.options.thinking_budget,
+            answer_budget=context.options.answer_budget,
+            recorded=self.recorded,
         )
 
     async def _search(self) -> tuple[list[Answered], float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -159,6 +159,11 @@ class DecodeResult(BaseModel):
     rounds: list[RoundTiming]
     wall_s: float
     answer_wait_s: float
+    thinking_budget: int = Field(0, description="the decode's thinking budget, in tokens")
+    answer_budget: int = Field(0, description="the decode's answer budget, in tokens")
+    recorded: dict[str, Any] = Field(
+        default_factory=dict, description="the request's recorded fields (request_fields.py)"
+    )
 
     @property
     def best(self) -> FinishedTrace:
