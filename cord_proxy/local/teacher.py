@@ -32,6 +32,9 @@ LOCAL_MODEL_NAME = "gemma3-270m"
 DEFAULT_TEACHER_PORT = 8401
 DEFAULT_HOST = "127.0.0.1"
 MAX_MODEL_LEN = 2048
+# Structured answers (a request's response_format) in compact JSON: a 270M model given the
+# JSON grammar's free whitespace writes newlines until its answer budget runs out.
+STRUCTURED_OUTPUTS = '{"backend": "xgrammar", "disable_any_whitespace": true}'
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHAT_TEMPLATE = PACKAGE_DIR / "gemma_chat_template.jinja"
@@ -266,6 +269,7 @@ class LocalTeacherServer:
             "--dtype", "bfloat16",
             "--enforce-eager",
             "--chat-template", str(CHAT_TEMPLATE),
+            "--structured-outputs-config", STRUCTURED_OUTPUTS,
             "--host", self.host,
             "--port", str(self.port),
         ]  # fmt: skip
