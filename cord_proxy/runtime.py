@@ -19,6 +19,7 @@ from cord_proxy.config import (
     ensemble_scorers,
 )
 from cord_proxy.decoding import DecodeJob, ProgressCallback, decode
+from cord_proxy.decoding.answer_format import schema_of
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
@@ -222,6 +223,8 @@ class Runtime:
         proposers, chosen_scorers = self._teachers(ensemble, teachers, scorers)
         extras = extras or CallExtras()
         _check_logprobs(extras, proposers)
+        if extras.response_format and extras.response_format.get("type") == "json_schema":
+            schema_of(extras.response_format)  # a schema that is none: 400 before any decode
         if template_kwargs:
             proposers, chosen_scorers = _with_template_kwargs(
                 template_kwargs, proposers, chosen_scorers

@@ -171,3 +171,12 @@ def test_request_fields_reach_the_job() -> None:
     )
     assert job.extras.sampling == {"presence_penalty": 0.4, "min_p": 0.1}
     assert job.recorded == {"metadata": {"k": "v"}, "store": True}
+
+
+def test_a_json_schema_that_is_no_schema_is_refused_before_decoding() -> None:
+    bad = {"name": "x", "schema": {"type": "no-such-type"}}
+    with pytest.raises(InvalidRequestError, match="not a valid JSON Schema") as caught:
+        runtime().job_for_request(
+            request(response_format={"type": "json_schema", "json_schema": bad})
+        )
+    assert caught.value.param == "response_format.json_schema.schema"
