@@ -54,13 +54,14 @@ run_offline()
 
 from bespokelabs import curator  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
 
 
 class Solution(BaseModel):
-    """The final answer's shape: what the answer teacher must write, as JSON."""
+    """The final answer's shape: what the answer teacher must write, as JSON. The bound
+    keeps a runaway string (small models write one) within the answer budget."""
 
-    answer: str
+    answer: str = Field(max_length=32, description="the final answer alone")
 
 
 class StructuredReasoner(curator.LLM):

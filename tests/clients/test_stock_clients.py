@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tests.clients.conftest import ROOT, rows
 from tests.support.proxy_process import ProxyProcess
@@ -35,7 +35,9 @@ SLOTS = 48  # [server] max_concurrent_requests: what x-ratelimit-limit-requests 
 
 # Short decodes, and an answer budget a small JSON object fits in (a structured answer cut by
 # its budget is no JSON); thinking + answer = 128, distilabel's default max_tokens, so that
-# default does not cut the budgets here.
+# default does not cut the budgets here. Three names for the one local teacher: gemma 270m
+# under a JSON schema often runs away (endless digits or whitespace) and every proposer is
+# an answer teacher, so a trace gets three tries (each its own seed) at a matching answer.
 CONFIG = """
 [server]
 host = "127.0.0.1"
@@ -43,7 +45,21 @@ port = PORT
 max_concurrent_requests = SLOTS
 
 [[teachers]]
-name = "t"
+name = "t1"
+base_url = "TEACHER"
+model = "gemma3-270m"
+temperature = 0.6
+timeout = 300
+
+[[teachers]]
+name = "t2"
+base_url = "TEACHER"
+model = "gemma3-270m"
+temperature = 0.6
+timeout = 300
+
+[[teachers]]
+name = "t3"
 base_url = "TEACHER"
 model = "gemma3-270m"
 temperature = 0.6
@@ -51,10 +67,10 @@ timeout = 300
 
 [[ensembles]]
 name = "cord"
-teachers = ["t"]
+teachers = ["t1", "t2", "t3"]
 [ensembles.defaults]
 beam_width = 1
-proposals_per_teacher = 2
+proposals_per_teacher = 1
 max_steps = 1
 max_step_tokens = 16
 thinking_budget = 64
@@ -97,7 +113,7 @@ pipeline.run(use_cache=False)["default"]["train"].to_json(output, lines=True)
 
 
 class Answer(BaseModel):
-    answer: str
+    answer: str = Field(max_length=16)  # bounded: a small model's string cannot run away
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +213,7 @@ def test_curators_structured_output_probe_passes(proxy: ProxyProcess) -> None:
         name: str
         age: int
 
-    client = openai.OpenAI(base_url=proxy.base_url, api_key="none", max_retries=0)
+    client = openai.OpenAI(base_url=proxy.base_url, api_key="none")  # Curator's: 2 retries
     completion = client.chat.completions.parse(
         model="cord",
         messages=[{"role": "user", "content": "Jason is 25 years old."}],
