@@ -200,6 +200,7 @@ class ChatCompletionRequest(BaseModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
     store: bool | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
+    parallel_tool_calls: bool | None = None
     cord: CordOptions = CordOptions()
 
     @field_validator("stop")

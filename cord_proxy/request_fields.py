@@ -132,6 +132,7 @@ FIELDS: tuple[StandardField, ...] = (
     _field("service_tier", "recorded", "OpenAI's tiers", "kept in the record"),
     _field("store", "recorded", "`true`, `false`", "kept in the record"),
     _field("verbosity", "recorded", "`low`, `medium`, `high`", "kept in the record"),
+    _field("parallel_tool_calls", "recorded", "`true`, `false`", "kept in the record (no tools)"),
     _refused("tools", "`[]`", "a trace is reasoning, not tool calls"),
     _refused(
         "tool_choice",
@@ -139,7 +140,6 @@ FIELDS: tuple[StandardField, ...] = (
         "no tools are called",
         accepts=_no_tool_choice,
     ),
-    _refused("parallel_tool_calls", "any, without tools", "no tools are called", lambda _: True),
     _refused("functions", "`[]`", "a trace is reasoning, not function calls"),
     _refused("function_call", "`none`, `auto`", "no functions are called", _no_tool_choice),
     _refused("audio", "null", "text only"),
