@@ -141,6 +141,9 @@ async def test_openai_batch_lines_hold_chat_completions(traces: Path, tmp_path: 
         usage = body.usage
         assert usage is not None and usage.completion_tokens_details is not None
         assert usage.completion_tokens >= (usage.completion_tokens_details.reasoning_tokens or 0)
+        body_cord = row["response"]["body"]["cord"]
+        assert usage.model_extra is not None
+        assert usage.model_extra["cost"] == body_cord["cost_usd"]
     assert rows[2]["response"]["body"]["choices"][0]["message"] == {
         "role": "assistant",
         "content": "7",

@@ -79,7 +79,10 @@ def to_openai_batch(record: dict[str, Any]) -> dict[str, Any]:
         record.get("ensemble"),
         int(finished_at),
         [completion_choice(0, message, record.get("finish_reason") or "stop")],
-        usage_counts(*(int(usage.get(key) or 0) for key in USAGE_FIELDS)),
+        usage_counts(
+            *(int(usage.get(key) or 0) for key in USAGE_FIELDS),
+            cost=_float(record.get("cost_usd")) or 0.0,
+        ),
         {
             "score": _float(record.get("score")),
             "reference_used": bool(record.get("reference_used")),
