@@ -18,9 +18,9 @@ small step splits it into ``reasoning`` and ``final_answer``.
 
 distilabel always sends its own defaults as well: ``max_tokens`` (``max_new_tokens``, 128
 unless set), ``temperature: 1.0``, ``top_p: 1.0``, zero penalties, ``logprobs: false``.
-cord-proxy takes ``max_tokens`` as a cap on thinking plus answer, so 128 would cut every
-trace short: the example sends ``--max-new-tokens`` (default 1,000,000), which leaves the
-ensemble's budgets in charge, and ``--temperature`` (default 1.0, distilabel's own).
+cord-proxy takes ``max_tokens`` as a cap on the answer (the text distilabel keeps), never on
+the reasoning, and ``temperature`` as every proposer's: ``--max-new-tokens`` (default 128,
+distilabel's own) and ``--temperature`` (default 1.0, distilabel's own) set them.
 
 It runs offline: Hugging Face Hub telemetry and look-ups are off, and tiktoken (which litellm,
 installed next to distilabel, imports) reads the encodings litellm ships.
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--model", default="cord", help="the ensemble")
     parser.add_argument("--cord", default="{}", help="cord options for every row (JSON)")
-    parser.add_argument("--max-new-tokens", type=int, default=1_000_000, help="thinking+answer cap")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="the answer's cap")
     parser.add_argument("--temperature", type=float, default=1.0, help="every proposer's")
     parser.add_argument("--batch-size", type=int, default=8, help="rows in flight at once")
     args = parser.parse_args(argv)

@@ -237,7 +237,14 @@ class ChatCompletionRequest(BaseModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
     def completion_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+        """``max_completion_tokens``: thinking and answer together, as OpenAI counts it."""
+        return self.max_completion_tokens
+
+    def answer_limit(self) -> int | None:
+        """``max_tokens``: the visible output, the answer. OpenAI deprecated it for
+        ``max_completion_tokens``, which reasoning models take; clients that send it by
+        default (distilabel: 128) mean the text they keep, not the reasoning."""
+        return self.max_tokens
 
     def overrides(self) -> dict[str, Any]:
         """The decoding options this request sets, in ``cord`` and in standard fields."""

@@ -83,7 +83,12 @@ FIELDS: tuple[StandardField, ...] = (
         "at least 1",
         "thinking plus answer budget, shared in their ratio",
     ),
-    _field("max_tokens", "honoured", "at least 1", "as `max_completion_tokens` (deprecated)"),
+    _field(
+        "max_tokens",
+        "honoured",
+        "at least 1",
+        "caps the answer (the visible output), not the reasoning (deprecated by OpenAI)",
+    ),
     _field(
         "reasoning_effort",
         "honoured",

@@ -169,6 +169,7 @@ class Runtime:
             [Message(role=m.role, content=m.text()) for m in request.messages],
             {**self._effort_budget(request), **request.overrides()},
             completion_limit=request.completion_limit(),
+            answer_limit=request.answer_limit(),
             teachers=cord.teachers,
             scorers=cord.scorers,
             reference_answer=cord.reference_answer,
@@ -205,6 +206,7 @@ class Runtime:
         reference_answer: str | None = None,
         reasoning_format: ReasoningFormat = "field",
         completion_limit: int | None = None,
+        answer_limit: int | None = None,
         stream: bool = False,
         include_usage: bool = False,
         extras: CallExtras | None = None,
@@ -215,7 +217,7 @@ class Runtime:
         with `overrides` (decoding option name -> value) on top, within the cost caps.
 
         `completion_limit` (``max_completion_tokens``) is shared between the thinking and
-        the answer budgets, in their ratio. `extras` go with proposal calls, `recorded` into
+        the answer budgets, in their ratio; `answer_limit` (``max_tokens``) caps the answer. `extras` go with proposal calls, `recorded` into
         the dataset record, and `template_kwargs` to the chat templates of the teachers that
         render one (proposals and scoring alike).
         """
@@ -229,7 +231,7 @@ class Runtime:
             proposers, chosen_scorers = _with_template_kwargs(
                 template_kwargs, proposers, chosen_scorers
             )
-        options = _options(ensemble, overrides or {}, completion_limit)
+        options = _options(ensemble, overrides or {}, completion_limit, answer_limit)
         check_cost(self.config.limits, options, len(proposers), len(chosen_scorers))
         job = DecodeJob(
             tuple(conversation),
@@ -304,7 +306,10 @@ def _with_template_kwargs(
 
 
 def _options(
-    ensemble: EnsembleConfig, overrides: Mapping[str, Any], completion_limit: int | None
+    ensemble: EnsembleConfig,
+    overrides: Mapping[str, Any],
+    completion_limit: int | None,
+    answer_limit: int | None = None,
 ) -> DecodeOptions:
     try:
         options = ensemble.defaults.overridden(overrides)
@@ -318,6 +323,8 @@ def _options(
             "a decode returns at most beam_width finished traces",
             param="n",
         )
+    if answer_limit is not None and answer_limit < options.answer_budget:
+        options = options.overridden({"answer_budget": answer_limit})
     return options.overridden(_split_limit(completion_limit, options))
 
 

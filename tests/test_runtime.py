@@ -71,6 +71,14 @@ def test_max_completion_tokens_is_shared_in_the_budgets_ratio() -> None:
     assert runtime().job_for_request(request(max_tokens=5000)).decode.options.thinking_budget == 900
 
 
+def test_max_tokens_caps_the_answer_not_the_reasoning() -> None:
+    options = runtime().job_for_request(request(max_tokens=8)).decode.options
+    assert (options.thinking_budget, options.answer_budget) == (900, 8)
+    both = runtime().job_for_request(request(max_tokens=8, max_completion_tokens=100))
+    assert both.decode.options.thinking_budget + both.decode.options.answer_budget <= 100
+    assert both.decode.options.answer_budget <= 8
+
+
 def test_unknown_model_and_bad_choices_are_refused() -> None:
     with pytest.raises(ModelNotFoundError, match="'nope' does not exist"):
         runtime().job_for_request(request(model="nope"))
