@@ -216,10 +216,11 @@ class Runtime:
         """A job on an ensemble: its teachers (or the chosen ones) and its default options
         with `overrides` (decoding option name -> value) on top, within the cost caps.
 
-        `completion_limit` (``max_completion_tokens``) is shared between the thinking and
-        the answer budgets, in their ratio; `answer_limit` (``max_tokens``) caps the answer. `extras` go with proposal calls, `recorded` into
-        the dataset record, and `template_kwargs` to the chat templates of the teachers that
-        render one (proposals and scoring alike).
+        `answer_limit` (``max_tokens``) caps the answer; `completion_limit`
+        (``max_completion_tokens``) is then shared between the thinking and the answer
+        budgets, in their ratio. `extras` go with proposal calls, `recorded` into the dataset
+        record, and `template_kwargs` to the chat templates of the teachers that render one
+        (proposals and scoring alike).
         """
         ensemble = self._ensemble(ensemble_name)
         proposers, chosen_scorers = self._teachers(ensemble, teachers, scorers)
