@@ -23,6 +23,7 @@ from cord_proxy.api.errors import errors_middleware
 from cord_proxy.api.metrics import add_metrics_route
 from cord_proxy.api.models import add_model_routes
 from cord_proxy.api.request_id import request_id_middleware, send_request_id
+from cord_proxy.api.responses import install_responses
 from cord_proxy.api.state import CHAT_ROUTE, METRICS, RUNTIME, SINK
 from cord_proxy.auth import ApiKeys
 from cord_proxy.data.sink import TraceSink
@@ -56,6 +57,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     add_model_routes(app)
     add_metrics_route(app)
     install_batches(app, runtime, sink, app[METRICS])
+    install_responses(app)
     add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:
