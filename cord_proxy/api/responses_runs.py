@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cord_proxy.api.chat_events import chat_events
+from cord_proxy.api.chat_events import KEEPALIVE_S, chat_events
 from cord_proxy.api.outcome import finish_decode
 from cord_proxy.api.responses_events import Event, ResponseEvents
 from cord_proxy.auth import KeyOwners
@@ -124,10 +124,12 @@ class ResponseRuns:
     async def follow(
         self, response_id: str, row: Row, after: int
     ) -> AsyncGenerator[Event | None, None]:
-        """The events of a response after number `after`: live while it runs, else stored."""
+        """The events of a response after number `after`: live while it runs, else stored;
+        None for a quiet while."""
         run = self.runs.get(response_id)
         if run is None:
-            for event in json.loads(row["events"] or "[]"):
+            stored = await self.store.get(response_id, None) or row  # it may have just ended
+            for event in json.loads(stored["events"] or "[]"):
                 if event["sequence_number"] > after:
                     yield event
             return
@@ -140,7 +142,11 @@ class ResponseRuns:
             sent = len(run.events)
             if run.done:
                 return
-            await changed.wait()
+            try:
+                async with asyncio.timeout(KEEPALIVE_S):
+                    await changed.wait()
+            except TimeoutError:
+                yield None  # a quiet while: the writer sends a keep-alive
 
     def live(self, response_id: str) -> dict[str, Any] | None:
         """The Response of a response running here, as it stands."""

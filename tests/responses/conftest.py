@@ -9,6 +9,7 @@ import openai
 import pytest
 from openai.types.responses import Response
 
+from tests.batches.teacher_tap import TeacherTap
 from tests.support.proxy_process import ProxyProcess
 
 KEY_A, KEY_B = "sk-responses-a", "sk-responses-b"
@@ -78,3 +79,11 @@ def proxy(local_teacher: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     started = start_proxy(local_teacher, workdir, workdir / "data")
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="module")
+def tap(local_teacher: str) -> Iterator[TeacherTap]:
+    """A recording pass-through in front of the real local teacher."""
+    recorder = TeacherTap(local_teacher).start()
+    yield recorder
+    recorder.stop()
