@@ -226,6 +226,9 @@ class ServerConfig(BaseModel):
     body_timeout: float = Field(60.0, gt=0, le=3600)  # its body, once the headers are in
     keepalive_timeout: float = Field(75.0, gt=0, le=3600)  # an idle kept-alive connection
     metrics_public: bool = False  # False: /metrics needs a key, as /v1/ does
+    # a chat completion whose client drops runs on this long for a retry to attach to it
+    # (cord_proxy/api/attach.py); 0: it is cancelled at once
+    detach_grace_s: float = Field(60.0, ge=0, le=86_400)
 
     @field_validator("api_keys")
     @classmethod

@@ -32,6 +32,7 @@ class Metrics:
         self.rejected: Counter[str] = Counter()
         self.stream_errors: Counter[tuple[str, int]] = Counter()
         self.batch_requests: Counter[str] = Counter()
+        self.detach_events: Counter[str] = Counter()
 
     def observe_request(self, route: str, status: int) -> None:
         """A request answered with `status`: the status its client received."""
@@ -62,6 +63,11 @@ class Metrics:
     def observe_batch_requests(self, outcome: str, count: int = 1) -> None:
         """Batch requests (input lines) that ended: completed, failed or expired."""
         self.batch_requests[outcome] += count
+
+    def observe_detach(self, event: str) -> None:
+        """A chat decode's client left or came back (cord_proxy/api/attach.py): detached,
+        attached, claimed, finished_unclaimed, cancelled_after_grace or dropped."""
+        self.detach_events[event] += 1
 
     def observe_decode(self, usage: Iterable[TeacherUsage]) -> None:
         for teacher in usage:
@@ -139,6 +145,12 @@ class Metrics:
             "Batch requests (input lines) ended, by outcome.",
             "outcome",
             self.batch_requests,
+        )
+        lines += _counter(
+            "cord_detached_decodes_total",
+            "Chat decodes whose clients left or came back, by event.",
+            "event",
+            self.detach_events,
         )
         lines += _per_teacher("cord_teacher_calls_total", "Teacher calls.", self.teacher_calls)
         lines += _per_teacher(

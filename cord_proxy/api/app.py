@@ -16,6 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from cord_proxy.api.access_log import access_middleware
 from cord_proxy.api.admission import send_rate_limits
+from cord_proxy.api.attach import Decodes
 from cord_proxy.api.auth import auth_middleware
 from cord_proxy.api.batches import install_batches
 from cord_proxy.api.chat import chat_completions
@@ -24,7 +25,7 @@ from cord_proxy.api.metrics import add_metrics_route
 from cord_proxy.api.models import add_model_routes
 from cord_proxy.api.request_id import request_id_middleware, send_request_id
 from cord_proxy.api.responses import install_responses
-from cord_proxy.api.state import CHAT_ROUTE, METRICS, RUNTIME, SINK
+from cord_proxy.api.state import CHAT_ROUTE, DECODES, METRICS, RUNTIME, SINK
 from cord_proxy.auth import ApiKeys
 from cord_proxy.data.sink import TraceSink
 from cord_proxy.metrics import Metrics
@@ -53,6 +54,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     app.on_response_prepare.append(send_rate_limits)
     if sink is not None:
         app[SINK] = sink
+    app[DECODES] = Decodes(config.server.detach_grace_s, app[METRICS].observe_detach)
     app.router.add_post(CHAT_ROUTE, chat_completions)
     add_model_routes(app)
     add_metrics_route(app)
@@ -61,6 +63,7 @@ def create_app(runtime: Runtime, sink: TraceSink | None = None) -> web.Applicati
     add_ui_routes(app, config, app[METRICS])
 
     async def close_runtime(_: web.Application) -> None:
+        await app[DECODES].aclose()  # the decodes no client follows, before their teachers
         await runtime.aclose()
 
     app.on_cleanup.append(close_runtime)

@@ -24,7 +24,7 @@ from cord_proxy.api.chat_events import (
     Usage,
 )
 from cord_proxy.api.errors import openai_error
-from cord_proxy.api.sse import close_stream, send_data, send_keep_alive
+from cord_proxy.api.sse import KEEP_ALIVE, close_stream, data_frame, send_data, send_keep_alive
 from cord_proxy.completion import ChunkWriter, usage_counts
 
 OnFailed = Callable[[Failed], None]
@@ -56,6 +56,13 @@ async def _write(
         return
     for payload in _payloads(event, chunks, inline):
         await send_data(response, payload)
+
+
+def event_frames(event: ChatEvent, chunks: ChunkWriter, *, inline: bool) -> list[bytes]:
+    """The event as the bytes written for it: a keep-alive comment or ``data:`` events."""
+    if isinstance(event, KeepAlive):
+        return [KEEP_ALIVE]
+    return [data_frame(payload) for payload in _payloads(event, chunks, inline)]
 
 
 def _payloads(event: ChatEvent, chunks: ChunkWriter, inline: bool) -> list[dict[str, Any]]:

@@ -26,8 +26,13 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def data_frame(payload: dict[str, Any]) -> bytes:
+    """The ``data:`` event of a JSON object, as written."""
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
 async def send_data(response: web.StreamResponse, payload: dict[str, Any]) -> None:
-    await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+    await response.write(data_frame(payload))
 
 
 async def send_keep_alive(response: web.StreamResponse) -> None:

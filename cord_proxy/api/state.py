@@ -1,14 +1,16 @@
 """The names the HTTP face's parts share: the app's keys, a request's keys, the routes' paths.
 
-The app holds the runtime, the counters and the dataset sink; a request holds its id and,
-once its response has begun (a stream), the status sent and the status of the error event
-that ended it. Every module of ``api`` reads them by these keys, and none by a string.
+The app holds the runtime, the counters, the dataset sink and the detachable decodes; a
+request holds its id and, once its response has begun (a stream), the status sent and the
+status of the error event that ended it. Every module of ``api`` reads them by these keys,
+and none by a string.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from cord_proxy.api.attach import Decodes
 from cord_proxy.data.sink import TraceSink
 from cord_proxy.metrics import Metrics
 from cord_proxy.runtime import Runtime
@@ -16,6 +18,8 @@ from cord_proxy.runtime import Runtime
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 SINK: web.AppKey[TraceSink] = web.AppKey("sink")
+DECODES = web.AppKey("decodes", Decodes)
+"""The chat completions' decodes that may outlive their clients (attach.py)."""
 
 REQUEST_ID = web.RequestKey("request_id", str)
 """The request's id: its ``x-request-id`` header and the ``request_id`` of its log lines."""

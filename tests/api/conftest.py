@@ -17,6 +17,7 @@ port = PORT
 api_keys = ["env:CORD_TEST_KEY"]
 max_concurrent_requests = 1
 max_body_bytes = 65536
+detach_grace_s = 0  # a client that leaves cancels its decode at once (tests count on it)
 
 [[teachers]]
 name = "fast"
