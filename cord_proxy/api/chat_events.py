@@ -9,8 +9,9 @@ into a wire format (chat_stream.py: chat completion chunks over SSE); the Respon
 stream is a second writer over the same events.
 
 The decode runs in a task of its own. However the iteration ends (the last event, a failure,
-the consumer closing it because its client left), that task is cancelled and awaited before
-the iterator closes: nothing is left running behind it.
+the consumer closing it: the chat route's decode cancelled when no client came back within
+its grace, api/attach.py), that task is cancelled and awaited before the iterator closes:
+nothing is left running behind it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each event becomes ``chat.completion.chunk`` objects (cord_proxy/completion.py builds
 them), a keep-alive comment, or the error event ``data: {"error": {...}}``; the stream ends
 with ``data: [DONE]``. The writer decides nothing: what to send, and when, is the events'.
+`event_frames` gives an event's bytes without writing them: the chat route keeps a stream's
+frames so that a retry gets it from its start (api/attach.py).
 """
 
 from __future__ import annotations
