@@ -33,7 +33,8 @@ def asks_nothing(value: Any) -> bool:
     return bool(value == [] or value == {} or value == "")
 
 
-def _no_tool_choice(value: Any) -> bool:
+def no_tool_choice(value: Any) -> bool:
+    """The tool choices that call nothing: none asked, ``none``, or ``auto`` without tools."""
     return asks_nothing(value) or value in ("none", "auto")
 
 
@@ -57,62 +58,63 @@ class StandardField:
         )
 
 
-def _field(name: str, treatment: Treatment, values: str, effect: str) -> StandardField:
+def field(name: str, treatment: Treatment, values: str, effect: str) -> StandardField:
+    """A standard field's row."""
     return StandardField(name, treatment, values, effect)
 
 
-def _refused(
+def refused(
     name: str, values: str, why: str, accepts: Callable[[Any], bool] = asks_nothing
 ) -> StandardField:
     return StandardField(name, "refused", values, why, accepts)
 
 
 FIELDS: tuple[StandardField, ...] = (
-    _field("model", "honoured", "an ensemble's name", "the ensemble that decodes"),
-    _field("messages", "honoured", "text turns", "the conversation the trace continues"),
-    _field("stream", "honoured", "`true`, `false`", "steps as they become certain, over SSE"),
-    _field("stream_options", "honoured", "`include_usage`", "a last chunk with `usage`"),
-    _field("n", "honoured", "1 to `beam_width`", "finished traces returned, best first"),
-    _field("temperature", "honoured", "0 to 2", "every proposer's temperature"),
-    _field("top_p", "honoured", "> 0 to 1", "every proposer's top-p"),
-    _field("seed", "honoured", "0 to 2^63-1", "a seeded decode gives the same trace every time"),
-    _field("stop", "honoured", "up to 16 strings", "strings that end the answer"),
-    _field(
+    field("model", "honoured", "an ensemble's name", "the ensemble that decodes"),
+    field("messages", "honoured", "text turns", "the conversation the trace continues"),
+    field("stream", "honoured", "`true`, `false`", "steps as they become certain, over SSE"),
+    field("stream_options", "honoured", "`include_usage`", "a last chunk with `usage`"),
+    field("n", "honoured", "1 to `beam_width`", "finished traces returned, best first"),
+    field("temperature", "honoured", "0 to 2", "every proposer's temperature"),
+    field("top_p", "honoured", "> 0 to 1", "every proposer's top-p"),
+    field("seed", "honoured", "0 to 2^63-1", "a seeded decode gives the same trace every time"),
+    field("stop", "honoured", "up to 16 strings", "strings that end the answer"),
+    field(
         "max_completion_tokens",
         "honoured",
         "at least 1",
         "thinking plus answer budget, shared in their ratio",
     ),
-    _field(
+    field(
         "max_tokens",
         "honoured",
         "at least 1",
         "caps the answer (the visible output), not the reasoning (deprecated by OpenAI)",
     ),
-    _field(
+    field(
         "reasoning_effort",
         "honoured",
         "`minimal`, `low`, `medium`, `high`, `xhigh`, `max`",
         "the thinking budget: the ensemble's `reasoning_budgets` for that level "
         "(`cord.thinking_budget` wins); `none` is refused: a CoRD trace is reasoning",
     ),
-    _field(
+    field(
         "response_format",
         "honoured",
         "`text`, `json_object`, `json_schema` (strict or not)",
         "constrains the final answer, never the reasoning: each answer is validated, the next "
         "answer teacher tries on a mismatch, a 502 names the error when none matches",
     ),
-    _field(
+    field(
         "logprobs",
         "honoured",
         "`true`, `false`",
         "the answer tokens' log-probabilities, as the answer teacher read them; refused "
         "when an answer teacher (a hosted one) cannot give them",
     ),
-    _field("top_logprobs", "honoured", "0 to 20, with `logprobs`", "alternatives per token"),
+    field("top_logprobs", "honoured", "0 to 20, with `logprobs`", "alternatives per token"),
     *(
-        _field(name, "passed", values, "to proposers that take it; never to scoring reads")
+        field(name, "passed", values, "to proposers that take it; never to scoring reads")
         for name, values in (
             ("frequency_penalty", "-2 to 2"),
             ("presence_penalty", "-2 to 2"),
@@ -122,54 +124,61 @@ FIELDS: tuple[StandardField, ...] = (
             ("repetition_penalty", "> 0 to 2 (vLLM)"),
         )
     ),
-    _field(
+    field(
         "chat_template_kwargs",
         "passed",
         "an object (vLLM)",
         "the chat template's arguments, for vLLM teachers' proposals and scoring alike",
     ),
-    _field("metadata", "recorded", "up to 16 string pairs", "kept in the record"),
-    _field("user", "recorded", "a string", "kept in the record"),
-    _field("safety_identifier", "recorded", "a string", "kept in the record"),
-    _field("prompt_cache_key", "recorded", "a string", "kept in the record"),
-    _field("prompt_cache_retention", "recorded", "`in_memory`, `24h`", "kept in the record"),
-    _field("prompt_cache_options", "recorded", "an object", "kept in the record"),
-    _field("service_tier", "recorded", "OpenAI's tiers", "kept in the record"),
-    _field("store", "recorded", "`true`, `false`", "kept in the record"),
-    _field("verbosity", "recorded", "`low`, `medium`, `high`", "kept in the record"),
-    _field("parallel_tool_calls", "recorded", "`true`, `false`", "kept in the record (no tools)"),
-    _refused("tools", "`[]`", "a trace is reasoning, not tool calls"),
-    _refused(
+    field("metadata", "recorded", "up to 16 string pairs", "kept in the record"),
+    field("user", "recorded", "a string", "kept in the record"),
+    field("safety_identifier", "recorded", "a string", "kept in the record"),
+    field("prompt_cache_key", "recorded", "a string", "kept in the record"),
+    field("prompt_cache_retention", "recorded", "`in_memory`, `24h`", "kept in the record"),
+    field("prompt_cache_options", "recorded", "an object", "kept in the record"),
+    field("service_tier", "recorded", "OpenAI's tiers", "kept in the record"),
+    field("store", "recorded", "`true`, `false`", "kept in the record"),
+    field("verbosity", "recorded", "`low`, `medium`, `high`", "kept in the record"),
+    field("parallel_tool_calls", "recorded", "`true`, `false`", "kept in the record (no tools)"),
+    refused("tools", "`[]`", "a trace is reasoning, not tool calls"),
+    refused(
         "tool_choice",
         "`none`, `auto` without tools",
         "no tools are called",
-        accepts=_no_tool_choice,
+        accepts=no_tool_choice,
     ),
-    _refused("functions", "`[]`", "a trace is reasoning, not function calls"),
-    _refused("function_call", "`none`, `auto`", "no functions are called", _no_tool_choice),
-    _refused("audio", "null", "text only"),
-    _refused("modalities", '`["text"]`', "text only", accepts=_text_only),
-    _refused("prediction", "null", "a predicted output cannot shorten a search"),
-    _refused("web_search_options", "null", "teachers do not search the web"),
-    _refused("moderation", "null", "no moderation model runs here"),
+    refused("functions", "`[]`", "a trace is reasoning, not function calls"),
+    refused("function_call", "`none`, `auto`", "no functions are called", no_tool_choice),
+    refused("audio", "null", "text only"),
+    refused("modalities", '`["text"]`', "text only", accepts=_text_only),
+    refused("prediction", "null", "a predicted output cannot shorten a search"),
+    refused("web_search_options", "null", "teachers do not search the web"),
+    refused("moderation", "null", "no moderation model runs here"),
 )
 """Every standard field, in the README's order."""
 
 BY_NAME: Mapping[str, StandardField] = {f.name: f for f in FIELDS}
 
 
-def refused_field(body: Mapping[str, Any]) -> StandardField | None:
-    """The first refused field the body sets to a value that asks for something."""
+def refused_field(
+    body: Mapping[str, Any], table: Mapping[str, StandardField] | None = None
+) -> StandardField | None:
+    """The first refused field (of `table`, default this one) the body sets to a value that
+    asks for something."""
+    table = BY_NAME if table is None else table
     for name, value in body.items():
-        known = BY_NAME.get(name)
+        known = table.get(name)
         if known is not None and known.treatment == "refused" and not known.accepts(value):
             return known
     return None
 
 
-def without_refused(body: Mapping[str, Any]) -> dict[str, Any]:
+def without_refused(
+    body: Mapping[str, Any], table: Mapping[str, StandardField] | None = None
+) -> dict[str, Any]:
     """The body less its refused fields (whose values `refused_field` found asking nothing)."""
-    return {k: v for k, v in body.items() if k not in BY_NAME or BY_NAME[k].treatment != "refused"}
+    table = BY_NAME if table is None else table
+    return {k: v for k, v in body.items() if k not in table or table[k].treatment != "refused"}
 
 
 def names(treatment: Treatment) -> tuple[str, ...]:

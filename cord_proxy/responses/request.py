@@ -14,8 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from cord_proxy.decoding.options import Temperature, TopP
 from cord_proxy.errors import InvalidRequestError, UnsupportedFieldError, field_problems
 from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, param_name, unencodable_text
-from cord_proxy.request_fields import ReasoningEffort
-from cord_proxy.responses.fields import refused_field, without_refused
+from cord_proxy.request_fields import ReasoningEffort, refused_field, without_refused
+from cord_proxy.responses.fields import BY_NAME
 
 MAX_TEXT = 1_000_000
 Role = Literal["system", "developer", "user", "assistant"]
@@ -139,11 +139,11 @@ def parse_response_request(body: dict[str, Any]) -> ResponseRequest:
             "which is not Unicode text",
             param=bad_text,
         )
-    refused = refused_field(body)
+    refused = refused_field(body, BY_NAME)
     if refused is not None:
         raise UnsupportedFieldError(refused.refusal(), param=refused.name)
     try:
-        return ResponseRequest.model_validate(without_refused(body))
+        return ResponseRequest.model_validate(without_refused(body, BY_NAME))
     except ValidationError as error:
         raise validation_error(error) from None
 
