@@ -1,7 +1,8 @@
-"""The README's tables of the request: the decoding options and the standard fields, each
-rendered from its one definition (decoding/options.py, request_fields.py).
+"""The README's tables of the request: the decoding options, the standard chat fields and the
+Responses fields, each rendered from its one definition (decoding/options.py,
+request_fields.py, responses/fields.py).
 
-``python -m cord_proxy.options_doc`` prints them; ``--write README.md`` rewrites both in place.
+``python -m cord_proxy.options_doc`` prints them; ``--write README.md`` rewrites them in place.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pydantic.fields import FieldInfo
 from cord_proxy.decoding.options import CONFIG, CORD, DecodeOptions, bounds_of, set_by
 from cord_proxy.protocol import CordFields
 from cord_proxy.request_fields import fields_table, table_cell
+from cord_proxy.responses.fields import FIELDS as RESPONSES_FIELDS
 
 BEGIN = "<!-- options table: python -m cord_proxy.options_doc --write README.md -->"
 END = "<!-- end of options table -->"
 FIELDS_BEGIN = "<!-- fields table: python -m cord_proxy.options_doc --write README.md -->"
 FIELDS_END = "<!-- end of fields table -->"
+RESPONSES_BEGIN = "<!-- responses table: python -m cord_proxy.options_doc --write README.md -->"
+RESPONSES_END = "<!-- end of responses table -->"
 HEADER = "| option | default | bounds | set by | meaning |\n|---|---|---|---|---|"
 
 
@@ -39,7 +43,8 @@ def options_table() -> str:
 def with_table(readme: str) -> str:
     """The README text with its options and fields tables (between their markers) anew."""
     readme = _replaced(readme, BEGIN, END, options_table())
-    return _replaced(readme, FIELDS_BEGIN, FIELDS_END, fields_table())
+    readme = _replaced(readme, FIELDS_BEGIN, FIELDS_END, fields_table())
+    return _replaced(readme, RESPONSES_BEGIN, RESPONSES_END, fields_table(RESPONSES_FIELDS))
 
 
 def _replaced(readme: str, begin: str, end: str, table: str) -> str:
@@ -79,7 +84,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="the README whose table to rewrite")
     args = parser.parse_args()
     if args.write is None:
-        print(options_table(), fields_table(), sep="\n\n")
+        print(options_table(), fields_table(), fields_table(RESPONSES_FIELDS), sep="\n\n")
         return
     args.write.write_text(with_table(args.write.read_text(encoding="utf-8")), encoding="utf-8")
 

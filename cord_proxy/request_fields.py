@@ -15,7 +15,7 @@ fields is rendered from this one (``python -m cord_proxy.options_doc --write REA
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -194,8 +194,8 @@ def table_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def fields_table() -> str:
-    """The README's table of standard fields."""
-    rows = [f"| `{f.name}` | {f.treatment} | {f.values} | {table_cell(f.effect)} |" for f in FIELDS]
+def fields_table(fields: Iterable[StandardField] = FIELDS) -> str:
+    """The README's table of standard fields (of this table, or another such as Responses')."""
+    rows = [f"| `{f.name}` | {f.treatment} | {f.values} | {table_cell(f.effect)} |" for f in fields]
     header = "| field | treatment | values | what the proxy does |\n|---|---|---|---|"
     return "\n".join([header, *rows])

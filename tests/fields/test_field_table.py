@@ -13,6 +13,7 @@ from cord_proxy.api.parsing import parse_chat_request
 from cord_proxy.errors import InvalidRequestError, UnsupportedFieldError
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.request_fields import BY_NAME, FIELDS, SAMPLING_FIELDS, fields_table, names
+from cord_proxy.responses.fields import FIELDS as RESPONSES_FIELDS
 
 VLLM_FIELDS = {"top_k", "min_p", "repetition_penalty", "chat_template_kwargs"}
 BODY = {"model": "cord", "messages": [{"role": "user", "content": "What is 2 + 3?"}]}
@@ -55,6 +56,7 @@ def test_the_readme_holds_the_rendered_table() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert fields_table() in readme
+    assert fields_table(RESPONSES_FIELDS) in readme
 
 
 def parse(**fields: Any) -> ChatCompletionRequest:
