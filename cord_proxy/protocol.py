@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
@@ -26,7 +27,15 @@ from cord_proxy.decoding.options import (
     request_fields,
     unset_field,
 )
-from cord_proxy.request_fields import SAMPLING_FIELDS, ReasoningEffort, names
+from cord_proxy.errors import InvalidRequestError, UnsupportedFieldError, field_problems
+from cord_proxy.request_fields import (
+    SAMPLING_FIELDS,
+    ReasoningEffort,
+    StandardField,
+    names,
+    refused_field,
+    without_refused,
+)
 from cord_proxy.teachers.base import CallExtras
 
 
@@ -307,3 +316,41 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+Parsed = TypeVar("Parsed", bound=BaseModel)
+
+
+def parse_body(
+    body: dict[str, Any], model: type[Parsed], fields: Mapping[str, StandardField]
+) -> Parsed:
+    """A request's JSON object checked and parsed as `model`, or a 400 that names the field.
+
+    Text that is not Unicode, a field `fields` refuses and a value the model rejects each get
+    their own message, with ``param`` set to the field's path.
+    """
+    bad_text = unencodable_text(body)
+    if bad_text is not None:
+        raise InvalidRequestError(
+            f"Invalid value for '{bad_text}': a string holds a lone UTF-16 surrogate, "
+            "which is not Unicode text",
+            param=bad_text,
+        )
+    refused = refused_field(body, fields)
+    if refused is not None:
+        raise UnsupportedFieldError(refused.refusal(), param=refused.name)
+    try:
+        return model.model_validate(without_refused(body, fields))
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
+def validation_error(error: ValidationError) -> InvalidRequestError:
+    """The 400 of a body the wire model rejects, naming its first bad field as OpenAI does."""
+    first = field_problems(error)[0]
+    param = param_name(first.location)
+    if first.kind == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    else:
+        message = f"Invalid value for '{param}': {first.message}"
+    return InvalidRequestError(message, param=param)

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cord_proxy.errors import InvalidRequestError
-from cord_proxy.protocol import ChatCompletionRequest
-from cord_proxy.responses.request import ResponseRequest, validation_error
+from cord_proxy.protocol import ChatCompletionRequest, validation_error
+from cord_proxy.responses.request import ResponseRequest
 
 PASSED_AS_IS = (
     "model",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from cord_proxy.decoding.options import Temperature, TopP
-from cord_proxy.errors import InvalidRequestError, UnsupportedFieldError, field_problems
-from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, param_name, unencodable_text
-from cord_proxy.request_fields import ReasoningEffort, refused_field, without_refused
+from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, parse_body
+from cord_proxy.request_fields import ReasoningEffort
 from cord_proxy.responses.fields import BY_NAME
 
 MAX_TEXT = 1_000_000
@@ -132,28 +131,4 @@ class ResponseRequest(BaseModel):
 
 
 def parse_response_request(body: dict[str, Any]) -> ResponseRequest:
-    bad_text = unencodable_text(body)
-    if bad_text is not None:
-        raise InvalidRequestError(
-            f"Invalid value for '{bad_text}': a string holds a lone UTF-16 surrogate, "
-            "which is not Unicode text",
-            param=bad_text,
-        )
-    refused = refused_field(body, BY_NAME)
-    if refused is not None:
-        raise UnsupportedFieldError(refused.refusal(), param=refused.name)
-    try:
-        return ResponseRequest.model_validate(without_refused(body, BY_NAME))
-    except ValidationError as error:
-        raise validation_error(error) from None
-
-
-def validation_error(error: ValidationError) -> InvalidRequestError:
-    """The 400 of a body the wire model rejects, naming its first bad field as OpenAI does."""
-    first = field_problems(error)[0]
-    param = param_name(first.location)
-    if first.kind == "extra_forbidden":
-        message = f"Unrecognized request argument supplied: {param}"
-    else:
-        message = f"Invalid value for '{param}': {first.message}"
-    return InvalidRequestError(message, param=param)
+    return parse_body(body, ResponseRequest, BY_NAME)
