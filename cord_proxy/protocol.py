@@ -164,6 +164,8 @@ def _metadata_pairs(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_metadata_pairs)]
+"""OpenAI's ``metadata``: up to 16 string pairs, keys of 64 characters, values of 512."""
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Bias = Annotated[int, Field(ge=-100, le=100)]
 
@@ -200,7 +202,7 @@ class ChatCompletionRequest(BaseModel):
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     chat_template_kwargs: dict[str, Any] | None = None
-    metadata: Annotated[dict[str, str] | None, AfterValidator(_metadata_pairs)] = None
+    metadata: Metadata = None
     user: str | None = Field(None, max_length=256)
     safety_identifier: str | None = Field(None, max_length=256)
     prompt_cache_key: str | None = Field(None, max_length=256)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cord_proxy.decoding.options import Temperature, TopP
-from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, parse_body
+from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, Metadata, parse_body
 from cord_proxy.request_fields import ReasoningEffort
 from cord_proxy.responses.fields import BY_NAME
 
@@ -83,16 +83,6 @@ class TextOptions(BaseModel):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-def _metadata_pairs(value: dict[str, str] | None) -> dict[str, str] | None:
-    if value is None:
-        return value
-    if len(value) > 16:
-        raise ValueError("takes at most 16 pairs")
-    if any(len(key) > 64 or len(item) > 512 for key, item in value.items()):
-        raise ValueError("keys take at most 64 characters and values 512")
-    return value
-
-
 class ResponseRequest(BaseModel):
     """A Responses create request; `model` names an ensemble."""
 
@@ -110,7 +100,7 @@ class ResponseRequest(BaseModel):
     text: TextOptions | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    metadata: Annotated[dict[str, str] | None, AfterValidator(_metadata_pairs)] = None
+    metadata: Metadata = None
     user: str | None = Field(None, max_length=256)
     safety_identifier: str | None = Field(None, max_length=256)
     prompt_cache_key: str | None = Field(None, max_length=256)
