@@ -1,7 +1,9 @@
 """One batch line's result as a line of an OpenAI Batch output or error file.
 
-The envelope is ``export``'s ``openai-batch`` line; its body is the chat completion the
-proxy would have answered for the request.
+The envelope is ``export``'s ``openai-batch`` line; its body is what the proxy would have
+answered for the request: the chat completion of a ``/v1/chat/completions`` line, the Response
+object (completed, or incomplete when the answer ran out of tokens) of a ``/v1/responses``
+line.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ import secrets
 from typing import Any
 
 from cord_proxy.attempts import ProblemFailed
-from cord_proxy.completion import completion_body
+from cord_proxy.completion import completion_body, provenance
 from cord_proxy.data.exports import batch_line
 from cord_proxy.data.jsonl import encode_line
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import error_body
+from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.responses.conversion import provenance as responses_provenance
+from cord_proxy.responses.objects import finished_response, response_object
+from cord_proxy.responses.request import ResponseRequest
 from cord_proxy.runtime import ChatJob
 
 
@@ -27,6 +33,24 @@ def success_line(record: dict[str, Any], job: ChatJob, result: DecodeResult) -> 
         reasoning_format=job.reasoning_format,
         request_id=record["request_id"],
     )
+    return _text(batch_line(record, body))
+
+
+def response_line(
+    record: dict[str, Any],
+    job: ChatJob,
+    result: DecodeResult,
+    request: ResponseRequest,
+    chat: ChatCompletionRequest,
+) -> str:
+    """A ``/v1/responses`` line's output: the Response of its best trace, with the ``cord``
+    provenance the Responses route gives it. Its id is the record's ``request_id``; it is not
+    kept in the stored responses (``store`` says false): the output file holds it."""
+    shell = response_object(record["request_id"], request, "completed")
+    shell["store"] = False
+    n = job.decode.options.n
+    cord = {**provenance(result, job.ensemble, n), **responses_provenance(request, chat)}
+    body = finished_response(shell, result.traces[0], result.prompt_tokens, cord)
     return _text(batch_line(record, body))
 
 

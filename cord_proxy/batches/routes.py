@@ -55,7 +55,7 @@ class CreateBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str = Field(min_length=1, max_length=64)
-    endpoint: Literal["/v1/chat/completions"]
+    endpoint: Literal["/v1/chat/completions", "/v1/responses"]
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = None
 

@@ -2,10 +2,11 @@
 and expiring: at its ``expires_at`` a batch stops as on a cancel and ends ``expired``.
 
 Each line runs on the proxy's own decode path (``Runtime.job_for_request`` and ``run_job``), with
-the retries of transient failures that distill uses too (``cord_proxy.attempts``). Progress
-lives in the store, so a restarted proxy carries on with the lines not done yet. One process
-of those sharing a data directory runs the batches (it holds ``worker.lock``); the others only
-record them.
+the retries of transient failures that distill uses too (``cord_proxy.attempts``); a
+``/v1/responses`` line is first converted to its chat request as the Responses route converts
+it, and its output body is a Response object. Progress lives in the store, so a restarted
+proxy carries on with the lines not done yet. One process of those sharing a data directory
+runs the batches (it holds ``worker.lock``); the others only record them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import orjson
 
 from cord_proxy.attempts import ProblemFailed, decode_or_fail, with_retries
 from cord_proxy.batches.files import FileArea, new_file_id
-from cord_proxy.batches.output import error_line, expired_line, success_line
+from cord_proxy.batches.output import error_line, expired_line, response_line, success_line
 from cord_proxy.batches.store import Row, Store
-from cord_proxy.batches.validate import check_input
+from cord_proxy.batches.validate import RESPONSES, check_input, responses_chat_request
 from cord_proxy.completion import completion_id
 from cord_proxy.data.records import trace_record
 from cord_proxy.data.sink import TraceSink
@@ -35,6 +36,7 @@ from cord_proxy.errors import CordError
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.request_fields import without_refused
+from cord_proxy.responses.objects import new_id
 from cord_proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class BatchRun:
         self.batch_id = batch_id
         self.cancelled = False
         self.expired = False
+        self.endpoint = ""
         self._workers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
@@ -81,6 +84,7 @@ class BatchRun:
         row = await store.get_batch(self.batch_id)
         if row is None:
             return
+        self.endpoint = row["endpoint"]
         timer = self._arm_expiry(row["expires_at"])
         try:
             if row["status"] == "validating" and not self.stopped:
@@ -182,8 +186,12 @@ class BatchRun:
 
     async def _solve(self, custom_id: str, body: str) -> str:
         log.info("batch line decode", extra={"batch_id": self.batch_id, "custom_id": custom_id})
-        request = ChatCompletionRequest.model_validate(without_refused(orjson.loads(body)))
+        responses = None
         try:
+            if self.endpoint == RESPONSES:
+                responses, request = responses_chat_request(orjson.loads(body))
+            else:
+                request = ChatCompletionRequest.model_validate(without_refused(orjson.loads(body)))
             job = self.context.runtime.job_for_request(request)
         except CordError as error:
             kind = error.code or type(error).__name__
@@ -197,10 +205,11 @@ class BatchRun:
             )
             raise
         self.context.metrics.observe_decode(result.teachers)
-        record = trace_record(
-            completion_id(), job.ensemble, job.decode, result, problem_id=custom_id
-        )
+        request_id = new_id("resp") if responses is not None else completion_id()
+        record = trace_record(request_id, job.ensemble, job.decode, result, problem_id=custom_id)
         await self._keep(record)
+        if responses is not None:
+            return response_line(record, job, result, responses, request)
         return success_line(record, job, result)
 
     async def _keep(self, record: dict[str, Any]) -> None:

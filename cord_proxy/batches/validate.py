@@ -1,10 +1,13 @@
 """A batch's input file checked line by line, as OpenAI's batch validation does.
 
-Each line is ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``,
-where ``body`` is a chat completion request (``body.cord`` carries the decoding options and
-the reference answer). Every problem is named with its line number; any problem fails the
-batch. What can only fail when it runs (an unknown ensemble, a bad option value) fails that
-line alone, in the error file.
+Each line is ``{"custom_id", "method": "POST", "url", "body"}``, its ``url`` the batch's
+endpoint: ``/v1/chat/completions``, whose ``body`` is a chat completion request, or
+``/v1/responses``, whose ``body`` is a Responses create request (checked as the route checks
+it, and converted to its chat request as the route converts it; ``stream``, ``background``
+and ``previous_response_id`` are refused in a line). Either way ``body.cord`` carries the
+decoding options and the reference answer. Every problem is named with its line number; any
+problem fails the batch. What can only fail when it runs (an unknown ensemble, a bad option
+value) fails that line alone, in the error file.
 """
 
 from __future__ import annotations
@@ -16,9 +19,23 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from cord_proxy.errors import field_problems, format_validation_error
+from cord_proxy.errors import CordError, field_problems, format_validation_error
 from cord_proxy.protocol import ChatCompletionRequest, param_name
 from cord_proxy.request_fields import refused_field, without_refused
+from cord_proxy.responses.conversion import chat_request, conversation
+from cord_proxy.responses.request import ResponseRequest, parse_response_request
+
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+ENDPOINTS = (CHAT, RESPONSES)
+# A batch line is one whole request, run once, later: no stream, nothing to poll, and no
+# stored conversation that may be gone (or changed hands) by the time the line runs.
+NOT_IN_A_LINE = {
+    "stream": "a batch request cannot stream",
+    "background": "a batch request is already run in the background",
+    "previous_response_id": "a batch request cannot continue a stored response: send the "
+    "whole conversation as its input",
+}
 
 MAX_LINES = 50_000
 MAX_ERRORS = 100
@@ -114,8 +131,30 @@ def parse_line(raw: bytes, endpoint: str) -> tuple[str, dict[str, Any]]:
     body = value.get("body")
     if not isinstance(body, dict):
         raise LineProblem("invalid_body", "'body' must be a JSON object", "body")
-    _check_body(body)
+    if endpoint == RESPONSES:
+        _check_responses_body(body)
+    else:
+        _check_body(body)
     return custom_id, body
+
+
+def responses_chat_request(body: dict[str, Any]) -> tuple[ResponseRequest, ChatCompletionRequest]:
+    """A ``/v1/responses`` line's body parsed, and the chat request it decodes as; a
+    `CordError` (400) names the Responses field."""
+    parsed = parse_response_request(body)
+    return parsed, chat_request(parsed, conversation(parsed))
+
+
+def _check_responses_body(body: dict[str, Any]) -> None:
+    for name, refusal in NOT_IN_A_LINE.items():
+        if body.get(name):
+            raise LineProblem("invalid_request", refusal, f"body.{name}")
+    try:
+        responses_chat_request(body)
+    except CordError as error:
+        param = f"body.{error.param}" if error.param else "body"
+        message = f"invalid body: {error.message}"[:500]
+        raise LineProblem("invalid_request", message, param) from None
 
 
 def _check_body(body: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any, Literal
 
+from cord_proxy.decoding.trace import FinishedTrace
 from cord_proxy.responses.request import ResponseRequest
 
 Status = Literal["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
@@ -113,4 +114,28 @@ def input_item(item_id: str, role: str, text: str) -> dict[str, Any]:
         "role": role,
         "status": "completed",
         "content": [{"type": kind, "text": text}],
+    }
+
+
+def finished_response(
+    response: dict[str, Any], trace: FinishedTrace, prompt_tokens: int, cord: dict[str, Any]
+) -> dict[str, Any]:
+    """`response` (`response_object`'s) as one finished trace leaves it, all at once: what the
+    sync route's events build step by step (its reasoning text is the steps', the first one's
+    leading space cut). ``incomplete`` when the answer ran out of tokens."""
+    texts = [step.text for step in trace.steps]
+    if texts:
+        texts[0] = texts[0].lstrip()
+    incomplete = trace.answer_finish_reason == "length"
+    return {
+        **response,
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "output": [
+            reasoning_item(new_id("rs"), "".join(texts), "completed"),
+            message_item(new_id("msg"), trace.answer, "incomplete" if incomplete else "completed"),
+        ],
+        "usage": usage(prompt_tokens, trace.reasoning_tokens, trace.answer_tokens),
+        "cord": cord,
+        "completed_at": int(time.time()),
     }
