@@ -7,15 +7,14 @@ marked done is never decoded again, whatever kills the process afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from cord_proxy.sqlite_store import SqliteStore
+
 Row = dict[str, Any]
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
@@ -47,44 +46,14 @@ STAMPED = (
 BATCH_FIELDS = ("errors", "output_file_id", "error_file_id", "total")
 
 
-class Store:
+class Store(SqliteStore):
     """The metadata database at `path`, opened on first use."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cord-batches-db")
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, SCHEMA, "cord-batches-db")
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: work(self._connect())
-        )
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=10000")
-            db.executescript(SCHEMA)
-            _add_missing_columns(db)
-            self._db = db
-        return self._db
-
-    async def close(self) -> None:
-        def shut(_: sqlite3.Connection) -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        if self._db is not None:
-            await self._run(shut)
-        self._executor.shutdown(wait=True)
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        _add_missing_columns(db)
 
     # --- files -------------------------------------------------------------------------------
 

@@ -12,15 +12,13 @@ first. All access goes through one thread, so the event loop never blocks on the
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from cord_proxy.sqlite_store import SqliteStore
+
 Row = dict[str, Any]
 
 MAX_AGE_S = 30 * 86_400
@@ -36,42 +34,13 @@ CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at);
 """
 
 
-class ResponseStore:
+class ResponseStore(SqliteStore):
     """The stored responses' database at `path`, opened on first use."""
 
     def __init__(self, path: Path, max_age_s: int = MAX_AGE_S, max_stored: int = MAX_STORED):
-        self.path = path
         self.max_age_s = max_age_s
         self.max_stored = max_stored
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cord-responses-db")
-        self._db: sqlite3.Connection | None = None
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: work(self._connect())
-        )
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=10000")
-            db.executescript(SCHEMA)
-            self._db = db
-        return self._db
-
-    async def close(self) -> None:
-        def shut(_: sqlite3.Connection) -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        if self._db is not None:
-            await self._run(shut)
-        self._executor.shutdown(wait=True)
+        super().__init__(path, SCHEMA, "cord-responses-db")
 
     async def add(self, row: Row) -> None:
         """A new response; the retention bounds are applied first."""
