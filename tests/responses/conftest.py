@@ -37,7 +37,7 @@ name = "cord"
 teachers = ["t"]
 [ensembles.defaults]
 beam_width = 1
-proposals_per_teacher = 2
+proposals_per_teacher = 4  # the 270M model sometimes proposes an empty step
 max_steps = 1
 max_step_tokens = 16
 answer_budget = 8
