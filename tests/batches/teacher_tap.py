@@ -79,6 +79,7 @@ class TeacherTap:
             ) as answer:
                 payload = await answer.read()
                 call.status = answer.status
+                self._answered(payload)
                 kind = answer.headers.get("Content-Type", "application/json")
                 return web.Response(
                     body=payload, status=answer.status, content_type=kind.split(";")[0]
@@ -88,6 +89,9 @@ class TeacherTap:
             raise
         finally:
             call.ended = time.time()
+
+    def _answered(self, payload: bytes) -> None:
+        """Called with each answer the teacher gave, before it is passed on."""
 
     def stop(self) -> None:
         async def shut() -> None:

@@ -17,7 +17,6 @@ ours is aborted: asserted) is the measure, and the counter bounds it from above.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -28,10 +27,9 @@ from dataclasses import dataclass
 import httpx
 import openai
 import pytest
-from aiohttp import web
 
 from cord_proxy.local import LOCAL_MODEL_NAME
-from tests.batches.teacher_tap import HOP_HEADERS, Call, TeacherTap
+from tests.batches.teacher_tap import TeacherTap
 from tests.support.proxy_process import ProxyProcess
 
 pytestmark = pytest.mark.integration
@@ -77,28 +75,8 @@ class UsageTap(TeacherTap):
 
     tokens: float = 0.0
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        call = Call(request.path, body.decode("utf-8", "replace"), time.time())
-        self.calls.append(call)
-        url = self.upstream.removesuffix("/v1") + request.path_qs
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        try:
-            async with self.session.request(
-                request.method, url, data=body, headers=headers
-            ) as answer:
-                payload = await answer.read()
-                call.status = answer.status
-                self.tokens += _completion_tokens(payload)
-                kind = answer.headers.get("Content-Type", "application/json")
-                return web.Response(
-                    body=payload, status=answer.status, content_type=kind.split(";")[0]
-                )
-        except asyncio.CancelledError:
-            call.aborted = True
-            raise
-        finally:
-            call.ended = time.time()
+    def _answered(self, payload: bytes) -> None:
+        self.tokens += _completion_tokens(payload)
 
 
 def _completion_tokens(payload: bytes) -> float:
