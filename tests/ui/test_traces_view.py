@@ -78,6 +78,13 @@ def _rows(page: Page) -> list[str]:
     )
 
 
+def _chips(page: Page) -> list[list[str]]:
+    """Each listed row's teacher chips: the teachers that wrote its kept steps."""
+    return page.eval_on_selector_all(
+        "#tr-rows tr", "rows => rows.map(r => [...r.children[5].children].map(c => c.textContent))"
+    )
+
+
 def _loaded(page: Page, query: str) -> None:
     """Wait until the list shows the answer to a query holding `query`."""
     page.wait_for_selector(f"#tr-count[data-query*='{query}']", state="attached")
@@ -136,10 +143,14 @@ def test_search_sort_filter_and_file_statistics(viewer: str, browser: BrowserCon
     )
     assert scores == sorted(scores, reverse=True) and len(scores) == RECORDS
 
-    teacher = page.eval_on_selector_all("#tr-teacher option", "o => o.map(x => x.value)")[1]
-    page.select_option("#tr-teacher", teacher)
-    _loaded(page, f"teacher={teacher}")
-    chips = page.eval_on_selector_all("#tr-rows tr", "r => r.map(x => x.children[5].textContent)")
-    assert chips and all(teacher in c for c in chips)
+    unfiltered = _chips(page)
+    options = page.eval_on_selector_all("#tr-teacher option", "o => o.map(x => x.value)")[1:]
+    for teacher in options:  # one that proposed but never wrote a kept step matches nothing
+        page.select_option("#tr-teacher", teacher)
+        _loaded(page, f"teacher={teacher}")
+        wrote = sum(1 for chips in unfiltered if teacher in chips)
+        page.wait_for_selector(f"#tr-count[data-matched='{wrote}']", state="attached")
+        assert _chips(page) == [chips for chips in unfiltered if teacher in chips]
+    assert any(teacher in chips for teacher in options for chips in unfiltered)
     watch.assert_clean()
     page.close()
