@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 
@@ -38,3 +39,50 @@ async def test_cancelling_the_caller_cancels_every_call() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert all(call.cancelled() for call in calls)
+
+
+async def test_a_single_call_gives_its_result_or_raises_its_error() -> None:
+    assert await gather_or_cancel(_after(0.0, 7)) == [7]
+    with pytest.raises(ValueError, match="failed"):
+        await gather_or_cancel(_fail_after(0.0))
+
+
+async def test_a_single_call_runs_in_a_task_of_its_own() -> None:
+    """Its context variables (a beam's routing key, say) do not reach the caller."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="caller's")
+
+    async def sets() -> str:
+        var.set("the call's")
+        return var.get()
+
+    assert await gather_or_cancel(sets()) == ["the call's"]
+    assert var.get() == "caller's"
+
+
+async def test_cancelling_the_caller_cancels_a_single_call() -> None:
+    call = asyncio.ensure_future(_after(10.0, 1))
+    caller = asyncio.ensure_future(gather_or_cancel(call))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert call.cancelled()
+
+
+async def test_a_cancelled_caller_gets_no_result_from_a_call_that_caught_the_cancel() -> None:
+    """As with asyncio.gather: the caller was cancelled, so it is, whatever the call did."""
+    started = asyncio.Event()
+
+    async def stubborn() -> int:
+        started.set()
+        try:
+            await asyncio.sleep(10.0)
+        except asyncio.CancelledError:
+            return 1
+        return 2
+
+    caller = asyncio.ensure_future(gather_or_cancel(stubborn()))
+    await started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
