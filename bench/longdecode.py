@@ -3,7 +3,8 @@
 The question is long (a table of pens and cows) so that, with at least 12 steps, every
 scorer reads more than 1,200 tokens by the end. For each method the same decode runs with
 the teachers scoring that way; the round time by step index shows whether scoring grows
-with the trace. Curation (bench/curation.py) runs once at the same budget, with the first
+with the trace, and each round's propose and score times (its critical path) where the
+time goes. Curation (bench/curation.py) runs once at the same budget, with the first
 method's teachers, for the CoRD / curation wall ratio.
 """
 
@@ -127,21 +128,7 @@ async def run_long(settings: LongSettings) -> dict[str, Any]:
     }
 
 
-def table(result: dict[str, Any]) -> str:
-    """Round seconds by step index, one column per method, then the totals."""
-    methods = list(result["cord"])
-    lines = [" | ".join(["step", *(f"{m} round s" for m in methods)])]
-    rounds = {m: {r["step"]: r["wall_s"] for r in result["cord"][m]["rounds"]} for m in methods}
-    for step in sorted({s for by_step in rounds.values() for s in by_step}):
-        cells = [f"{rounds[m][step]:.2f}" if step in rounds[m] else "-" for m in methods]
-        lines.append(" | ".join([str(step), *cells]))
-    for method in methods:
-        run = result["cord"][method]
-        ratio = result["cord_curation_wall_ratio"][method]
-        lines.append(
-            f"{method}: decode wall {run['wall_s']:.1f} s, {run['steps']} steps, context "
-            f"{run['prompt_tokens']} -> {run['final_context_tokens']} tokens; "
-            f"CoRD / curation wall {ratio:.2f}"
-        )
-    lines.append(f"curation wall {result['curation']['wall_s']:.1f} s")
-    return "\n".join(lines)
+def score_share(round_: dict[str, Any]) -> float:
+    """Scoring's share of a round's critical path (proposals, then their reads)."""
+    critical = round_["propose_s"] + round_["score_s"]
+    return round_["score_s"] / critical if critical > 0 else 0.0

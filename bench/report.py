@@ -237,10 +237,13 @@ def _scoring_md(scoring: dict[str, Any]) -> list[str]:
             ", ".join(row["methods_used"]),
             row["median_s"],
             ", ".join(f"{x:.3f}" for x in row["runs_s"]),
+            row.get("propose_median_s"),
+            ", ".join(f"{k} {v:.2f}" for k, v in row.get("requests_per_candidate", {}).items()),
         ]
         for row in scoring["rows"]
     ]
     header = ["context", "scored at (tokens)", "method", "used", "median s", "runs s"]
+    header += ["proposal s", "requests per candidate"]
     lines += _table(header, rows)
     lines.append("")
     lines += [f"{name}: {_num(value, 2)}" for name, value in scoring["ratios"].items()]
@@ -252,10 +255,19 @@ def _long_md(long: dict[str, Any]) -> list[str]:
     if (reason := _skipped(long)) is not None:
         return [*lines, reason, ""]
     methods = list(long["cord"])
-    by_step = {m: {r["step"]: r["wall_s"] for r in long["cord"][m]["rounds"]} for m in methods}
+    by_step = {m: {r["step"]: r for r in long["cord"][m]["rounds"]} for m in methods}
     steps = sorted({step for rounds in by_step.values() for step in rounds})
-    rows = [[step, *(by_step[m].get(step) for m in methods)] for step in steps]
-    lines += _table(["step", *(f"{m} round s" for m in methods)], rows)
+    rows = []
+    for step in steps:
+        row: list[Any] = [step]
+        for m in methods:
+            r = by_step[m].get(step)
+            row += [None, None, None] if r is None else [r["wall_s"], r["propose_s"], r["score_s"]]
+        rows.append(row)
+    header = ["step"]
+    for m in methods:
+        header += [f"{m} round s", f"{m} propose s", f"{m} score s"]
+    lines += _table(header, rows)
     lines.append("")
     rows = [
         [

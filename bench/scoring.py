@@ -3,9 +3,11 @@
 Six candidates of one step are scored at contexts of about 200, 800 and 1,600 tokens by
 each method. Every run builds a fresh context (a run number in the question, so no earlier
 run's prefix cache helps), reads it once with one proposal call that samples the six
-candidates (as a step's proposals do), then scores the six by each method, cached first.
-The default target is the reference answer after ``candidate + answer prompt`` (reference
-mode); ``step`` scores each candidate step itself. Each figure is the median of the runs.
+candidates (as a step's proposals do; its time is kept beside the scores), then scores the
+six together by each method, cached first, as a round does (`score_many`), counting the
+HTTP requests each method sends by route. The default target is the reference answer after
+``candidate + answer prompt`` (reference mode); ``step`` scores each candidate step itself.
+Each figure is the median of the runs.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import httpx
 
 from cord_proxy.config import ScoreMethod, TeacherConfig
+from cord_proxy.errors import TeacherError
 from cord_proxy.teachers import THINK_OPEN, Message
+from cord_proxy.teachers.base import SpanScore
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ScoringMode = Literal["reference", "step"]
 ANSWER_PROMPT = "</think> The final answer is "
+PROPOSAL_CALLS = 5
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,19 @@ class Cell:
     context_tokens: list[int]
     target_tokens: list[int]
     methods_used: list[str]
+    propose_s: list[float]
+    requests: list[dict[str, int]]  # each run's requests by route
 
     @property
     def median_s(self) -> float:
         return statistics.median(self.runs_s)
+
+    def requests_per_candidate(self, candidates: int) -> dict[str, float]:
+        total: Counter[str] = Counter()
+        for run in self.requests:
+            total.update(run)
+        runs = max(len(self.requests), 1)
+        return {route: count / runs / candidates for route, count in sorted(total.items())}
 
 
 def _question(run: int) -> str:
@@ -129,9 +144,67 @@ def _requests(settings: ScoringSettings, trace: str, texts: Sequence[str]) -> li
     return [(trace + text + ANSWER_PROMPT, settings.reference) for text in texts]
 
 
+Post = Callable[[str, dict[str, Any], Callable[[dict[str, Any]], Any]], Awaitable[Any]]
+
+
+def counting_requests(teacher: OpenAICompatTeacher) -> Counter[str]:
+    """The scoring requests `teacher` sends from now, by route (tokenize, detokenize,
+    completions), counted as they leave."""
+    counts: Counter[str] = Counter()
+    reader = teacher._reader
+    post: Post = reader._post
+
+    async def counted(url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], Any]) -> Any:
+        counts[url.rsplit("/", 1)[-1]] += 1
+        return await post(url, body, read)
+
+    reader._post = counted
+    return counts
+
+
+async def score_together(
+    teacher: OpenAICompatTeacher, conversation: list[Message], requests: list[tuple[str, str]]
+) -> list[SpanScore]:
+    """The candidates scored as a round scores them: in one batch where the teacher takes
+    one (`score_many`), else one call each."""
+    many = getattr(teacher, "score_many", None)
+    if many is None:
+        return list(await asyncio.gather(*(teacher.score(conversation, p, t) for p, t in requests)))
+    scored = await many(conversation, requests)
+    for span in scored:
+        if isinstance(span, TeacherError):
+            raise span
+    return list(scored)
+
+
+async def distinct_proposals(
+    settings: ScoringSettings,
+    proposer: OpenAICompatTeacher,
+    conversation: list[Message],
+    trace: str,
+) -> list[str]:
+    """`settings.candidates` different step texts, sampled as a step's proposals are (twins
+    would be one candidate in a round, read once): a second call only when the first sampled
+    twins."""
+    texts: list[str] = []
+    for _ in range(PROPOSAL_CALLS):
+        proposals = await proposer.propose(
+            conversation,
+            trace,
+            n=settings.candidates,
+            stop=["### Step"],
+            max_tokens=settings.candidate_tokens,
+        )
+        texts += [p.text for p in proposals if p.text not in texts]
+        if len(texts) >= settings.candidates:
+            return texts[: settings.candidates]
+    raise RuntimeError(f"{PROPOSAL_CALLS} proposal calls sampled only {len(texts)} distinct steps")
+
+
 async def _one_run(
     settings: ScoringSettings,
     teachers: dict[str, OpenAICompatTeacher],
+    counts: dict[str, Counter[str]],
     context: int,
     run: int,
     cells: dict[tuple[int, str], Cell],
@@ -140,22 +213,18 @@ async def _one_run(
     trace, _ = build_trace(settings, question, context)
     conversation = [Message(role="user", content=question)]
     proposer = next(iter(teachers.values()))
-    proposals = await proposer.propose(
-        conversation,
-        trace,
-        n=settings.candidates,
-        stop=["### Step"],
-        max_tokens=settings.candidate_tokens,
-        seed=run,
-    )
-    requests = _requests(settings, trace, [p.text for p in proposals])
+    proposing = time.perf_counter()
+    texts = await distinct_proposals(settings, proposer, conversation, trace)
+    propose_s = time.perf_counter() - proposing
+    requests = _requests(settings, trace, texts)
     for method, teacher in teachers.items():
+        counts[method].clear()
         started = time.perf_counter()
-        spans = await asyncio.gather(
-            *(teacher.score(conversation, prefix, target) for prefix, target in requests)
-        )
+        spans = await score_together(teacher, conversation, requests)
         cell = cells[(context, method)]
         cell.runs_s.append(time.perf_counter() - started)
+        cell.propose_s.append(propose_s)
+        cell.requests.append(dict(counts[method]))
         cell.context_tokens.append(spans[0].context_tokens)
         cell.target_tokens.append(sum(len(s.logprobs) for s in spans))
         cell.methods_used.extend(sorted({str(getattr(s, "method", "?")) for s in spans}))
@@ -176,38 +245,27 @@ def _ratios(cells: dict[tuple[int, str], Cell], settings: ScoringSettings) -> di
 async def run_scoring(settings: ScoringSettings) -> dict[str, Any]:
     """The table of median seconds per (context, method); or why it could not run."""
     teachers: dict[str, OpenAICompatTeacher] = {m: _teacher(settings, m) for m in settings.methods}
+    counts = {method: counting_requests(teacher) for method, teacher in teachers.items()}
     cells: dict[tuple[int, str], Cell] = {
-        (c, m): Cell(c, m, [], [], [], []) for c in settings.contexts for m in settings.methods
+        (c, m): Cell(c, m, [], [], [], [], [], [])
+        for c in settings.contexts
+        for m in settings.methods
     }
     try:
         for run in range(settings.runs):
             for context in settings.contexts:
-                await _one_run(settings, teachers, context, run, cells)
+                await _one_run(settings, teachers, counts, context, run, cells)
     finally:
         for teacher in teachers.values():
             await teacher.aclose()
     rows = [
-        {**asdict(cell), "median_s": cell.median_s, "methods_used": sorted(set(cell.methods_used))}
+        {
+            **asdict(cell),
+            "median_s": cell.median_s,
+            "propose_median_s": statistics.median(cell.propose_s),
+            "requests_per_candidate": cell.requests_per_candidate(settings.candidates),
+            "methods_used": sorted(set(cell.methods_used)),
+        }
         for cell in cells.values()
     ]
     return {"settings": asdict(settings), "rows": rows, "ratios": _ratios(cells, settings)}
-
-
-def table(result: dict[str, Any]) -> str:
-    """The result as a plain-text table, one row per context size."""
-    methods = list(result["settings"]["methods"])
-    header = ["context (tokens)"] + [f"{m} median s (runs)" for m in methods]
-    lines = [" | ".join(header)]
-    by_context: dict[int, dict[str, dict[str, Any]]] = {}
-    for row in result["rows"]:
-        by_context.setdefault(row["context"], {})[row["method"]] = row
-    for context, row in sorted(by_context.items()):
-        measured = row[methods[0]]["context_tokens"]
-        cells = [f"~{context} ({'/'.join(str(t) for t in measured)})"]
-        for method in methods:
-            runs = ", ".join(f"{s:.3f}" for s in row[method]["runs_s"])
-            cells.append(f"{row[method]['median_s']:.3f} ({runs})")
-        lines.append(" | ".join(cells))
-    for name, value in result["ratios"].items():
-        lines.append(f"{name}: {value:.2f}")
-    return "\n".join(lines)

@@ -386,8 +386,11 @@ async def tokenize_route(request: web.Request) -> web.Response:
         text = body["prompt"]
     else:
         return _error(400, "give a prompt string or chat messages")
-    ids = request.app[VOCAB_KEY].encode(text)
-    answer = {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": None}
+    vocab = request.app[VOCAB_KEY]
+    pieces = tokenize(text)
+    ids = [vocab.id_of(piece) for piece in pieces]
+    strs = pieces if body.get("return_token_strs") else None  # as vLLM: the pieces when asked
+    answer = {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": strs}
     return web.json_response(answer, dumps=dumps)
 
 

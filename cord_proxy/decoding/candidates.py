@@ -71,7 +71,6 @@ class Candidate:
     self_scored: bool = False
     parts: list[ScorerPart] = field(default_factory=list)
     log_score: float | None = None
-    ready_at: float = 0.0
 
     @property
     def body(self) -> str:

@@ -87,7 +87,7 @@ class DecodeOptions(BaseModel):
     temperature: Temperature | None = option(None, "temperature", "overrides every teacher's")
     top_p: TopP | None = option(None, "top_p", "overrides every teacher's")
     round_timeout: Annotated[float, Gt(0.0), Le(86_400.0)] = option(
-        600.0, CONFIG, "seconds a round waits; stragglers are cut and the round goes on"
+        600.0, CONFIG, "seconds a round waits for proposals, then for reads; stragglers are cut"
     )
     n: ChoiceCount = option(1, "n", "finished traces to return, at most `beam_width`")
 

@@ -12,10 +12,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.decoding.candidates import Beam, Candidate
 from cord_proxy.decoding.context import DecodeContext
-from cord_proxy.decoding.reading import Reader
+from cord_proxy.decoding.reading import Question, Reader
 from cord_proxy.decoding.scorers import ScorerModel
 from cord_proxy.decoding.scoring import weighted_mean
 from cord_proxy.decoding.trace import ScorerPart
@@ -79,28 +78,35 @@ async def compare_finished(context: DecodeContext, beams: Sequence[Beam], step: 
     reader = Reader(context, step)
     try:
         async with asyncio.timeout(context.options.round_timeout):
-            await gather_or_cancel(*(fill_readings(reader, beam) for beam in beams))
+            await reader.read_all([q for beam in beams for q in finished_questions(context, beam)])
     except TimeoutError:
         reader.cuts.record(context.log, step, context.options.round_timeout)
-    finally:
-        await reader.aclose()
+    for beam in beams:
+        take_readings(reader, beam)
     shared = [m for m in context.models if all(m.identity in b.readings for b in beams)]
     for beam in beams:
         _rejudge_finished(beam, shared or context.models)
 
 
-async def fill_readings(reader: Reader, beam: Beam) -> None:
-    """Read a finished trace again by the models that have not read it (reference mode)."""
-    lacking = [m for m in reader.context.models if m.identity not in beam.readings]
+def finished_questions(context: DecodeContext, beam: Beam) -> list[Question]:
+    """A finished trace read again by the models that have not read it (reference mode)."""
+    reference = context.reference
+    assert reference is not None
+    return [
+        Question(model, beam.scored_prefix, reference, beam.route)
+        for model in context.models
+        if model.identity not in beam.readings
+    ]
+
+
+def take_readings(reader: Reader, beam: Beam) -> None:
+    """The readings of a finished trace that `reader` made."""
     reference = reader.context.reference
     assert reference is not None
-
-    async def one(model: ScorerModel) -> None:
-        part = await reader.read(model, beam.scored_prefix, reference)
-        if part is not None:
-            beam.readings[model.identity] = part
-
-    await gather_or_cancel(*(one(model) for model in lacking))
+    for model in reader.context.models:
+        made = reader.made(model, beam.scored_prefix, reference)
+        if made is not None and made.part is not None:
+            beam.readings.setdefault(model.identity, made.part)
 
 
 def _judge_candidate(candidate: Candidate, judges: Sequence[ScorerModel], unranked: bool) -> None:

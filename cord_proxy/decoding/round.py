@@ -1,28 +1,28 @@
 """One round of the search (docs/method.md, "The loop", steps 1 and 2).
 
-Every proposer continues every beam at once, and each proposal is read as soon as it
-arrives. A round has one deadline: calls still running then are cut, and the round goes on
-with what arrived. Once every proposal is in (or the deadline has passed), the candidates are
-built from what arrived in one order (beam, teacher in the ensemble, proposal), whatever the
-order of arrival: the same text under one parent is one candidate, written as its first
-proposer in that order wrote it and read by the models that none of its proposers is. The
-round owns its arrivals, its reads and its cuts, and returns its candidates ranked on equal
-terms (ranking.py).
+Every proposer continues every beam at once. Once every proposal is in (or the proposals'
+deadline has passed), the candidates are built from what arrived in one order (beam,
+teacher in the ensemble, proposal), whatever the order of arrival: the same text under one
+parent is one candidate, written as its first proposer in that order wrote it and read by
+the models that none of its proposers is. Then every scorer model reads all it is asked in
+one batch (reading.py). Each phase has the round's deadline: calls still running then are
+cut, and the round goes on with what arrived or was read. The round owns its arrivals, its
+reads and its cuts, and returns its candidates ranked on equal terms (ranking.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from cord_proxy.concurrency import gather_or_cancel
 from cord_proxy.decoding.candidates import Beam, Candidate
 from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.cuts import Cuts
-from cord_proxy.decoding.ranking import fill_readings, judge
-from cord_proxy.decoding.reading import Reader
+from cord_proxy.decoding.ranking import finished_questions, judge, take_readings
+from cord_proxy.decoding.reading import Question, Reader
 from cord_proxy.decoding.scorers import step_readers
 from cord_proxy.decoding.tokens import count_tokens
 from cord_proxy.decoding.trace import ClosedBy, RoundTiming
@@ -73,27 +73,33 @@ class Round:
     async def run(self) -> RoundOutcome:
         started = time.perf_counter()
         self._check_proposers_left()
-        options = self.context.options
-        cut: list[str] = []
-        try:
-            async with asyncio.timeout(options.round_timeout):
-                await self._propose_and_read()
-        except TimeoutError:
-            cut = self._cuts.record(self.context.log, self.step, options.round_timeout)
-        finally:
-            await self._reader.aclose()
+        cut = await self._within_deadline(self._propose_all())
+        proposed = time.perf_counter()
+        cut += await self._within_deadline(self._read_all())
+        read = time.perf_counter()
         candidates = self._candidates()
         judged = judge(self.context, candidates, self.finished)
-        ready = [c.ready_at - started for c in candidates if c.log_score is not None]
         timing = RoundTiming(
             step=self.step,
             wall_s=time.perf_counter() - started,
-            critical_s=max(ready, default=0.0),
+            critical_s=read - started,
+            propose_s=proposed - started,
+            score_s=read - proposed,
             candidates=len(candidates),
             scorers_left_out=judged.left_out,
-            cut=cut,
+            cut=sorted(set(cut)),
         )
         return RoundOutcome(candidates, judged.finished, timing)
+
+    async def _within_deadline(self, phase: Coroutine[Any, Any, None]) -> list[str]:
+        """Run one phase of the round within the round's deadline: the teachers cut."""
+        deadline = self.context.options.round_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                await phase
+        except TimeoutError:
+            return self._cuts.record(self.context.log, self.step, deadline)
+        return []
 
     def _check_proposers_left(self) -> None:
         log = self.context.log
@@ -105,31 +111,35 @@ class Round:
                 f"({', '.join(log.dropped)}); last error: {last}"
             )
 
-    async def _propose_and_read(self) -> None:
+    async def _propose_all(self) -> None:
         log = self.context.log
         async with asyncio.TaskGroup() as group:
             for beam in self.beams:
                 for order, teacher in enumerate(self.context.proposers):
                     if not log.is_dropped(teacher.name):
-                        group.create_task(self._propose_and_read_one(beam, order, teacher))
-            if not self.context.step_mode:
-                for finished in self.finished:
-                    group.create_task(fill_readings(self._reader, finished))
-        # Every proposal is in: each candidate is read by the readers all its proposers leave.
-        await gather_or_cancel(*(self._read(candidate) for candidate in self._candidates()))
+                        group.create_task(self._propose_one(beam, order, teacher))
 
-    async def _propose_and_read_one(self, beam: Beam, order: int, teacher: Teacher) -> None:
-        """One proposer continues one beam; what it wrote is read at once, unless an earlier
-        proposer in the ensemble's order wrote the same (whose text is then the one read)."""
+    async def _propose_one(self, beam: Beam, order: int, teacher: Teacher) -> None:
         use_routing_key(beam.route)
         arrival = Arrival(beam, order, teacher, await self._propose(beam, teacher))
         self._arrivals.append(arrival)
         for proposal in arrival.proposals:
             if not proposal.text.strip() and self._closing(beam, proposal, 0) is None:
                 self.context.log.empty_proposal(self.step, teacher.name)
-        so_far = self._merged(self._arrivals)
-        mine = [c for c in so_far if c.beam is beam and c.order[1] == order]
-        await gather_or_cancel(*(self._read(candidate) for candidate in mine))
+
+    async def _read_all(self) -> None:
+        """Every candidate is read by the readers all its proposers leave (and, in reference
+        mode, every finished trace by the models that have not read it), in one batch a model."""
+        questions = [q for c in self._merged(self._arrivals) for q in self._questions(c)]
+        if not self.context.step_mode:
+            for beam in self.finished:
+                questions += finished_questions(self.context, beam)
+        try:
+            await self._reader.read_all(questions)
+        finally:
+            if not self.context.step_mode:
+                for beam in self.finished:
+                    take_readings(self._reader, beam)
 
     async def _propose(self, beam: Beam, teacher: Teacher) -> list[Proposal]:
         context, options = self.context, self.context.options
@@ -223,11 +233,14 @@ class Round:
             readers = models
         candidate.readers = [model.identity for model in readers]
 
-    async def _read(self, candidate: Candidate) -> None:
-        """Every reader of a candidate reads it; readings already made are not made again."""
+    def _questions(self, candidate: Candidate) -> list[Question]:
         prefix, target = self._question(candidate)
-        readers = [m for m in self.context.models if m.identity in candidate.readers]
-        await gather_or_cancel(*(self._reader.read(m, prefix, target) for m in readers))
+        route = candidate.beam.route
+        return [
+            Question(model, prefix, target, route)
+            for model in self.context.models
+            if model.identity in candidate.readers
+        ]
 
     def _attach_readings(self, candidate: Candidate) -> None:
         prefix, target = self._question(candidate)
@@ -237,7 +250,6 @@ class Round:
             made = self._reader.made(model, prefix, target)
             if made is not None and made.part is not None:
                 candidate.readings[model.identity] = made.part
-                candidate.ready_at = max(candidate.ready_at, made.at)
 
     def _question(self, candidate: Candidate) -> tuple[str, str]:
         """The scored context and the scored span of one candidate."""

@@ -133,6 +133,12 @@ class RoundTiming(BaseModel):
     step: int
     wall_s: float
     critical_s: float
+    propose_s: float = Field(
+        default=0.0, description="seconds until the last proposal arrived (or was cut)"
+    )
+    score_s: float = Field(
+        default=0.0, description="seconds after that until every candidate was read"
+    )
     candidates: int
     scorers_left_out: list[str] = Field(
         default_factory=list,

@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from cord_proxy.errors import TeacherError
+
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "</think>"
 
@@ -141,3 +143,14 @@ class Teacher(Protocol):
     ) -> SpanScore: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BatchScorer(Protocol):
+    """A teacher that scores many spans in one batch (decoding/reading.py)."""
+
+    async def score_many(
+        self, conversation: Sequence[Message], questions: Sequence[tuple[str, str]]
+    ) -> list[SpanScore | TeacherError]:
+        """Each (prefix, target)'s score, or the teacher's error for it, in order."""
+        ...

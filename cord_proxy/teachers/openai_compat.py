@@ -59,7 +59,7 @@ from cord_proxy.teachers.score_probe import (
     refused,
 )
 from cord_proxy.teachers.shared_calls import SharedCalls
-from cord_proxy.teachers.span_scoring import ReadMethod, SpanReader
+from cord_proxy.teachers.span_scoring import ReadMethod, SpanQuestion, SpanReader
 
 ERROR_BODY_EXCERPT = 300
 T = TypeVar("T")
@@ -113,6 +113,16 @@ class OpenAICompatTeacher(TeacherClient):
         ``/tokenize`` too (prompt_fields.py)."""
         self._extra_body = dict(extra_body)
         self._prompt_fields = prompt_fields(extra_body, chat=self._chat)
+        self._score_identity = "|".join(
+            (
+                self._base_url,
+                self.config.model,
+                self.config.prompt.model_dump_json(),
+                self.config.system_prompt or "",
+                fields_identity(self._prompt_fields),
+                self.config.score_method,
+            )
+        )
 
     def with_prompt_fields(self, fields: Mapping[str, Any]) -> OpenAICompatTeacher:
         """This teacher with a request's prompt `fields` (``chat_template_kwargs``, merged
@@ -143,17 +153,9 @@ class OpenAICompatTeacher(TeacherClient):
 
     @property
     def score_identity(self) -> str:
-        """Everything that decides a score: the endpoint, the model, and the prompt it reads."""
-        return "|".join(
-            (
-                self._base_url,
-                self.config.model,
-                self.config.prompt.model_dump_json(),
-                self.config.system_prompt or "",
-                fields_identity(self._prompt_fields),
-                self.config.score_method,
-            )
-        )
+        """Everything that decides a score: the endpoint, the model, and the prompt it reads
+        (fixed with the teacher's prompt fields, `_shape_prompt`)."""
+        return self._score_identity
 
     @property
     def _chat(self) -> bool:
@@ -305,17 +307,31 @@ class OpenAICompatTeacher(TeacherClient):
         return len(ids), context
 
     async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
+        (scored,) = await self.score_many(conversation, [(prefix, target)])
+        if isinstance(scored, TeacherError):
+            raise scored
+        return scored
+
+    async def score_many(
+        self, conversation: Sequence[Message], questions: Sequence[tuple[str, str]]
+    ) -> list[SpanScore | TeacherError]:
+        """Each (prefix, target)'s score, or the error for it: the spans are read together
+        (teachers/span_scoring.py)."""
         if not self.can_score:
             raise TeacherCapabilityError(self.name, "this teacher does not have the score role")
-        if not target:
-            return SpanScore(tokens=(), logprobs=())
-        method = await self.scoring_method()
-        return await self._reader.score(
-            self._tokenize_prompt(conversation, prefix),
-            self._tokenize_prompt(conversation, prefix + target),
-            target,
-            method,
-        )
+        asked = [
+            SpanQuestion(
+                self._tokenize_prompt(conversation, prefix),
+                self._tokenize_prompt(conversation, prefix + target),
+                target,
+            )
+            for prefix, target in questions
+            if target
+        ]
+        scored = await self._reader.score_many(asked, await self.scoring_method()) if asked else []
+        answers = iter(scored)
+        empty = SpanScore(tokens=(), logprobs=())
+        return [next(answers) if target else empty for _, target in questions]
 
     async def scoring_method(self) -> ReadMethod:
         return (await self.scoring_choice()).method

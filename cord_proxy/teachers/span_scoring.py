@@ -11,10 +11,16 @@ Every method sends the prompt as token ids to ``/v1/completions``:
 - ``cached``: a one-token completion on the prompt up to each target token, asking for that
   token's log-probability with ``logprob_token_ids``. vLLM's default ``logprobs_mode``
   (``raw_logprobs``) reports the model's own value, and these requests read the prefix
-  cache. The first target position goes first, alone, so that the context is in the cache;
-  the rest follow as lists of prompts (`CACHED_CHUNK` a request), which vLLM batches.
+  cache. Spans scored together (`score_many`: a round's candidates) are read together: every
+  span's first position in one request of many prompts, so that the contexts are in the
+  cache, then every other position in one more (teachers/read_plan.py). A server that
+  refuses a request of several spans has them read one span at a time.
 - ``prompt_logprobs`` and ``echo``: one request that returns every prompt token's
   log-probability. vLLM skips its prefix cache for both, so each re-reads the whole trace.
+
+The decode check reads the span's pieces here (teachers/piece_text.py) when the tokenizer's
+family is known, and asks ``/detokenize`` otherwise, or when that reading does not spell the
+target: the server's word is final before a span fails.
 """
 
 from __future__ import annotations
@@ -26,12 +32,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from cord_proxy.concurrency import gather_or_cancel
-from cord_proxy.errors import ScoredPromptTooLongError, SpanMismatchError, TeacherProtocolError
+from cord_proxy.errors import (
+    ScoredPromptTooLongError,
+    SpanMismatchError,
+    TeacherError,
+    TeacherHTTPError,
+    TeacherProtocolError,
+)
 from cord_proxy.teachers.base import SpanScore
+from cord_proxy.teachers.piece_text import piece_text
+from cord_proxy.teachers.read_plan import Position, first_positions, later_positions, read_chunks
 from cord_proxy.teachers.shared_calls import SharedCalls, request_key
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
-CACHED_CHUNK = 64  # target positions (prompts) per cached read; each returns as many values
+BATCH_REFUSED = frozenset({400, 413, 422})  # a server's answers to a request it will not take
 KEPT_TOKENS = 32768  # tokens of recent /tokenize answers kept for identical requests
 T = TypeVar("T")
 Tokenized = tuple[tuple[int, ...], tuple[str, ...], int | None]
@@ -44,6 +58,15 @@ class PostRead(Protocol):
     def __call__(
         self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
     ) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True)
+class SpanQuestion:
+    """One span to score: the prompts rendered with and without the target, and the target."""
+
+    prefix: dict[str, Any]
+    full: dict[str, Any]
+    target: str
 
 
 @dataclass(frozen=True)
@@ -103,23 +126,44 @@ class SpanReader:
         method: ReadMethod,
     ) -> SpanScore:
         """The log-probabilities of exactly the target's tokens, read by `method`."""
-        span = await self.span(prefix_prompt, full_prompt)
-        # The decode check runs beside the read; a span that fails it is never scored.
-        checking = asyncio.ensure_future(self.check(span, target))
+        (scored,) = await self.score_many(
+            [SpanQuestion(prefix_prompt, full_prompt, target)], method
+        )
+        if isinstance(scored, TeacherError):
+            raise scored
+        return scored
+
+    async def score_many(
+        self, questions: Sequence[SpanQuestion], method: ReadMethod
+    ) -> list[SpanScore | TeacherError]:
+        """Each question's score, or the teacher's error for it; the spans are read together."""
+        found = await gather_or_cancel(*(_caught(self.span(q.prefix, q.full)) for q in questions))
+        spans = {k: span for k, span in enumerate(found) if isinstance(span, TokenSpan)}
+        # The decode checks run beside the reads; a span that fails its check is never scored.
+        checking = asyncio.ensure_future(
+            gather_or_cancel(
+                *(_caught(self.check(span, questions[k].target)) for k, span in spans.items())
+            )
+        )
         try:
-            values = await self.read(span, method)
+            read = await _caught(self.read_many(list(spans.values()), method))
         except BaseException:
             checking.cancel()
             await asyncio.gather(checking, return_exceptions=True)  # ended, not left running
             raise
-        await checking
-        return SpanScore(
-            tokens=span.pieces,
-            logprobs=tuple(values),
-            context_tokens=span.start,
-            token_ids=span.target,
-            method=method,
-        )
+        checks = dict(zip(spans, await checking, strict=True))
+        values = dict(zip(spans, read, strict=True)) if isinstance(read, list) else {}
+        results: list[SpanScore | TeacherError] = []
+        for k, outcome in enumerate(found):
+            if not isinstance(outcome, TokenSpan):
+                results.append(outcome)
+            elif isinstance(checks[k], TeacherError):
+                results.append(checks[k])  # type: ignore[arg-type]
+            elif isinstance(read, TeacherError):
+                results.append(read)
+            else:
+                results.append(_span_score(outcome, values[k], method))
+        return results
 
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
         (prefix_ids, _, _), (full_ids, pieces, context) = await gather_or_cancel(
@@ -156,9 +200,14 @@ class SpanReader:
         if not isinstance(pieces, list) or len(pieces) != len(ids):
             pieces = [""] * len(ids)
         context = data.get("max_model_len")
-        return ids, tuple(str(p) for p in pieces), context if isinstance(context, int) else None
+        return ids, tuple(map(str, pieces)), context if isinstance(context, int) else None
 
     async def check(self, span: TokenSpan, target: str) -> None:
+        """That the span's tokens spell the target: read from its pieces here when they tell,
+        else as the teacher decodes them."""
+        local = piece_text(span.pieces)
+        if local is not None and spells_target(local, target):
+            return
         body = {"model": self.model, "tokens": list(span.target)}
         decoded = await self._post(self.root + "/detokenize", body, self._text)
         if not spells_target(decoded, target):
@@ -175,29 +224,46 @@ class SpanReader:
         return decoded
 
     async def read(self, span: TokenSpan, method: ReadMethod) -> list[float]:
+        (values,) = await self.read_many([span], method)
+        return values
+
+    async def read_many(self, spans: Sequence[TokenSpan], method: ReadMethod) -> list[list[float]]:
+        """Each span's values; ``cached`` reads them together (the module says how)."""
+        if not spans:
+            return []
         if method == "cached":
-            return await self._read_cached(span)
-        if method == "echo":
-            return await self._read_echo(span)
-        return await self._read_prompt_logprobs(span)
+            try:
+                return await self._read_cached(spans)
+            except TeacherHTTPError as error:
+                if len(spans) == 1 or error.http_status not in BATCH_REFUSED:
+                    raise
+            alone = await gather_or_cancel(*(self._read_cached([span]) for span in spans))
+            return [values for (values,) in alone]
+        one = self._read_echo if method == "echo" else self._read_prompt_logprobs
+        return list(await gather_or_cancel(*(one(span) for span in spans)))
 
-    async def _read_cached(self, span: TokenSpan) -> list[float]:
-        first = await self._read_positions(span, range(1))
-        rest = range(1, len(span.target))
-        chunks = [rest[i : i + CACHED_CHUNK] for i in range(0, len(rest), CACHED_CHUNK)]
-        read = await gather_or_cancel(*(self._read_positions(span, chunk) for chunk in chunks))
-        return [*first, *(value for values in read for value in values)]
+    async def _read_cached(self, spans: Sequence[TokenSpan]) -> list[list[float]]:
+        targets = [span.target for span in spans]
+        values: dict[Position, float] = {}
+        for positions in (first_positions(targets), later_positions(targets)):
+            chunks = read_chunks(targets, positions)
+            read = await gather_or_cancel(*(self._read_positions(spans, c) for c in chunks))
+            for chunk, chunk_values in zip(chunks, read, strict=True):
+                values.update(zip(chunk, chunk_values, strict=True))
+        return [[values[(k, i)] for i in range(len(target))] for k, target in enumerate(targets)]
 
-    async def _read_positions(self, span: TokenSpan, offsets: range) -> list[float]:
-        """One request: the prompt up to each target position, asking for that token's value."""
-        wanted = sorted({span.target[i] for i in offsets})
-        prompts = [list(span.prompt[: span.start + i]) for i in offsets]
+    async def _read_positions(
+        self, spans: Sequence[TokenSpan], positions: Sequence[Position]
+    ) -> list[float]:
+        """One request: the prompt up to each position's token, asking for that token's value."""
+        wanted = sorted({spans[k].target[i] for k, i in positions})
+        prompts = [list(spans[k].prompt[: spans[k].start + i]) for k, i in positions]
 
         def values(data: dict[str, Any]) -> list[float]:
-            choices = _indexed_choices(data, len(offsets), self.teacher)
+            choices = _indexed_choices(data, len(positions), self.teacher)
             return [
-                _asked_logprob(choice, span.target[i], self.teacher)
-                for choice, i in zip(choices, offsets, strict=True)
+                _asked_logprob(choice, spans[k].target[i], self.teacher)
+                for choice, (k, i) in zip(choices, positions, strict=True)
             ]
 
         return await self._greedy(
@@ -261,6 +327,24 @@ class SpanReader:
         return [_finite(v, self.teacher) for v in values[span.start : len(span.prompt)]]
 
 
+async def _caught(work: Awaitable[T]) -> T | TeacherError:
+    """`work`'s value, or the teacher's error it raised (anything else is raised)."""
+    try:
+        return await work
+    except TeacherError as error:
+        return error
+
+
+def _span_score(span: TokenSpan, values: Sequence[float], method: ReadMethod) -> SpanScore:
+    return SpanScore(
+        tokens=span.pieces,
+        logprobs=tuple(values),
+        context_tokens=span.start,
+        token_ids=span.target,
+        method=method,
+    )
+
+
 def _first_choice(data: dict[str, Any], teacher: str) -> dict[str, Any]:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -316,9 +400,10 @@ def _finite(value: Any, teacher: str) -> float:
     return number
 
 
+_INTEGER = frozenset({int})  # a JSON integer parses to exactly int (a bool is not one)
+
+
 def _int_list(value: Any, teacher: str, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not _INTEGER.issuperset(map(type, value)):
         raise TeacherProtocolError(teacher, f"{what} is not a list of token ids")
     return value

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
 from cord_proxy.decoding.tokens import count_tokens
-from cord_proxy.errors import DecodeError, TeacherUnreachableError
-from cord_proxy.teachers.base import Proposal
+from cord_proxy.errors import DecodeError, TeacherError, TeacherUnreachableError
+from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from tests.support.fakes import (
     ConcurrencyMeter,
     ScriptedFakeTeacher,
@@ -457,7 +459,21 @@ async def test_every_proposal_of_a_step_is_in_flight_at_once() -> None:
         assert teacher.max_in_flight_by_kind["propose"] == 2  # one per parent
 
 
-async def test_scoring_starts_before_the_slowest_proposal_returns() -> None:
+class BatchingFakeScorer(ScriptedFakeTeacher):
+    """A FAKE scorer that takes a round's reads in one batch, and notes each batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[tuple[float, list[tuple[str, str]]]] = []
+
+    async def score_many(
+        self, conversation: Sequence[Message], questions: Sequence[tuple[str, str]]
+    ) -> list[SpanScore | TeacherError]:
+        self.batches.append((time.perf_counter(), list(questions)))
+        return list(await asyncio.gather(*(self.score(conversation, p, t) for p, t in questions)))
+
+
+async def test_a_round_is_read_in_one_batch_per_scorer_once_every_proposal_is_in() -> None:
     slow = 0.3
     teachers = [
         ScriptedFakeTeacher(
@@ -468,9 +484,9 @@ async def test_scoring_starts_before_the_slowest_proposal_returns() -> None:
         )
         for name in "abc"
     ]
-    meta = ScriptedFakeTeacher("meta", logprobs=[-0.5], can_propose=False)
+    meta = BatchingFakeScorer("meta", logprobs=[-0.5], can_propose=False)
 
-    await decode(
+    result = await decode(
         DecodeJob.create(
             "q",
             [*teachers, meta],
@@ -481,15 +497,16 @@ async def test_scoring_starts_before_the_slowest_proposal_returns() -> None:
 
     (slowest,) = teachers[2].proposals_calls()
     assert slowest.ended is not None
-    scores = meta.score_calls()
-    assert len(scores) == 3
-    first = min(scores, key=lambda c: c.started)
-    assert first.started < slowest.ended
-    early = [c for c in scores if " a step." in c.prefix or " b step." in c.prefix]
-    assert len(early) == 2
-    assert all(c.ended is not None and c.ended < slowest.ended for c in early)
-    (late,) = [c for c in scores if " c step." in c.prefix]
-    assert late.started >= slowest.ended
+    [(sent, questions)] = meta.batches
+    assert sent >= slowest.ended
+    assert sorted(prefix.split("### Step 1.")[1][:3] for prefix, _ in questions) == [
+        " a ",
+        " b ",
+        " c ",
+    ]
+    (timing,) = result.rounds
+    assert timing.propose_s >= slow and timing.score_s >= 0.0
+    assert timing.critical_s == pytest.approx(timing.propose_s + timing.score_s)
 
 
 # --- cancellation ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -27,10 +27,16 @@ from cord_proxy.errors import (
     TeacherError,
     TeacherProtocolError,
 )
+from cord_proxy.teachers import read_plan
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
-from cord_proxy.teachers.span_scoring import common_prefix_length, server_root, spells_target
+from cord_proxy.teachers.span_scoring import (
+    SpanQuestion,
+    common_prefix_length,
+    server_root,
+    spells_target,
+)
 from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
 
@@ -44,16 +50,34 @@ def scripted_logprob(token: int, position: int) -> float:
 class FakeCharVLLM:
     """A FAKE vLLM whose tokenizer maps each character to its code point (cord_proxy.testing)."""
 
-    def __init__(self, forced_reads_zero: bool = False, detokenize_drops: int = 0) -> None:
+    def __init__(
+        self,
+        forced_reads_zero: bool = False,
+        detokenize_drops: int = 0,
+        pieces: Literal["exact", "none", "wrong"] = "exact",
+        most_prompts: int | None = None,
+    ) -> None:
         self.forced_reads_zero = forced_reads_zero
         self.detokenize_drops = detokenize_drops
+        self.pieces = pieces  # the token strings /tokenize returns: none, or all "?"
+        self.most_prompts = most_prompts  # a request with more prompts is refused (400)
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append((request.path, body))
         if request.path == "/tokenize":
-            return web.json_response(wire.tokenize(body))
+            answer = wire.tokenize(body)
+            if self.pieces != "exact":
+                answer["token_strs"] = None if self.pieces == "none" else ["?"] * answer["count"]
+            return web.json_response(answer)
+        prompts = body.get("prompt")
+        if (
+            self.most_prompts is not None
+            and isinstance(prompts, list)
+            and isinstance(prompts[0], list)
+        ) and len(prompts) > self.most_prompts:
+            return web.json_response({"error": {"message": "too many prompts"}}, status=400)
         if request.path == "/detokenize":
             text = wire.detokenize(body)["prompt"]
             return web.json_response({"prompt": text[self.detokenize_drops :]})
@@ -124,13 +148,72 @@ async def test_cached_reads_the_first_position_alone_then_the_rest_together() ->
     assert all(b["max_tokens"] == 1 and b["return_tokens_as_token_ids"] for b in (first, rest))
 
 
-async def test_a_long_target_is_read_in_chunks_of_prompts() -> None:
+async def test_a_long_target_is_read_in_chunks_of_prompts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_plan, "MAX_PROMPTS_PER_READ", 64)
     fake = FakeCharVLLM()
     target = " " + "abcdefghij" * 14  # 141 tokens: 1 + 64 + 64 + 12
     async with fake_teacher(fake, score_method="cached") as teacher:
         span = await teacher.score(CONVERSATION, "x", target)
     assert [len(b["prompt"]) for b in fake.asked()] == [1, 64, 64, 12]
     assert span.logprobs == pytest.approx(expected_values(rendered_length("x"), target))
+
+
+def reader_questions(
+    teacher: OpenAICompatTeacher, pairs: list[tuple[str, str]]
+) -> list[SpanQuestion]:
+    prompt = teacher._tokenize_prompt
+    return [
+        SpanQuestion(prompt(CONVERSATION, prefix), prompt(CONVERSATION, prefix + target), target)
+        for prefix, target in pairs
+    ]
+
+
+PAIRS = [("6 times 7 is", " 42 cows"), ("6 times 7 is", " 41"), ("6 times 7 makes", " 42.")]
+
+
+async def test_spans_scored_together_take_two_reads_and_no_detokenize() -> None:
+    fake = FakeCharVLLM()
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        scored = await teacher._reader.score_many(reader_questions(teacher, PAIRS), "cached")
+    first, rest = fake.asked()
+    assert [len(p) for p in first["prompt"]] == [rendered_length(p) for p, _ in PAIRS]
+    assert len(rest["prompt"]) == sum(len(t) - 1 for _, t in PAIRS)
+    assert rest["logprob_token_ids"] == sorted({ord(c) for _, t in PAIRS for c in t[1:]})
+    for (prefix, target), span in zip(PAIRS, scored, strict=True):
+        assert not isinstance(span, TeacherError)
+        assert span.logprobs == pytest.approx(expected_values(rendered_length(prefix), target))
+    assert "/detokenize" not in fake.paths()  # the pieces spell each target
+    assert fake.paths().count("/tokenize") == 5  # the shared prefix once
+
+
+async def test_one_failing_span_leaves_the_others_scored() -> None:
+    fake = FakeCharVLLM()
+    pairs = [*PAIRS, ("a", "b" * 3000)]
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        scored = await teacher._reader.score_many(reader_questions(teacher, pairs), "cached")
+    assert isinstance(scored[-1], ScoredPromptTooLongError)
+    assert all(not isinstance(span, TeacherError) for span in scored[:-1])
+    assert len(fake.asked()) == 2
+
+
+async def test_a_server_that_refuses_a_batch_has_each_span_read_alone() -> None:
+    fake = FakeCharVLLM(most_prompts=1)
+    pairs = [("6 times 7 is", " 4"), ("6 times 7 is", " 5"), ("6 times 8 is", " 4")]
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        scored = await teacher._reader.score_many(reader_questions(teacher, pairs), "cached")
+    for (prefix, target), span in zip(pairs, scored, strict=True):
+        assert not isinstance(span, TeacherError)
+        assert span.logprobs == pytest.approx(expected_values(rendered_length(prefix), target))
+    sizes = [len(b["prompt"]) for b in fake.asked()]
+    assert sizes[0] == 3 and sorted(sizes[1:]) == [1] * 6  # refused, then one span at a time
+
+
+async def test_pieces_that_do_not_spell_the_target_leave_the_check_to_the_server() -> None:
+    fake = FakeCharVLLM(pieces="wrong")
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        span = await teacher.score(CONVERSATION, "6 times 7 is", " 42")
+    assert span.token_ids == (ord(" "), ord("4"), ord("2"))
+    assert fake.paths().count("/detokenize") == 1
 
 
 async def test_chat_prompts_are_tokenized_as_continued_messages() -> None:
@@ -144,7 +227,7 @@ async def test_chat_prompts_are_tokenized_as_continued_messages() -> None:
 
 
 async def test_a_span_that_does_not_spell_the_target_is_a_typed_error() -> None:
-    fake = FakeCharVLLM(detokenize_drops=2)
+    fake = FakeCharVLLM(detokenize_drops=2, pieces="none")
     async with fake_teacher(fake, score_method="prompt_logprobs") as teacher:
         with pytest.raises(SpanMismatchError) as caught:
             await teacher.score(CONVERSATION, "6 times 7 is", " 42 cows")
@@ -281,11 +364,7 @@ async def test_malformed_scoring_answers_open_the_breaker() -> None:
         for _ in range(2):
             with pytest.raises(TeacherProtocolError):
                 await teacher.score(CONVERSATION, "a", "b")
-        # A failed score cancels its decode check, which may reach the server a moment later.
-        for _ in range(100):
-            if fake.paths().count("/detokenize") == 2:
-                break
-            await asyncio.sleep(0.01)
+        assert "/detokenize" not in fake.paths()  # the pieces spell the target
         calls = len(fake.requests)
         with pytest.raises(CircuitOpenError):
             await teacher.score(CONVERSATION, "a", "b")
