@@ -195,7 +195,9 @@ async def distinct_proposals(
             stop=["### Step"],
             max_tokens=settings.candidate_tokens,
         )
-        texts += [p.text for p in proposals if p.text not in texts]
+        for proposal in proposals:
+            if proposal.text not in texts:
+                texts.append(proposal.text)
         if len(texts) >= settings.candidates:
             return texts[: settings.candidates]
     raise RuntimeError(f"{PROPOSAL_CALLS} proposal calls sampled only {len(texts)} distinct steps")
