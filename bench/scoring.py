@@ -184,8 +184,8 @@ async def distinct_proposals(
     trace: str,
 ) -> list[str]:
     """`settings.candidates` different step texts, sampled as a step's proposals are (twins
-    would be one candidate in a round, read once): a second call only when the first sampled
-    twins."""
+    would be one candidate in a round, read once): another call only when one sampled twins;
+    where the model keeps writing the same step, shorter cuts of it make up the number."""
     texts: list[str] = []
     for _ in range(PROPOSAL_CALLS):
         proposals = await proposer.propose(
@@ -200,7 +200,13 @@ async def distinct_proposals(
                 texts.append(proposal.text)
         if len(texts) >= settings.candidates:
             return texts[: settings.candidates]
-    raise RuntimeError(f"{PROPOSAL_CALLS} proposal calls sampled only {len(texts)} distinct steps")
+    cuts = [text[:-cut] for cut in range(3, 60, 3) for text in texts if len(text) > cut]
+    for cut in cuts:
+        if cut not in texts and len(texts) < settings.candidates:
+            texts.append(cut)
+    if len(texts) < settings.candidates:
+        raise RuntimeError(f"only {len(texts)} distinct steps after {PROPOSAL_CALLS} calls")
+    return texts
 
 
 async def _one_run(
