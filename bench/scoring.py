@@ -192,7 +192,7 @@ async def distinct_proposals(
             conversation,
             trace,
             n=settings.candidates,
-            stop=["### Step"],
+            stop=["\n\n"],  # the next step, whole: a step ends with a blank line
             max_tokens=settings.candidate_tokens,
         )
         for proposal in proposals:
