@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 async def gather_or_cancel(*calls: Awaitable[T]) -> list[T]:
@@ -39,3 +40,11 @@ async def _alone(task: asyncio.Future[T]) -> T:
     if caller is not None and caller.cancelling() > asked:
         raise asyncio.CancelledError
     return result
+
+
+async def value_or_error(work: Awaitable[T], kind: type[E]) -> T | E:
+    """`work`'s value, or the error of `kind` it raised (anything else is raised)."""
+    try:
+        return await work
+    except kind as error:
+        return error

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cord_proxy.concurrency import gather_or_cancel
+from cord_proxy.concurrency import gather_or_cancel, value_or_error
 from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.cuts import Cuts
 from cord_proxy.decoding.scorers import ScorerModel
@@ -52,13 +52,12 @@ async def score_all(
     if isinstance(teacher, BatchScorer):
         return await teacher.score_many(conversation, pairs)
 
-    async def one(prefix: str, target: str) -> SpanScore | TeacherError:
-        try:
-            return await teacher.score(conversation, prefix, target)
-        except TeacherError as error:
-            return error
-
-    return await gather_or_cancel(*(one(prefix, target) for prefix, target in pairs))
+    return await gather_or_cancel(
+        *(
+            value_or_error(teacher.score(conversation, prefix, target), TeacherError)
+            for prefix, target in pairs
+        )
+    )
 
 
 class Reader:
@@ -73,15 +72,14 @@ class Reader:
         model and beam, all at once."""
         batches: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
         models: dict[str, ScorerModel] = {}
+        asked: set[ReadKey] = set()
         for q in questions:
-            if (q.model.identity, q.prefix, q.target) in self._made:
+            key = (q.model.identity, q.prefix, q.target)
+            if key in self._made or key in asked or not self.context.log.can_score(q.model.teacher):
                 continue
-            if not self.context.log.can_score(q.model.teacher):
-                continue
+            asked.add(key)
             models[q.model.identity] = q.model
-            pairs = batches.setdefault((q.model.identity, q.route), [])
-            if (q.prefix, q.target) not in pairs:
-                pairs.append((q.prefix, q.target))
+            batches.setdefault((q.model.identity, q.route), []).append((q.prefix, q.target))
         await gather_or_cancel(
             *(self._read_batch(models[i], route, pairs) for (i, route), pairs in batches.items())
         )
