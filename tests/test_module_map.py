@@ -35,3 +35,15 @@ def test_a_stale_map_is_caught_and_rewritten(tmp_path: Path) -> None:
     assert stale.returncode == 1 and "stale" in stale.stdout
     assert map_tool("--write", "--doc", str(page)).returncode == 0
     assert page.read_text(encoding="utf-8") == current
+
+
+MODULE_LINE_LIMIT = 400  # one concept a module: a longer one holds two (issue 21)
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    lengths = {
+        module.relative_to(REPO).as_posix(): len(module.read_text(encoding="utf-8").splitlines())
+        for module in (REPO / "cord_proxy").rglob("*.py")
+    }
+    longer = {name: n for name, n in lengths.items() if n > MODULE_LINE_LIMIT}
+    assert longer == {}, f"modules over {MODULE_LINE_LIMIT} lines: {longer}"

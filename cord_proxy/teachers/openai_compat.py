@@ -1,10 +1,6 @@
 """Teacher client for vLLM and other OpenAI-compatible servers.
 
-The transport is aiohttp's client rather than httpx: on the benchmark's score responses
-httpx spent 2.36 ms of CPU per call against 0.99 ms for aiohttp, and teacher calls are
-most of the proxy's CPU (bench/README.md). Bodies go through orjson: a score response
-holds every prompt token's log-probability, and orjson parses it 2 to 2.7 times faster
-than the standard library (14.97 ms against 7.36 ms for a 16k-token context).
+The HTTP transport is the endpoint's (http_endpoint.py).
 
 A request's extra fields (`CallExtras`) reach a proposal as vLLM 0.32 takes them, on the chat
 route (``/v1/chat/completions``, continuing the final message) and the completions route (a
@@ -19,14 +15,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-import orjson
 
 from cord_proxy.config import TeacherConfig, TemplatePrompt
 from cord_proxy.errors import (
@@ -34,14 +27,13 @@ from cord_proxy.errors import (
     TeacherError,
     TeacherHTTPError,
     TeacherProtocolError,
-    TeacherUnreachableError,
 )
 from cord_proxy.teachers._client import StepCall, TeacherClient
-from cord_proxy.teachers.affinity import routing_headers
 from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.endpoint import api_key_of, bearer_headers
+from cord_proxy.teachers.http_endpoint import ROUTE_MISSING, HttpEndpoint
 from cord_proxy.teachers.prompt_fields import (
     fields_identity,
     prompt_fields,
@@ -49,7 +41,6 @@ from cord_proxy.teachers.prompt_fields import (
     with_request_fields,
 )
 from cord_proxy.teachers.prompting import chat_messages, render_template, with_system_prompt
-from cord_proxy.teachers.retry import Retryable, is_retryable_status, parse_retry_after
 from cord_proxy.teachers.score_probe import (
     PROBE_PREFIX,
     PROBE_QUESTION,
@@ -61,31 +52,16 @@ from cord_proxy.teachers.score_probe import (
 from cord_proxy.teachers.shared_calls import SharedCalls
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanQuestion, SpanReader
 
-ERROR_BODY_EXCERPT = 300
 T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
-PROBE_TIMEOUT_S = 2.0  # the breaker's background check (breaker.py), at most the timeout
-ROUTE_MISSING = (404, 405)
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Endpoint:
-    """What a teacher and its views (`OpenAICompatTeacher.with_prompt_fields`) share of their
-    endpoint: the HTTP session, and what the server was found to serve."""
-
-    session: aiohttp.ClientSession | None
-    owns_session: bool
-    no_health_route: bool = False
-    no_tokenize: bool = False
-    context: int | None = None  # the served max_model_len, once measured
 
 
 class OpenAICompatTeacher(TeacherClient):
     """A teacher at an OpenAI-compatible endpoint (vLLM for scoring).
 
     A view of it (`with_prompt_fields`) is a shallow copy: every attribute is either read
-    only or an object the copies share (the breaker, the slots, `_Endpoint`, the span reader,
+    only or an object the copies share (the breaker, the slots, `HttpEndpoint`, the span reader,
     the probe's choice); only the body its prompt is derived from, and its count of
     `retries`, are its own.
     """
@@ -97,12 +73,18 @@ class OpenAICompatTeacher(TeacherClient):
         breaker: CircuitBreaker | None = None,
     ):
         super().__init__(config, breaker)
-        self._endpoint = _Endpoint(session=session, owns_session=session is None)
-        self._owner = True  # a view closes nothing of what it shares
-        self._auth = bearer_headers(api_key_of(config))
-        self._headers = {"Content-Type": "application/json", **self._auth}
         self._base_url = (config.base_url or "").rstrip("/")
-        self.breaker.attach_probe(self, self._endpoint_answers, config.name)
+        self._endpoint = HttpEndpoint(
+            name=config.name,
+            base_url=self._base_url,
+            timeout=config.timeout,
+            max_concurrency=config.max_concurrency,
+            auth=bearer_headers(api_key_of(config)),
+            session=session,
+            owns_session=session is None,
+        )
+        self._owner = True  # a view closes nothing of what it shares
+        self.breaker.attach_probe(self, self._endpoint.answers, config.name)
         self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
         self._shape_prompt(config.extra_body)
         # The probe's choice is kept once made; a failed probe is made again when next asked.
@@ -168,44 +150,11 @@ class OpenAICompatTeacher(TeacherClient):
             return
         await self.breaker.detach_probe(self)  # its check uses the session
         await self._probe.aclose()
-        endpoint = self._endpoint
-        if endpoint.owns_session and endpoint.session is not None:
-            await endpoint.session.close()
-            endpoint.session = None
+        await self._endpoint.close()
 
     def _client(self) -> aiohttp.ClientSession:
         """The session, made on first use inside the running event loop."""
-        endpoint = self._endpoint
-        if endpoint.session is None or endpoint.session.closed:
-            endpoint.session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-                connector=aiohttp.TCPConnector(limit=self.config.max_concurrency),
-            )
-            endpoint.owns_session = True
-        return endpoint.session
-
-    async def _endpoint_answers(self) -> bool:
-        """The breaker's background check: vLLM's ``GET /health`` (at the server's root),
-        or ``GET /models`` where the server has no such route; True on a 2xx."""
-        timeout = aiohttp.ClientTimeout(total=min(self.config.timeout, PROBE_TIMEOUT_S))
-        if not self._endpoint.no_health_route:
-            status = await self._probe_status(
-                self._base_url.removesuffix("/v1") + "/health", timeout
-            )
-            if status not in ROUTE_MISSING:
-                return status is not None and 200 <= status < 300
-            self._endpoint.no_health_route = True
-        status = await self._probe_status(self._base_url + "/models", timeout)
-        return status is not None and 200 <= status < 300
-
-    async def _probe_status(self, url: str, timeout: aiohttp.ClientTimeout) -> int | None:
-        """The status of one GET, or None when nothing answered in time."""
-        try:
-            async with self._client().get(url, headers=self._auth, timeout=timeout) as response:
-                await response.read()
-                return response.status
-        except (aiohttp.ClientError, TimeoutError):
-            return None
+        return self._endpoint.client()
 
     async def _propose(
         self, conversation: Sequence[Message], prefix: str, call: StepCall
@@ -405,38 +354,9 @@ class OpenAICompatTeacher(TeacherClient):
         )
 
     async def _attempt(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One try; a 429, 5xx or lost connection is `Retryable` (retry.py)."""
+        """One try, within the teacher's slots (http_endpoint.py)."""
         async with self._slots:
-            try:
-                async with self._client().post(
-                    url, data=orjson.dumps(body), headers={**self._headers, **routing_headers()}
-                ) as response:
-                    status, raw = response.status, await response.read()
-                    retry_after = response.headers.get("retry-after")
-            except TimeoutError:  # aiohttp's own timeouts are TimeoutErrors too
-                raise
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise Retryable(
-                    TeacherUnreachableError(
-                        self.name, f"cannot connect to its endpoint ({type(exc).__name__})"
-                    )
-                ) from None
-        if status >= 400:
-            error = TeacherHTTPError(
-                self.name, f"HTTP {status}: {_excerpt(raw)}", http_status=status
-            )
-            if is_retryable_status(status):
-                raise Retryable(error, parse_retry_after(retry_after))
-            raise error
-        return self._decode(raw)
-
-    def _decode(self, raw: bytes) -> dict[str, Any]:
-        data = _parse_json(raw)
-        if data is None:
-            raise TeacherProtocolError(self.name, f"answered invalid JSON: {_excerpt(raw)!r}")
-        if not isinstance(data, dict):
-            raise TeacherProtocolError(self.name, "answered JSON that is not an object")
-        return data
+            return await self._endpoint.post_json(url, body)
 
 
 TEMPLATE_TOKENS_PER_MESSAGE = 32
@@ -451,7 +371,7 @@ def prompt_token_bound(conversation: Sequence[Message], prefix: str) -> int:
 
 def _not_served(error: TeacherError) -> bool:
     """An optional route the server does not have (not vLLM): not the teacher's failure."""
-    return isinstance(error, TeacherHTTPError) and error.http_status in (404, 405)
+    return isinstance(error, TeacherHTTPError) and error.http_status in ROUTE_MISSING
 
 
 def _mark_context_full(proposal: Proposal) -> Proposal:
@@ -459,22 +379,3 @@ def _mark_context_full(proposal: Proposal) -> Proposal:
     if proposal.finish_reason != "length":
         return proposal
     return dataclasses.replace(proposal, context_full=True)
-
-
-def _excerpt(raw: bytes) -> str:
-    return raw[:ERROR_BODY_EXCERPT].decode("utf-8", "replace")
-
-
-def _parse_json(raw: bytes) -> Any | None:
-    """The parsed body, or None when it is not JSON.
-
-    Servers built on Python's json module may write NaN or Infinity, which orjson refuses.
-    """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None

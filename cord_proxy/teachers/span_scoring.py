@@ -26,12 +26,11 @@ target: the server's word is final before a span fails.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from cord_proxy.concurrency import gather_or_cancel
+from cord_proxy.concurrency import gather_or_cancel, value_or_error
 from cord_proxy.errors import (
     ScoredPromptTooLongError,
     SpanMismatchError,
@@ -41,6 +40,15 @@ from cord_proxy.errors import (
 )
 from cord_proxy.teachers.base import SpanScore
 from cord_proxy.teachers.piece_text import piece_text
+from cord_proxy.teachers.read_answers import (
+    asked_logprob,
+    entry_logprob,
+    finite_logprob,
+    first_choice,
+    first_choice_logprobs,
+    indexed_choices,
+    int_list,
+)
 from cord_proxy.teachers.read_plan import Position, first_positions, later_positions, read_chunks
 from cord_proxy.teachers.shared_calls import SharedCalls, request_key
 
@@ -195,7 +203,7 @@ class SpanReader:
         )
 
     def _tokens(self, data: dict[str, Any]) -> Tokenized:
-        ids = tuple(_int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
+        ids = tuple(int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
         pieces = data.get("token_strs")
         if not isinstance(pieces, list) or len(pieces) != len(ids):
             pieces = [""] * len(ids)
@@ -260,9 +268,9 @@ class SpanReader:
         prompts = [list(spans[k].prompt[: spans[k].start + i]) for k, i in positions]
 
         def values(data: dict[str, Any]) -> list[float]:
-            choices = _indexed_choices(data, len(positions), self.teacher)
+            choices = indexed_choices(data, len(positions), self.teacher)
             return [
-                _asked_logprob(choice, spans[k].target[i], self.teacher)
+                asked_logprob(choice, spans[k].target[i], self.teacher)
                 for choice, (k, i) in zip(choices, positions, strict=True)
             ]
 
@@ -276,11 +284,11 @@ class SpanReader:
 
     async def _read_prompt_logprobs(self, span: TokenSpan) -> list[float]:
         def values(data: dict[str, Any]) -> list[float]:
-            entries = _first_choice(data, self.teacher).get("prompt_logprobs")
+            entries = first_choice(data, self.teacher).get("prompt_logprobs")
             if not isinstance(entries, list) or len(entries) != len(span.prompt):
                 raise TeacherProtocolError(self.teacher, "prompt_logprobs do not match the prompt")
             return [
-                _entry_logprob(entries[span.start + i], token, self.teacher)
+                entry_logprob(entries[span.start + i], token, self.teacher)
                 for i, token in enumerate(span.target)
             ]
 
@@ -315,7 +323,7 @@ class SpanReader:
         return await self._post(self.base_url + "/completions", body, read)
 
     def _echoed(self, span: TokenSpan, data: dict[str, Any]) -> list[float]:
-        logprobs = _first_choice_logprobs(data)
+        logprobs = first_choice_logprobs(data)
         tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
         if not isinstance(tokens, list) or not isinstance(values, list):
             raise TeacherProtocolError(self.teacher, "echo returned no logprobs")
@@ -324,15 +332,12 @@ class SpanReader:
         expected = [f"token_id:{t}" for t in span.target]
         if tokens[span.start : len(span.prompt)] != expected:
             raise TeacherProtocolError(self.teacher, "echoed tokens differ from the prompt's")
-        return [_finite(v, self.teacher) for v in values[span.start : len(span.prompt)]]
+        return [finite_logprob(v, self.teacher) for v in values[span.start : len(span.prompt)]]
 
 
 async def _caught(work: Awaitable[T]) -> T | TeacherError:
-    """`work`'s value, or the teacher's error it raised (anything else is raised)."""
-    try:
-        return await work
-    except TeacherError as error:
-        return error
+    """`work`'s value, or the teacher's error it raised."""
+    return await value_or_error(work, TeacherError)
 
 
 def _span_score(span: TokenSpan, values: Sequence[float], method: ReadMethod) -> SpanScore:
@@ -343,67 +348,3 @@ def _span_score(span: TokenSpan, values: Sequence[float], method: ReadMethod) ->
         token_ids=span.target,
         method=method,
     )
-
-
-def _first_choice(data: dict[str, Any], teacher: str) -> dict[str, Any]:
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise TeacherProtocolError(teacher, "response has no choices")
-    choice: dict[str, Any] = choices[0]
-    return choice
-
-
-def _indexed_choices(data: dict[str, Any], count: int, teacher: str) -> list[dict[str, Any]]:
-    """The choices of a many-prompt completion, one per prompt, in prompt order."""
-    choices = data.get("choices")
-    if not isinstance(choices, list) or len(choices) != count:
-        raise TeacherProtocolError(teacher, f"expected {count} choices, one per prompt")
-    if not all(isinstance(c, dict) and isinstance(c.get("index"), int) for c in choices):
-        raise TeacherProtocolError(teacher, "a choice has no integer index")
-    ordered = sorted(choices, key=lambda c: int(c["index"]))
-    if [c["index"] for c in ordered] != list(range(count)):
-        raise TeacherProtocolError(teacher, "the choices' indices do not match the prompts")
-    return ordered
-
-
-def _asked_logprob(choice: dict[str, Any], token: int, teacher: str) -> float:
-    """The value of `token` among a choice's requested log-probabilities."""
-    logprobs = choice.get("logprobs")
-    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
-    first = top[0] if isinstance(top, list) and top else None
-    if not isinstance(first, dict) or f"token_id:{token}" not in first:
-        raise TeacherProtocolError(teacher, f"no log-probability came back for token {token}")
-    return _finite(first[f"token_id:{token}"], teacher)
-
-
-def _first_choice_logprobs(data: dict[str, Any]) -> dict[str, Any]:
-    choices = data.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices else None
-    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
-    return logprobs if isinstance(logprobs, dict) else {}
-
-
-def _entry_logprob(entry: Any, token: int, teacher: str) -> float:
-    """One ``prompt_logprobs`` entry, ``{token_id: {logprob, ...}}``, for a known token."""
-    info = entry.get(str(token)) if isinstance(entry, dict) else None
-    if not isinstance(info, dict):
-        raise TeacherProtocolError(teacher, f"prompt_logprobs have no entry for token {token}")
-    return _finite(info.get("logprob"), teacher)
-
-
-def _finite(value: Any, teacher: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TeacherProtocolError(teacher, "a log-probability is not a number")
-    number = float(value)
-    if not (math.isfinite(number) and number <= 0.0):
-        raise TeacherProtocolError(teacher, f"a log-probability is {number!r}")
-    return number
-
-
-_INTEGER = frozenset({int})  # a JSON integer parses to exactly int (a bool is not one)
-
-
-def _int_list(value: Any, teacher: str, what: str) -> list[int]:
-    if not isinstance(value, list) or not _INTEGER.issuperset(map(type, value)):
-        raise TeacherProtocolError(teacher, f"{what} is not a list of token ids")
-    return value
