@@ -450,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int)
     p.add_argument("--phases", help="comma-separated, of " + ",".join(ALL_PHASES))
     p.add_argument("--rotate-requests", type=int, help="requests of the rotate phase (6000)")
+    p.add_argument("--breaker-threshold", type=int, help="failures that open a breaker (3)")
+    p.add_argument("--breaker-cooldown", type=float, help="the breaker's longest cool-down, s (3)")
     p.add_argument("--proxy-python", default=sys.executable)
     return p
 
@@ -465,6 +467,10 @@ def settings_from(args: argparse.Namespace) -> FaultSettings:
         given["phases"] = tuple(args.phases.split(","))
     if args.rotate_requests:
         given["rotate_requests"] = args.rotate_requests
+    if args.breaker_threshold:
+        given["breaker_threshold"] = args.breaker_threshold
+    if args.breaker_cooldown:
+        given["breaker_cooldown_s"] = args.breaker_cooldown
     return replace(settings, **given)
 
 
