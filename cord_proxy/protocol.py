@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +39,15 @@ from cord_proxy.request_fields import (
 from cord_proxy.teachers.base import CallExtras
 
 
+class _HasText(Protocol):
+    text: str
+
+
+def content_text(content: str | Sequence[_HasText]) -> str:
+    """A message's content as one string: its text parts joined."""
+    return content if isinstance(content, str) else "".join(part.text for part in content)
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["text"]
@@ -53,9 +62,7 @@ class ChatMessage(BaseModel):
     name: str | None = Field(None, max_length=256)
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+        return content_text(self.content)
 
 
 class StreamOptions(BaseModel):
@@ -170,7 +177,18 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Bias = Annotated[int, Field(ge=-100, le=100)]
 
 
-class ChatCompletionRequest(BaseModel):
+class RecordedFields(BaseModel):
+    """Fields that chat and Responses requests alike accept and only record (request_fields.py)."""
+
+    user: str | None = Field(None, max_length=256)
+    safety_identifier: str | None = Field(None, max_length=256)
+    prompt_cache_key: str | None = Field(None, max_length=256)
+    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+
+
+class ChatCompletionRequest(RecordedFields):
     """A standard chat completion request; `model` names an ensemble.
 
     Every field is classified in request_fields.py; this model gives each its type and bounds.
@@ -203,12 +221,6 @@ class ChatCompletionRequest(BaseModel):
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
     chat_template_kwargs: dict[str, Any] | None = None
     metadata: Metadata = None
-    user: str | None = Field(None, max_length=256)
-    safety_identifier: str | None = Field(None, max_length=256)
-    prompt_cache_key: str | None = Field(None, max_length=256)
-    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
-    prompt_cache_options: dict[str, Any] | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
     store: bool | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
     parallel_tool_calls: bool | None = None

@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cord_proxy.decoding.options import Temperature, TopP
-from cord_proxy.protocol import JSON_SCHEMA_NAME, CordOptions, Metadata, parse_body
+from cord_proxy.protocol import (
+    JSON_SCHEMA_NAME,
+    CordOptions,
+    Metadata,
+    RecordedFields,
+    content_text,
+    parse_body,
+)
 from cord_proxy.request_fields import ReasoningEffort
 from cord_proxy.responses.fields import BY_NAME
 
@@ -39,9 +46,7 @@ class InputMessage(BaseModel):
     status: str | None = Field(None, max_length=64)
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+        return content_text(self.content)
 
 
 class Reasoning(BaseModel):
@@ -83,7 +88,7 @@ class TextOptions(BaseModel):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class ResponseRequest(BaseModel):
+class ResponseRequest(RecordedFields):
     """A Responses create request; `model` names an ensemble."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,12 +106,6 @@ class ResponseRequest(BaseModel):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     metadata: Metadata = None
-    user: str | None = Field(None, max_length=256)
-    safety_identifier: str | None = Field(None, max_length=256)
-    prompt_cache_key: str | None = Field(None, max_length=256)
-    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
-    prompt_cache_options: dict[str, Any] | None = None
-    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
     parallel_tool_calls: bool | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: list[Annotated[str, Field(max_length=128)]] | None = Field(None, max_length=32)
