@@ -8,11 +8,21 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from cord_proxy.api.lifecycle import ListenError, refuse_taken_port
 from cord_proxy.config import CordConfig, load_config
 from cord_proxy.defaults import default_config
 from cord_proxy.errors import ConfigError
+from cord_proxy.local import DEFAULT_TEACHER_PORT, LocalTeacherError
 from cord_proxy.logs import configure_logging
 from cord_proxy.runtime import Runtime
+from cord_proxy.ui.view import VIEW_PORT, run_view
+
+DEFAULT_HOST = "127.0.0.1"
+PROXY_PORT = 8400
+
+
+class CommandError(Exception):
+    """A command cannot start; its message is the line the user reads."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,24 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the OpenAI-compatible API from a config")
     serve.add_argument("--config", required=True, help="TOML config file")
-    _add_listen_options(serve)
+    _add_listen_options(serve, "the config's [server] port")
 
     up = commands.add_parser("up", help="prepare and start the local CPU teacher, then serve")
-    _add_listen_options(up)
-    up.add_argument("--teacher-port", type=int, default=8401)
+    _add_listen_options(up, str(PROXY_PORT))
+    _add_teacher_port(up)
 
     _add_dataset_commands(commands)
 
     view = commands.add_parser("view", help="serve the web page over a trace file (no teachers)")
     view.add_argument("file", help="JSONL of trace records (a distill output or the sink)")
-    _add_listen_options(view)
+    _add_listen_options(view, str(VIEW_PORT))
 
     teachers = commands.add_parser("teachers", help="teacher tools")
     teacher_commands = teachers.add_subparsers(dest="teachers_command", required=True)
     check = teacher_commands.add_parser("check", help="check every configured teacher")
-    check.add_argument("--config", help="TOML config file (default: the local CPU teacher)")
-    check.add_argument("--teacher-port", type=int, default=8401)
+    check.add_argument(
+        "--config",
+        help="TOML config file (default: the local CPU teacher, prepared and started if needed)",
+    )
+    _add_teacher_port(check)
     return parser
+
+
+def _add_teacher_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--teacher-port",
+        type=int,
+        default=DEFAULT_TEACHER_PORT,
+        help="port of the local CPU teacher (default %(default)s)",
+    )
 
 
 def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,8 +74,9 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
     engine.add_argument("--url", help="send to a running proxy instead (http://HOST:PORT/v1)")
     distill.add_argument(
         "--teacher-url",
-        default="http://127.0.0.1:8401/v1",
-        help="without --config or --url: the local teacher of the default",
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_TEACHER_PORT}/v1",
+        help="without --config or --url: the local teacher that the embedded default config "
+        "uses (default %(default)s; start it with `cord-proxy up`)",
     )
     distill.add_argument("--model", help="ensemble (default: the first one)")
     distill.add_argument("--concurrency", type=int, default=4)
@@ -96,9 +119,11 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
     export.add_argument("--log-level", default="warning")
 
 
-def _add_listen_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="listen port (default 8400)")
+def _add_listen_options(parser: argparse.ArgumentParser, default_port: str) -> None:
+    parser.add_argument("--host", default=None, help=f"listen address (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"listen port (default {default_port})"
+    )
     parser.add_argument("--log-level", default="info")
 
 
@@ -129,8 +154,11 @@ async def _serve(config: CordConfig) -> None:
 def _local_teacher(port: int) -> tuple[str, object]:
     from cord_proxy.local import LocalTeacherServer, prepare
 
-    prepare()
-    server = LocalTeacherServer().start(port=port)
+    try:
+        prepare()
+        server = LocalTeacherServer().start(port=port)
+    except LocalTeacherError as error:
+        raise CommandError(f"the local teacher (--teacher-port {port}): {error}") from None
     return server.base_url, server
 
 
@@ -143,11 +171,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from cord_proxy.local import LocalTeacherServer
 
+    host = DEFAULT_HOST if args.host is None else args.host
+    port = PROXY_PORT if args.port is None else args.port
+    refuse_taken_port(host, port)  # before minutes of starting a teacher
     base_url, server = _local_teacher(args.teacher_port)
     assert isinstance(server, LocalTeacherServer)
     try:
-        config = default_config(base_url, args.host or "127.0.0.1", args.port or 8400)
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(default_config(base_url, host, port)))
     finally:
         server.stop()
     return 0
@@ -192,9 +222,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from cord_proxy.ui.view import run_view
-
-    return run_view(args.file, args.host or "127.0.0.1", args.port or 8400)
+    host = DEFAULT_HOST if args.host is None else args.host
+    return run_view(args.file, host, VIEW_PORT if args.port is None else args.port)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -210,6 +239,12 @@ COMMANDS = {
 }
 
 
+def _name(args: argparse.Namespace) -> str:
+    """``cord-proxy view``, ``cord-proxy teachers check``: how the user named the command."""
+    sub = getattr(args, "teachers_command", None)
+    return " ".join(["cord-proxy", args.command, *([sub] if sub else [])])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -220,6 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"cord-proxy: {error.message}", file=sys.stderr)
+        return 2
+    except ListenError as error:
+        print(f"{_name(args)}: {error.explain('--port')}", file=sys.stderr)
+        return 2
+    except CommandError as error:
+        print(f"{_name(args)}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

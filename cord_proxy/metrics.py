@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cord_proxy.decoding.trace import TeacherUsage
@@ -13,12 +14,26 @@ LATENCY_SAMPLES = 1000
 REJECTED_ROUTE = "(rejected)"
 
 
+@dataclass
+class Histogram:
+    """One route's latencies in the `LATENCY_BUCKETS` (each bucket counts what is <= it)."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        self.count += 1
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.buckets[index] += 1
+
+
 class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()
-        self.latency_sum = 0.0
-        self.latency_count = 0
-        self.latency_buckets = [0] * len(LATENCY_BUCKETS)
+        self.latency: dict[str, Histogram] = {}
         self.teacher_calls: Counter[str] = Counter()
         self.teacher_failures: Counter[str] = Counter()
         self.teacher_latency: dict[str, float] = {}
@@ -38,13 +53,9 @@ class Metrics:
         """A request answered with `status`: the status its client received."""
         self.requests[(route, status)] += 1
 
-    def observe_latency(self, seconds: float) -> None:
-        """A chat completion's latency, whatever its status."""
-        self.latency_sum += seconds
-        self.latency_count += 1
-        for index, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.latency_buckets[index] += 1
+    def observe_latency(self, route: str, seconds: float) -> None:
+        """A request's latency on `route` (its pattern), whatever its status."""
+        self.latency.setdefault(route, Histogram()).observe(seconds)
 
     def observe_unhandled(self) -> None:
         """An error only the catch-all handler caught: a bug, counted so it is seen."""
@@ -118,15 +129,13 @@ class Metrics:
                 f'cord_stream_errors_total{{route="{route}",status="{status}"}} {count}'
                 for (route, status), count in sorted(self.stream_errors.items())
             ),
-            "# HELP cord_request_duration_seconds Chat completion latency.",
+            "# HELP cord_request_duration_seconds HTTP request latency by route.",
             "# TYPE cord_request_duration_seconds histogram",
             *(
-                f'cord_request_duration_seconds_bucket{{le="{bound}"}} {count}'
-                for bound, count in zip(LATENCY_BUCKETS, self.latency_buckets, strict=True)
+                line
+                for route, histogram in sorted(self.latency.items())
+                for line in _histogram("cord_request_duration_seconds", route, histogram)
             ),
-            f'cord_request_duration_seconds_bucket{{le="+Inf"}} {self.latency_count}',
-            f"cord_request_duration_seconds_sum {self.latency_sum:.6f}",
-            f"cord_request_duration_seconds_count {self.latency_count}",
             "# HELP cord_requests_in_flight Chat completions being decoded now.",
             "# TYPE cord_requests_in_flight gauge",
             f"cord_requests_in_flight {self.in_flight}",
@@ -181,6 +190,18 @@ def render_breakers(states: dict[str, str]) -> str:
             for state in BREAKER_STATES
         ]
     return "\n".join(lines) + "\n"
+
+
+def _histogram(name: str, route: str, histogram: Histogram) -> list[str]:
+    """One route's series of a histogram: its buckets, sum and count."""
+    label = f'route="{_label(route)}"'
+    bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
+    counts = [*histogram.buckets, histogram.count]
+    return [
+        *(f'{name}_bucket{{{label},le="{b}"}} {c}' for b, c in zip(bounds, counts, strict=True)),
+        f"{name}_sum{{{label}}} {histogram.total:.6f}",
+        f"{name}_count{{{label}}} {histogram.count}",
+    ]
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:

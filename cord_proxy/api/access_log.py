@@ -2,8 +2,9 @@
 
 One ``request`` log line and one count a request: what the errors handler answered, 499 for
 a client that left before any answer, 200 for a stream that began (a stream that ended in an
-error event is counted apart, in ``cord_stream_errors_total``, by that error's status). Chat
-completions are also timed, whatever their status.
+error event is counted apart, in ``cord_stream_errors_total``, by that error's status). Every
+request is also timed, whatever its status. Both by the route's pattern, and every path no
+route matches as one route, so a client cannot grow the series.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from cord_proxy.api.errors import Handler
-from cord_proxy.api.state import CHAT_ROUTE, CLIENT_CLOSED, METRICS, SENT, STREAM_ERROR
+from cord_proxy.api.state import CLIENT_CLOSED, METRICS, SENT, STREAM_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ def _observe(request: web.Request, status: int, elapsed: float) -> None:
     stream_error = request.get(STREAM_ERROR)
     metrics = request.app[METRICS]
     metrics.observe_request(route, status)
-    if route == CHAT_ROUTE:
-        metrics.observe_latency(elapsed)
+    metrics.observe_latency(route, elapsed)
     if stream_error is not None:
         metrics.observe_stream_error(route, stream_error)
     extra: dict[str, Any] = {"method": request.method, "route": route, "status": status}

@@ -22,7 +22,7 @@ async def engine_of(args: Any, settings: DistillSettings) -> Engine:
     """The proxy at ``--url``, or the engine in this process; checked before the run."""
     if args.url:
         base_url, key = as_base_url(args.url), os.environ.get(args.api_key_env)
-        model = await check_proxy(base_url, args.model, key)
+        model = await check_proxy(base_url, args.model, key, args.api_key_env)
         timeout = args.timeout or DEFAULT_PROXY_TIMEOUT_S
         return ProxyEngine(base_url, model, settings.cord, timeout, key)
     config, model = engine_config(args.config, args.teacher_url, args.model)

@@ -46,11 +46,14 @@ async def check_teachers(config: CordConfig, model: str) -> None:
             ) from None
 
 
-async def check_proxy(base_url: str, model: str | None, api_key: str | None) -> str:
-    """The proxy lists its ensembles; returns the one to use."""
+async def check_proxy(base_url: str, model: str | None, api_key: str | None, key_env: str) -> str:
+    """The proxy lists its ensembles; returns the one to use. `api_key` was read from the
+    environment variable `key_env`."""
     try:
         models = await fetch_model_ids(base_url, api_key, PREFLIGHT_TIMEOUT_S)
     except (httpx.HTTPError, ValueError) as error:
+        if isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 401:
+            raise DistillError(key_refused(base_url, api_key, key_env)) from None
         raise DistillError(
             f"the proxy at {base_url} is unreachable or not a cord-proxy "
             f"({error!r:.200}); start it with `cord-proxy serve`"
@@ -64,3 +67,12 @@ async def check_proxy(base_url: str, model: str | None, api_key: str | None) -> 
             f"the proxy at {base_url} has no ensemble {model!r} (it has: {', '.join(models)})"
         )
     return model
+
+
+def key_refused(base_url: str, api_key: str | None, key_env: str) -> str:
+    """The proxy answered 401: which key was missing or wrong, and where distill reads it."""
+    problem = f"${key_env} is not set" if not api_key else f"the key in ${key_env} is wrong"
+    return (
+        f"the proxy at {base_url} wants an API key and {problem}: set {key_env} to one of its "
+        "keys (or name another variable with --api-key-env)"
+    )

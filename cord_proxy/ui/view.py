@@ -13,6 +13,8 @@ from cord_proxy.api.errors import errors_middleware
 from cord_proxy.api.lifecycle import run_until_stopped, serve
 from cord_proxy.ui.routes import add_ui_routes
 
+VIEW_PORT = 8402  # beside the proxy's 8400 and the local teacher's 8401, so all three can run
+
 
 def view_app(path: Path) -> web.Application:
     app = new_app([errors_middleware])
