@@ -1,7 +1,7 @@
 """Write a reasoning dataset with Bespoke Curator, with cord-proxy as the OpenAI endpoint.
 
     pip install bespokelabs-curator        # checked with 0.1.31
-    cord-proxy up                          # or: cord-proxy serve --config cord.toml
+    .venv/bin/cord-proxy up                # or: .venv/bin/cord-proxy serve --config cord.toml
     python clients/curator_script.py --base-url http://127.0.0.1:8400/v1 \\
         --input problems.jsonl --output curated.jsonl [--cord '{"beam_width": 2}']
 
@@ -101,7 +101,11 @@ def rows_of(path: str, cord: dict[str, Any]) -> Dataset:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8400/v1")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "not-needed"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none",
+        help="the proxy's key (default: $CORD_API_KEY, else $OPENAI_API_KEY)",
+    )
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--model", default="cord", help="the ensemble")

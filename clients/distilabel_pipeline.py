@@ -1,7 +1,7 @@
 """Write a reasoning dataset with distilabel, with cord-proxy as the OpenAI endpoint.
 
     pip install "distilabel[openai]"       # checked with 1.5.3
-    cord-proxy up                          # or: cord-proxy serve --config cord.toml
+    .venv/bin/cord-proxy up                # or: .venv/bin/cord-proxy serve --config cord.toml
     python clients/distilabel_pipeline.py --base-url http://127.0.0.1:8400/v1 \\
         --input problems.jsonl --output distilabel.jsonl [--cord '{"beam_width": 2}']
 
@@ -76,7 +76,11 @@ def SplitThinking(inputs: StepInput) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8400/v1")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "not-needed"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none",
+        help="the proxy's key (default: $CORD_API_KEY, else $OPENAI_API_KEY)",
+    )
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--model", default="cord", help="the ensemble")

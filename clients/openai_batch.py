@@ -1,6 +1,6 @@
 """Run a file of problems through cord-proxy with the plain `openai` SDK, resumably.
 
-    python clients/openai_batch.py --base-url http://127.0.0.1:8400/v1 \\
+    .venv/bin/python clients/openai_batch.py --base-url http://127.0.0.1:8400/v1 \\
         --input problems.jsonl --output out.jsonl [--model cord] [--concurrency 4] \\
         [--cord '{"beam_width": 2}']
 
@@ -16,8 +16,8 @@ to ``--errors`` (default: OUTPUT with ``.errors.jsonl``), in the same format wit
 ``response: null``. A rerun skips the ids already in the output, so an interrupted run
 (Ctrl-C, kill -9) is finished by running the same command again.
 
-Needs only ``pip install openai``. The key comes from ``--api-key`` or ``$OPENAI_API_KEY``
-(any string when the proxy has no ``api_keys``).
+Needs only ``pip install openai``. The key comes from ``--api-key``, else ``$CORD_API_KEY``,
+else ``$OPENAI_API_KEY`` (any string when the proxy has no ``api_keys``).
 """
 
 from __future__ import annotations
@@ -156,7 +156,11 @@ def run_one(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8400/v1")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "not-needed"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none",
+        help="the proxy's key (default: $CORD_API_KEY, else $OPENAI_API_KEY)",
+    )
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--errors", type=Path, default=None)

@@ -1,6 +1,6 @@
 """Run a file of problems as one OpenAI batch on cord-proxy (the Files and Batches API).
 
-    python clients/openai_batches_api.py --base-url http://127.0.0.1:8400/v1 \\
+    .venv/bin/python clients/openai_batches_api.py --base-url http://127.0.0.1:8400/v1 \\
         --input problems.jsonl --output out.jsonl [--model cord] [--cord '{"beam_width": 2}']
 
 Input lines are problems, ``{"id", "question" | "messages", "answer"}`` (the answer is sent
@@ -86,7 +86,11 @@ def download(client: OpenAI, file_id: str | None, path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8400/v1")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "not-needed"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none",
+        help="the proxy's key (default: $CORD_API_KEY, else $OPENAI_API_KEY)",
+    )
     parser.add_argument("--input", help="problems or batch request lines (JSONL)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--model", default="cord", help="the ensemble")

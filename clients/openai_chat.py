@@ -1,6 +1,8 @@
 """Ask cord-proxy for one CoRD trace with the official openai SDK.
 
-python clients/openai_chat.py --base-url http://127.0.0.1:8400/v1
+.venv/bin/python clients/openai_chat.py --base-url http://127.0.0.1:8400/v1
+
+The key: $CORD_API_KEY, else $OPENAI_API_KEY (any string when the proxy has no api_keys).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2)
     args = parser.parse_args()
 
-    client = OpenAI(base_url=args.base_url, api_key=os.environ.get("CORD_API_KEY", "none"))
+    key = os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+    client = OpenAI(base_url=args.base_url, api_key=key)
     completion = client.chat.completions.create(
         model=args.model,
         messages=[{"role": "user", "content": args.question}],

@@ -1,6 +1,8 @@
 """Stream a CoRD trace with the openai SDK: reasoning deltas as steps become certain, then answer.
 
-python clients/openai_stream.py --base-url http://127.0.0.1:8400/v1
+.venv/bin/python clients/openai_stream.py --base-url http://127.0.0.1:8400/v1
+
+The key: $CORD_API_KEY, else $OPENAI_API_KEY (any string when the proxy has no api_keys).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2)
     args = parser.parse_args()
 
-    client = OpenAI(base_url=args.base_url, api_key=os.environ.get("CORD_API_KEY", "none"))
+    key = os.environ.get("CORD_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+    client = OpenAI(base_url=args.base_url, api_key=key)
     stream = client.chat.completions.create(
         model=args.model,
         messages=[{"role": "user", "content": args.question}],

@@ -96,8 +96,9 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     distill.add_argument(
         "--api-key-env",
-        default="CORD_PROXY_API_KEY",
-        help="with --url: the environment variable holding the proxy's key",
+        default="CORD_API_KEY",
+        help="with --url: the environment variable holding the proxy's key (default %(default)s, "
+        "the one every client of this project reads)",
     )
     distill.add_argument(
         "--ray",

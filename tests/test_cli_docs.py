@@ -17,7 +17,9 @@ UNLISTED = {"--help", "--log-level"}  # every command has them
 
 def _command_rows() -> dict[str, str]:
     """The README command table's rows by command (``teachers check``, ``view`` ...)."""
-    rows = re.findall(r"^\| `cord-proxy ([a-z]+(?: check)?)\b(.*)$", README.read_text(), re.M)
+    rows = re.findall(
+        r"^\| `\.venv/bin/cord-proxy ([a-z]+(?: check)?)\b(.*)$", README.read_text(), re.M
+    )
     return dict(rows)
 
 

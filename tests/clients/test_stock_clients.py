@@ -139,7 +139,7 @@ def run_tool(python: str, script: Path, tmp: Path, *args: str) -> subprocess.Com
         **os.environ,
         "CURATOR_CACHE_DIR": str(tmp / "curator-cache"),
         "DISTILABEL_CACHE_DIR": str(tmp / "distilabel-cache"),
-        "OPENAI_API_KEY": "none",
+        "CORD_API_KEY": "none",  # the one key variable the README names
         "COLUMNS": "240",  # Rich's tables and logs on one line each
     }
     env.pop("TIKTOKEN_CACHE_DIR", None)

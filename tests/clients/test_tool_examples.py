@@ -35,7 +35,7 @@ def run(python: str, script: str, proxy: ProxyProcess, tmp: Path, *extra: str) -
         **os.environ,
         "CURATOR_CACHE_DIR": str(tmp / "curator-cache"),
         "DISTILABEL_CACHE_DIR": str(tmp / "distilabel-cache"),
-        "OPENAI_API_KEY": "none",
+        "CORD_API_KEY": "none",  # the one key variable the README names
     }
     env.pop("TIKTOKEN_CACHE_DIR", None)  # each example must find its encodings itself
     command = [python, str(ROOT / "clients" / script), "--base-url", proxy.base_url]
