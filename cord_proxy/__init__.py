@@ -10,7 +10,7 @@ from cord_proxy.decoding import DecodeJob, DecodeOptions, DecodeResult, decode
 from cord_proxy.decoding.beam import DecodeProgress
 from cord_proxy.decoding.trace import FinishedTrace, StepRecord
 from cord_proxy.teachers.base import Message, Proposal, SpanScore, Teacher
-from cord_proxy.teachers.factory import build_teacher
+from cord_proxy.teachers.factory import build_teacher, open_teachers
 from cord_proxy.teachers.hosted import HostedTeacher
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
@@ -32,4 +32,5 @@ __all__ = [
     "__version__",
     "build_teacher",
     "decode",
+    "open_teachers",
 ]

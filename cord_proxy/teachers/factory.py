@@ -1,9 +1,13 @@
-"""Build the client of one configured teacher."""
+"""Build the client of one configured teacher; `open_teachers`, the library's `async with`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+
 from cord_proxy.config import TeacherConfig
 from cord_proxy.errors import ConfigError
+from cord_proxy.teachers._client import TeacherClient
 from cord_proxy.teachers.base import Teacher
 from cord_proxy.teachers.breaker import BreakerRegistry
 from cord_proxy.teachers.capabilities import litellm_score_problem
@@ -59,3 +63,33 @@ def build_teacher(config: TeacherConfig, breakers: BreakerRegistry | None = None
 
         return HostedTeacher(config, breaker=breaker)
     raise ConfigError(f"teacher '{config.name}': kind '{config.kind}' is not available yet")
+
+
+@asynccontextmanager
+async def open_teachers(configs: Iterable[TeacherConfig]) -> AsyncIterator[list[Teacher]]:
+    """The clients of `configs`, as the proxy builds one ensemble's, closed on the way out.
+
+    ``async with open_teachers(configs) as teachers:`` gives `build_teacher`'s clients, in
+    order, with one circuit breaker per endpoint and the proposers' breakers grouped for panic
+    mode. Leaving the block (an error or a cancellation included) closes every client's HTTP
+    session and stops the breakers' background checks, so nothing is left for the garbage
+    collector to warn about ("Unclosed client session"). Raises `ConfigError` as
+    `build_teacher` does, after closing the clients already built.
+    """
+    breakers = BreakerRegistry()
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(_close_breakers, breakers)  # last: the clients detach first
+        teachers: list[Teacher] = []
+        for config in configs:
+            teacher = build_teacher(config, breakers)
+            stack.push_async_callback(teacher.aclose)
+            teachers.append(teacher)
+        breakers.group(
+            t.breaker for t in teachers if isinstance(t, TeacherClient) and t.can_propose
+        )
+        yield teachers
+
+
+async def _close_breakers(breakers: BreakerRegistry) -> None:
+    for breaker in breakers.by_endpoint.values():
+        await breaker.aclose()
