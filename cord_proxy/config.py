@@ -1,7 +1,8 @@
 """Configuration models and TOML loading.
 
 One file holds ``[server]``, ``[[teachers]]``, ``[[ensembles]]``, ``[dataset]`` and ``[batches]``.
-Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start.
+Secrets are references (``api_key = "env:OPENAI_API_KEY"``), resolved at start. A relative
+path in a file (``[dataset] path``, ``[batches] data_dir``) is read from the file's folder.
 """
 
 from __future__ import annotations
@@ -367,4 +368,20 @@ def load_config(path: str | Path) -> CordConfig:
         raise ConfigError(f"config file {file} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
-    return parse_config(data, source=str(file))
+    return paths_from(parse_config(data, source=str(file)), file.resolve().parent)
+
+
+def paths_from(config: CordConfig, folder: Path) -> CordConfig:
+    """`config` with each relative path made absolute from `folder` (its file's), ``~`` the
+    user's home: the same file means the same files whatever the working directory."""
+
+    def resolved(value: str | None) -> str | None:
+        return str(folder / Path(value).expanduser()) if value else value
+
+    dataset, batches = config.dataset, config.batches
+    return config.model_copy(
+        update={
+            "dataset": dataset.model_copy(update={"path": resolved(dataset.path)}),
+            "batches": batches.model_copy(update={"data_dir": resolved(batches.data_dir)}),
+        }
+    )

@@ -105,7 +105,67 @@ def test_the_readme_config_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "readme.toml"
     path.write_text(example)
     config = load_config(path)
-    assert config.ensemble("cord") is not None and config.dataset.path == "traces.jsonl"
+    assert config.ensemble("cord") is not None
+    assert config.dataset.path == str(tmp_path / "traces.jsonl")  # from the file's folder
+
+
+PATHS = """
+[[teachers]]
+name = "a"
+base_url = "http://127.0.0.1:8000/v1"
+model = "m"
+
+[[ensembles]]
+name = "cord"
+teachers = ["a"]
+
+[dataset]
+path = "{dataset}"
+
+[batches]
+data_dir = "{data_dir}"
+"""
+
+
+def _paths_config(folder: Path, dataset: str, data_dir: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cord.toml"
+    path.write_text(PATHS.format(dataset=dataset, data_dir=data_dir), encoding="utf-8")
+    return path
+
+
+def test_relative_paths_are_read_from_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cord_proxy.batches.routes import data_dir
+    from cord_proxy.data.sink import JsonlSink, sink_for
+
+    folder = tmp_path / "configs"
+    path = _paths_config(folder, "data/traces.jsonl", "../state")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for given in (path, Path("..") / "configs" / "cord.toml"):  # the file named either way
+        config = load_config(given)
+        assert config.dataset.path == str(folder / "data" / "traces.jsonl")
+        assert data_dir(config.batches).resolve() == tmp_path / "state"
+    sink = sink_for(config.dataset)
+    assert isinstance(sink, JsonlSink) and sink.path == folder / "data" / "traces.jsonl"
+    assert (folder / "data").is_dir() and not (elsewhere / "data").exists()
+
+
+def test_absolute_and_home_paths_stay_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = _paths_config(tmp_path / "c", str(tmp_path / "abs.jsonl"), "~/cord-state")
+    config = load_config(path)
+    assert config.dataset.path == str(tmp_path / "abs.jsonl")
+    assert config.batches.data_dir == str(tmp_path / "home" / "cord-state")
+    unset = PATHS.split("[dataset]")[0]  # no path given: the defaults stay the defaults
+    (tmp_path / "c" / "cord.toml").write_text(unset, encoding="utf-8")
+    config = load_config(tmp_path / "c" / "cord.toml")
+    assert config.dataset.path is None and config.batches.data_dir is None
 
 
 def test_the_embedded_default_is_three_homogeneous_teachers() -> None:
