@@ -1,4 +1,7 @@
-"""deploy/vllm/ is valid: its configs load with cord-proxy's own loader, its scripts parse."""
+"""deploy/ is valid: its configs load with cord-proxy's own loader, its scripts parse and
+pass shellcheck, and serve-teacher.sh builds the command line the docs describe (run
+against a FAKE `vllm`; tests/deploy/test_vllm_serve_args.py checks that line with vLLM's
+own parser)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from cord_proxy.config import ensemble_scorers, load_config
+from tests.deploy.deploy_fakes import REPO, VLLM_DIR, Fakes
 
-VLLM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "vllm"
 SCRIPTS = sorted(VLLM_DIR.glob("*.sh"))
+ALL_SCRIPTS = sorted((REPO / "deploy").rglob("*.sh"))
 PAPER_MODELS = {"DeepSeek-R1-Distill-Qwen-32B", "QwQ-32B", "Phi-4-reasoning-plus"}
 
 
@@ -58,7 +62,7 @@ def test_served_model_names_match_the_config() -> None:
         assert f'NAME="${{NAME:-{model}}}"' in scripts
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_scripts_pass_bash_n(script: Path) -> None:
     bash = shutil.which("bash")
     assert bash is not None
@@ -66,31 +70,75 @@ def test_scripts_pass_bash_n(script: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_every_server_gets_long_context_and_prefix_caching() -> None:
-    serve = (VLLM_DIR / "serve-teacher.sh").read_text()
-    assert "--enable-prefix-caching" in serve
-    assert "--tensor-parallel-size" in serve
-    assert 'MAX_MODEL_LEN="${MAX_MODEL_LEN:-24576}"' in serve
-    assert len(SCRIPTS) >= 4
-
-
-def test_serve_teacher_refuses_a_short_context(tmp_path: Path) -> None:
-    fake_vllm = tmp_path / "vllm"
-    fake_vllm.write_text('#!/usr/bin/env bash\necho "$@"\n')
-    fake_vllm.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "MODEL": "m", "NAME": "n", "VLLM": str(fake_vllm)}
-
-    short = subprocess.run(
-        ["bash", str(VLLM_DIR / "serve-teacher.sh")],
-        env={**env, "MAX_MODEL_LEN": "8192"},
-        capture_output=True,
-        text=True,
+def test_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(
+        [shellcheck, *map(str, ALL_SCRIPTS)], capture_output=True, text=True, cwd=REPO
     )
-    ok = subprocess.run(
-        ["bash", str(VLLM_DIR / "serve-teacher.sh")], env=env, capture_output=True, text=True
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serve_teacher_builds_the_documented_command(fakes: Fakes) -> None:
+    result = fakes.run(VLLM_DIR / "serve-teacher.sh", MODEL="m", NAME="n", GPUS="3")
+
+    assert result.returncode == 0, result.stderr
+    argv = fakes.argv(8000)
+    assert argv[:2] == ["serve", "m"]
+
+    def value(flag: str) -> str:
+        return argv[argv.index(flag) + 1]
+
+    assert value("--served-model-name") == "n"
+    assert value("--host") == "127.0.0.1"  # not every interface unless asked
+    assert value("--max-model-len") == "24576"
+    assert value("--generation-config") == "vllm"
+    assert value("--logprobs-mode") == "raw_logprobs"
+    assert "--enable-prefix-caching" in argv
+    assert fakes.read("gpus-8000").strip() == "3"
+
+
+def test_serve_teacher_refuses_a_short_context(fakes: Fakes) -> None:
+    result = fakes.run(
+        VLLM_DIR / "serve-teacher.sh", MODEL="m", NAME="n", GPUS="0", MAX_MODEL_LEN="8192"
+    )
+    assert result.returncode == 2
+    assert "below 20480" in result.stderr
+
+
+def test_serve_teacher_needs_its_own_gpus(fakes: Fakes) -> None:
+    unset = fakes.run(VLLM_DIR / "serve-teacher.sh", MODEL="m", NAME="n")
+    too_few = fakes.run(VLLM_DIR / "serve-teacher.sh", MODEL="m", NAME="n", GPUS="0", TP="2")
+    every = fakes.run(
+        VLLM_DIR / "serve-teacher.sh",
+        MODEL="m",
+        NAME="n",
+        GPUS="all",
+        CUDA_VISIBLE_DEVICES="4,5",
     )
 
-    assert short.returncode == 2
-    assert ok.returncode == 0, ok.stderr
-    assert "serve m --served-model-name n" in ok.stdout
-    assert "--max-model-len 24576 --enable-prefix-caching" in ok.stdout
+    assert unset.returncode != 0 and "set GPUS" in unset.stderr
+    assert too_few.returncode == 2 and "TP=2 needs 2" in too_few.stderr
+    assert every.returncode == 0, every.stderr
+    assert fakes.read("gpus-8000").strip() == "4,5"
+
+
+@pytest.mark.parametrize(
+    ("script", "port"),
+    [
+        ("serve-r1-distill-qwen-32b.sh", 8001),
+        ("serve-qwq-32b.sh", 8002),
+        ("serve-phi-4-reasoning-plus.sh", 8003),
+    ],
+)
+def test_each_teacher_script_needs_gpus_and_passes_them(
+    fakes: Fakes, script: str, port: int
+) -> None:
+    without = fakes.run(VLLM_DIR / script)
+    with_two = fakes.run(VLLM_DIR / script, GPUS="2,3", TP="2")
+
+    assert without.returncode != 0 and "set GPUS" in without.stderr
+    assert with_two.returncode == 0, with_two.stderr
+    assert fakes.read(f"gpus-{port}").strip() == "2,3"
+    assert "--tensor-parallel-size" in fakes.argv(port)
