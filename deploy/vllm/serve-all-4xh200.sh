@@ -57,7 +57,7 @@ fi
 names=()
 ports=()
 pids=()
-# shellcheck disable=SC2317  # run by the EXIT trap
+# shellcheck disable=SC2317,SC2329  # run by the EXIT trap below
 stop_all() {
     local pid
     for pid in ${pids[@]+"${pids[@]}"}; do
