@@ -11,7 +11,7 @@ import gc
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -28,12 +28,8 @@ UNCLOSED = "Unclosed client session"
 
 @pytest.fixture(scope="module")
 def fake_teacher() -> Iterator[str]:
-    server = CountingFakeTeacher()
-    url = server.start_in_thread()
-    try:
+    with CountingFakeTeacher() as url:
         yield url
-    finally:
-        server.stop_thread()
 
 
 def readme_snippet() -> str:
@@ -83,7 +79,7 @@ def _configs(url: str) -> list[TeacherConfig]:
     return [TeacherConfig(name=f"t{t}", base_url=url, model="m", temperature=t) for t in (0.5, 0.6)]
 
 
-def _sessions(teachers: list[object]) -> list[aiohttp.ClientSession]:
+def _sessions(teachers: Sequence[object]) -> list[aiohttp.ClientSession]:
     sessions = []
     for teacher in teachers:
         assert isinstance(teacher, OpenAICompatTeacher)

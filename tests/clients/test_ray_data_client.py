@@ -46,12 +46,8 @@ def mixed(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def fake_teacher() -> Iterator[str]:
-    server = CountingFakeTeacher()
-    url = server.start_in_thread()
-    try:
+    with CountingFakeTeacher() as url:
         yield url
-    finally:
-        server.stop_thread()
 
 
 def test_rows_keep_each_ids_type_and_bad_lines_become_failures(mixed: Path) -> None:

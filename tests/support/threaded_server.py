@@ -48,6 +48,13 @@ class ThreadedServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
+    def __enter__(self) -> str:
+        """``with Server() as url:`` serves in a thread for the block."""
+        return self.start_in_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_thread()
+
     async def start(self) -> str:
         self.runner = web.AppRunner(self.make_app(), **self.runner_options)
         await self.runner.setup()
