@@ -342,7 +342,8 @@ def rotation_md(rotation: dict[str, Any], s: dict[str, Any]) -> list[str]:
         f"{s['rotate_stream_every']}th streamed), {rotation['kills']} kills in "
         f"{rotation['wall_s']:.1f} s; each port refused for {_num(rotation['down_s_p50'])} s "
         f"(median; longest {_num(rotation['down_s_max'])} s), measured from the kill to the "
-        "next process's bind. Same teacher and breaker settings as above.",
+        f"next process's bind. Teacher timeout {s['teacher_timeout_s']:g} s, breaker "
+        f"{s['breaker_threshold']} failures / {s['breaker_cooldown_s']:g} s longest cooldown.",
         "",
     ]
     header = ["requests", "answered 200", "share", "degraded 200", "failed", "failed streams"]
