@@ -265,3 +265,8 @@ def test_every_runnable_snippet_runs_against_the_real_proxy_and_teacher(walk: Wa
                 f"--- stdout:\n{done.stdout[-3000:]}\n--- stderr:\n{done.stderr[-3000:]}"
             )
     assert broken == [], "\n\n".join(broken) + f"\n--- proxy log:\n{walk.proxy.log()[-3000:]}"
+    # the decodes went through the walk's proxy: its sink holds them, and `export` read them
+    sink = walk.root / "traces.jsonl"
+    assert sink.is_file() and sink.read_text(encoding="utf-8").strip()
+    train = walk.root / "train.jsonl"
+    assert not train.exists() or train.read_text(encoding="utf-8").strip(), "export wrote nothing"
