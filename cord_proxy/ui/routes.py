@@ -21,10 +21,11 @@ from aiohttp import web
 
 from cord_proxy.auth import ApiKeys
 from cord_proxy.config import CordConfig, ensemble_scorers
-from cord_proxy.errors import CordError
+from cord_proxy.errors import CordError, InvalidRequestError
 from cord_proxy.metrics import Metrics
 from cord_proxy.runtime import Reachability
 from cord_proxy.ui.index import TraceIndex
+from cord_proxy.ui.pairs import read_pairs
 from cord_proxy.ui.query import file_stats, list_traces, parse_query, read_record
 
 READY_TIMEOUT_S = 2.0
@@ -178,6 +179,21 @@ async def trace(request: web.Request) -> web.Response:
     if found is None:
         raise TraceNotFoundError(f"no trace at line {raw!r}", param="line")
     return _json(found)
+
+
+@ROUTES.get("/ui/api/traces/{line}/pairs")
+async def pairs(request: web.Request) -> web.Response:
+    """The preference pairs of one step (`step`, from 1) of a record's search tree."""
+    index = _index(_state(request))
+    raw, step = request.match_info["line"], request.query.get("step", "1")
+    if not step.isdigit():
+        raise InvalidRequestError("'step' must be a positive integer", param="step")
+    found = (
+        await asyncio.to_thread(read_pairs, index, int(raw), int(step)) if raw.isdigit() else None
+    )
+    if found is None:
+        raise TraceNotFoundError(f"no trace at line {raw!r}", param="line")
+    return _json(found.to_json())
 
 
 @ROUTES.get("/ui/api/stats")
