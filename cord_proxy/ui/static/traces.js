@@ -2,6 +2,7 @@
 import { getJSON } from "./api.js";
 import { lineChart, histogram, shareBars } from "./charts.js";
 import { $, el, fmt, seconds, showError, summary, usd } from "./dom.js";
+import { initPairs, showStep } from "./pairs.js";
 import { colourOf, legend, renderTree } from "./tree.js";
 
 const LIMIT = 50;
@@ -88,6 +89,13 @@ function userText(messages) {
   return messages.map((m) => `${m.role}: ${typeof m.content === "string" ? m.content : JSON.stringify(m.content)}`).join("\n\n");
 }
 
+// What of the trace a teacher set `trainable = false` wrote; nothing when all may be trained on.
+function untrainable(record, steps) {
+  const count = steps.filter((s) => s.trainable === false).length;
+  const parts = [count ? `${count} step(s)` : "", record.answer_trainable === false ? "the answer" : ""].filter(Boolean);
+  return parts.length ? [["not trainable", `${parts.join(", ")} (the exports skip this record)`]] : [];
+}
+
 async function openTrace(line) {
   try {
     const found = await getJSON(`/ui/api/traces/${line}`);
@@ -101,6 +109,7 @@ async function openTrace(line) {
       ["answer teacher", record.answer_teacher], ["reference answer", record.reference_answer ?? "none"],
       ["steps", steps.length], ["failures", (record.failures || []).length],
       ["cost", usd(record.cost_usd)], ["wall time", seconds(record.timings ? record.timings.wall_s : null)],
+      ...untrainable(record, steps),
     ]);
     $("tr-question").textContent = userText(record.messages);
     $("tr-reasoning").textContent = record.reasoning ?? "";
@@ -110,7 +119,9 @@ async function openTrace(line) {
     const yMax = top > 0 && top <= 1 ? Math.ceil(top * 10) / 10 : Math.max(top, 1);
     lineChart($("tr-chart"), points, { yMax, label: "score by step" });
     legend($("tr-legend"), (record.teachers || []).map((t) => t.name));
-    renderTree($("tr-tree"), steps);
+    const onStep = (step) => showStep(step).then(() => $("tr-pairs-box").scrollIntoView({ block: "start" }));
+    renderTree($("tr-tree"), steps, { search: record.search, path: record.path, onStep });
+    initPairs(line, record);
     $("tr-detail").scrollIntoView({ block: "start" });
   } catch (error) {
     showError(`could not open the trace: ${error.message}`);

@@ -21,8 +21,13 @@ function sameSet(a, b) {
   return a.length === b.length && a.every((x) => b.includes(x));
 }
 
-// Which candidate of a round became the best trace's step (selected, same score and writers).
-function pathIndex(step, candidates) {
+// Which candidate of a round became the best trace's step: by the recorded path, or, in an
+// older record, the selected one with the step's score and writers.
+function pathIndex(step, candidates, path, round) {
+  if (Array.isArray(path)) {
+    if (path.length <= round) return -1;
+    return candidates.findIndex((c) => c.parent === path[round - 1] && c.child === path[round]);
+  }
   const match = candidates.findIndex(
     (c) => c.selected && c.log_score === step.log_score && sameSet(c.proposers, step.proposers),
   );
@@ -30,13 +35,18 @@ function pathIndex(step, candidates) {
   return candidates.findIndex((c) => c.selected && c.text.trim() === step.text.trim());
 }
 
-// The beam a selected candidate became, numbered as the next round's `parent` counts them.
+// The beam a selected candidate became, numbered as the next round's `parent` counts them:
+// its recorded `child`, or, in an older record without one, guessed from the scores' order.
 function beamNumbers(candidates) {
+  const numbers = new Map();
+  if (candidates.some((c) => "child" in c)) {
+    candidates.forEach((c, i) => { if (c.child !== null && c.child !== undefined) numbers.set(i, c.child); });
+    return numbers;
+  }
   const order = candidates
     .map((c, i) => ({ c, i }))
     .filter(({ c }) => c.selected)
     .sort((a, b) => (b.c.log_score ?? -Infinity) - (a.c.log_score ?? -Infinity));
-  const numbers = new Map();
   order.forEach(({ i }, rank) => numbers.set(i, rank));
   return numbers;
 }
@@ -71,6 +81,7 @@ function card(candidate, { onPath, beam, round }) {
       { class: "cand-state" },
       el("span", { class: `badge ${state}`, text: state }),
       onPath ? el("span", { class: "badge path", text: "best path" }) : null,
+      untrainableMark(candidate),
       round > 1 ? el("span", { class: "muted", text: `extends beam #${candidate.parent}` }) : null,
       beam !== undefined ? el("span", { class: "muted", text: `→ beam #${beam}` }) : null,
     ),
@@ -81,31 +92,68 @@ function card(candidate, { onPath, beam, round }) {
   return node;
 }
 
+// A mark on text written by a teacher set `trainable = false`: the exports leave it out.
+export function untrainableMark(item) {
+  if (item.trainable !== false) return null;
+  return el("span", {
+    class: "badge untrainable",
+    title: "written by a teacher with trainable = false: the exports skip it",
+    text: "not trainable",
+  });
+}
+
 export function legend(container, teachers) {
   container.replaceChildren(...teachers.map(chip));
 }
 
-// Render `steps` (cord.steps or a record's steps); return how many candidates it shows.
-export function renderTree(container, steps) {
+function column(title, onStep) {
+  const head = el("h4", { text: title });
+  if (onStep) head.append(" ", el("button", { type: "button", class: "link", text: "pairs", onclick: onStep }));
+  return el("div", { class: "tree-step" }, head);
+}
+
+// A record's search tree, one column per round: its candidates, the path by `path`.
+function renderSearch(container, rounds, path, onStep) {
+  let total = 0;
+  rounds.forEach((round, position) => {
+    const candidates = Array.isArray(round.candidates) ? round.candidates : [];
+    const node = column(`Step ${round.step}`, onStep && (() => onStep(round.step)));
+    const onPath = pathIndex(round, candidates, Array.isArray(path) ? path : [], position + 1);
+    const beams = beamNumbers(candidates);
+    candidates.forEach((c, i) => node.append(card(c, { onPath: i === onPath, beam: beams.get(i), round: position + 1 })));
+    total += candidates.length;
+    container.append(node);
+  });
+  return total;
+}
+
+// Render `steps` (cord.steps or a record's steps), or `search`'s rounds where a record keeps
+// them; return how many candidates it shows. `onStep(step)`: a step's "pairs" button.
+export function renderTree(container, steps, { search = null, path = null, onStep = null } = {}) {
   container.replaceChildren();
+  if (Array.isArray(search) && search.length > 0) {
+    const total = renderSearch(container, search, path, onStep);
+    container.dataset.candidates = String(total);
+    return total;
+  }
   let total = 0;
   steps.forEach((step, position) => {
-    const column = el("div", { class: "tree-step" }, el("h4", { text: `Step ${step.index}` }));
+    const node = column(`Step ${step.index}`, null);
     const candidates = step.candidates;
     if (Array.isArray(candidates)) {
-      const onPath = pathIndex(step, candidates);
+      const onPath = pathIndex(step, candidates, null, position + 1);
       const beams = beamNumbers(candidates);
       candidates.forEach((c, i) =>
-        column.append(card(c, { onPath: i === onPath, beam: beams.get(i), round: position + 1 })),
+        node.append(card(c, { onPath: i === onPath, beam: beams.get(i), round: position + 1 })),
       );
       total += candidates.length;
     } else {
-      column.append(
+      node.append(
         el("p", { class: "muted", text: "candidates not recorded (include_candidates was off)" }),
         card({ ...step, selected: true, parent: 0 }, { onPath: true, round: 1 }),
       );
     }
-    container.append(column);
+    container.append(node);
   });
   container.dataset.candidates = String(total);
   return total;
