@@ -40,7 +40,8 @@ def keyed_proxy(
 
 def test_apis_refuse_a_missing_or_wrong_key(keyed_proxy: ProxyProcess) -> None:
     base = f"http://127.0.0.1:{keyed_proxy.port}"
-    for path in ("/ui/api/info", "/ui/api/traces", "/ui/api/stats", "/ui/api/teachers"):
+    paths = ("info", "traces", "traces/0", "traces/0/pairs", "stats", "teachers")
+    for path in (f"/ui/api/{name}" for name in paths):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             answer = httpx.get(base + path, headers=headers, timeout=10)
             assert answer.status_code == 401, (path, answer.text)
