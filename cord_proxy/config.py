@@ -116,6 +116,11 @@ class TeacherConfig(BaseModel):
     # tokens and its scoring reads' tokens alike (decoding/context.py prices them). None: 0 for
     # kind 'openai', litellm's cost map for kind 'litellm'; set, it overrides the map
     cost_per_million_tokens: float | None = None
+    trainable: bool = Field(
+        True,
+        description="false when the provider's terms forbid training on its outputs; every "
+        "step, candidate and answer it writes is marked, and `cord-proxy export` skips them",
+    )
 
     @model_validator(mode="before")
     @classmethod
