@@ -23,6 +23,7 @@ from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.protocol import ChatCompletionRequest
 from cord_proxy.runtime import Runtime, run_job
 from tests.support.fakes import ScriptedFakeTeacher
+from tests.support.search_tree import check_record
 
 # --- appending -------------------------------------------------------------------------------
 
@@ -225,10 +226,12 @@ def without_nulls(value: Any) -> Any:
 
 
 async def test_a_record_from_the_response_is_the_sinks_record(tmp_path: Path) -> None:
-    """The response's `cord` object and the sink's record render one provenance."""
+    """The response's `cord` object and the sink's record render one provenance (the response
+    carries the search tree when it asks for every candidate)."""
     sink = JsonlSink(tmp_path / "sink.jsonl")
+    asked = {**BODY, "cord": {**BODY["cord"], "include_candidates": True}}
     async with TestClient(TestServer(create_app(Runtime(_config(), _fakes()), sink))) as client:
-        body = await (await client.post("/v1/chat/completions", json=BODY)).json()
+        body = await (await client.post("/v1/chat/completions", json=asked)).json()
     [sunk] = read_records(sink.path)
     rebuilt = record_from_completion(
         body,
@@ -246,3 +249,26 @@ async def test_a_record_from_the_response_is_the_sinks_record(tmp_path: Path) ->
     for key in ("started_at", "wall_s", "answer_wait_s", "rounds"):
         assert rebuilt["timings"][key] == sunk["timings"][key], key
     assert rebuilt["failures"] == sunk["failures"] and rebuilt["dropped"] == sunk["dropped"]
+    assert rebuilt["search"] == sunk["search"] and rebuilt["path"] == sunk["path"]
+    assert sunk["answer_trainable"] is True
+    check_record(sunk)
+
+
+# the response's `cord` keys before the search tree was kept (issue 25), and the one it added
+LEAN_CORD = {
+    "ensemble", "score_mode", "reference_used", "score", "log_score", "closed_by",
+    "answer_teacher", "steps", "choices", "teachers", "failures", "dropped", "rounds",
+    "cost_usd", "budgets", "wall_s", "answer_wait_s",
+}  # fmt: skip
+
+
+async def test_the_response_stays_lean_while_the_sink_keeps_the_tree(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "sink.jsonl")
+    async with TestClient(TestServer(create_app(Runtime(_config(), _fakes()), sink))) as client:
+        body = await (await client.post("/v1/chat/completions", json=BODY)).json()
+    cord = body["cord"]
+    assert set(cord) == LEAN_CORD | {"answer_trainable"}
+    assert all(step["candidates"] is None for step in cord["steps"])
+    [sunk] = read_records(sink.path)
+    assert sunk["search"] and len(sunk["path"]) == len(sunk["steps"]) + 1
+    check_record(sunk)

@@ -1,7 +1,9 @@
 """A decode's provenance, rendered once: who wrote each step of a trace and how it scored.
 
 The response's ``cord`` object and the dataset record are two layouts of this rendering.
-Teacher failure texts are cleaned (``redact.clean``): they leave the process.
+Teacher failure texts are cleaned (``redact.clean``): they leave the process. The search tree
+(``search``: every round's candidates; ``path``: the trace's beam after each round) is in
+the record always, and in the response when the request asked for ``include_candidates``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def outcome(trace: FinishedTrace) -> dict[str, Any]:
         "log_score": trace.log_score,
         "closed_by": trace.closed_by,
         "answer_teacher": trace.answer_teacher,
+        "answer_trainable": trace.answer_trainable,
     }
 
 
@@ -39,14 +42,25 @@ def alternative(trace: FinishedTrace) -> dict[str, Any]:
         "answer": trace.answer,
         **outcome(trace),
         "steps": steps(trace, drop_nulls=True),
+        "path": list(trace.path),
     }
 
 
+def search(result: DecodeResult) -> list[dict[str, Any]]:
+    """Every round's candidates (each with its parent and child beam): the search tree."""
+    return [r.model_dump(mode="json") for r in result.search]
+
+
 def decode_provenance(
-    result: DecodeResult, *, choices: int | None = None, drop_nulls: bool = False
+    result: DecodeResult,
+    *,
+    choices: int | None = None,
+    drop_nulls: bool = False,
+    tree: bool | None = None,
 ) -> dict[str, Any]:
     """The provenance of `result`'s best trace and of the decode: scoring, steps, teachers,
-    failures, rounds, cost and timings. `choices`: how many returned choices to list."""
+    failures, rounds, cost and timings. `choices`: how many returned choices to list; `tree`:
+    with the search tree (default: when the request asked for ``include_candidates``)."""
     best = result.best
     rendered: dict[str, Any] = {
         "score_mode": result.score_mode,
@@ -56,6 +70,9 @@ def decode_provenance(
     }
     if choices is not None:
         rendered["choices"] = [choice(i, t) for i, t in enumerate(result.traces[:choices])]
+    if result.include_candidates if tree is None else tree:
+        rendered["path"] = list(best.path)
+        rendered["search"] = search(result)
     return {
         **rendered,
         "teachers": [u.model_dump(mode="json") for u in result.teachers],

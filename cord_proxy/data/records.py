@@ -4,7 +4,10 @@ A record holds the request id, ensemble and messages, the request's recorded fie
 (``request``: ``metadata``, ``user``, ... as request_fields.py lists them), the reference
 answer, the trace (``reasoning``) and final ``answer``, per-step provenance and scores, the
 teachers with their tokens and cost, timings, and a hash of the decoding settings. The other
-finished beams of the decode, if any, are kept under ``alternatives``.
+finished beams of the decode, if any, are kept under ``alternatives``. The whole search is
+kept: ``search`` holds every round's candidates (parent and child beam, step text, scores,
+proposers, whether each may be trained on), ``path`` the trace's beam after each round, and
+``answer_trainable`` whether its answer's teacher may be trained on.
 
 A record is built from a decode in this process (``trace_record``: the ensemble's name, the
 engine's job and its result) or from a proxy's chat completion (``record_from_completion``);
@@ -48,6 +51,7 @@ OUTCOME_FIELDS = (
     "reference_used",
     "closed_by",
     "answer_teacher",
+    "answer_trainable",
 )
 
 
@@ -117,6 +121,8 @@ def _layout(
         "request": dict(cord.get("request") or {}),  # the recorded fields (request_fields.py)
         **{key: cord.get(key) for key in OUTCOME_FIELDS},
         "steps": cord.get("steps", []),
+        "path": cord.get("path"),
+        "search": cord.get("search"),
         "teachers": cord.get("teachers", []),
         "usage": usage,
         "cost_usd": cord.get("cost_usd", 0.0),
@@ -141,7 +147,7 @@ def trace_record(
     """The dataset record of one finished decode of `job` on the ensemble `ensemble` (its best
     trace, others as alternatives)."""
     best = result.best
-    cord = decode_provenance(result, drop_nulls=True)
+    cord = decode_provenance(result, drop_nulls=True, tree=True)
     finished = time.time()
     head = {
         "id": problem_id if problem_id is not None else request_id,
@@ -176,7 +182,8 @@ def record_from_completion(
     """A record built from a proxy's chat completion (``distill --url``).
 
     The proxy's answer does not carry its full settings, so `settings` holds what was asked
-    for (ensemble and `cord` options) and the hash is of that.
+    for (ensemble and `cord` options) and the hash is of that. Its ``search`` and ``path``
+    are there when the request asked for ``include_candidates`` (else null).
     """
     choice = body["choices"][0]
     message = choice["message"]

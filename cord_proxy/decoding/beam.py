@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cord_proxy.decoding.answers import Answered, Answers
 from cord_proxy.decoding.candidates import Beam, Candidate, Selection, select_top, step_weight
-from cord_proxy.decoding.context import DecodeContext
+from cord_proxy.decoding.context import DecodeContext, untrainable
 from cord_proxy.decoding.failures import FailureLog
 from cord_proxy.decoding.job import DecodeJob
 from cord_proxy.decoding.ranking import compare_finished
@@ -27,6 +27,7 @@ from cord_proxy.decoding.trace import (
     DecodeResult,
     FinishedTrace,
     RoundTiming,
+    SearchRound,
     StepRecord,
     TeacherUsage,
 )
@@ -76,10 +77,12 @@ class BeamSearch:
             log=FailureLog(usage),
             prices=job.prices,
             extras=job.extras,
+            untrainable=untrainable(job.proposers),
         )
         self.recorded = dict(job.recorded)
         self.on_progress = on_progress
         self.rounds: list[RoundTiming] = []
+        self.search: list[SearchRound] = []
         self._certain = 0
         self._decode_key = uuid.uuid4().hex[:12]
         self._routes = itertools.count()
@@ -96,7 +99,7 @@ class BeamSearch:
         context = self.context
         await compare_finished(context, [a.beam for a in answered], len(self.rounds))
         return DecodeResult(
-            traces=_best_first([_finished(a) for a in answered]),
+            traces=_best_first([_finished(a, context.untrainable) for a in answered]),
             score_mode="step" if context.step_mode else "reference",
             reference_used=not context.step_mode,
             prompt_tokens=context.prompt_tokens,
@@ -109,6 +112,8 @@ class BeamSearch:
             thinking_budget=context.options.thinking_budget,
             answer_budget=context.options.answer_budget,
             recorded=self.recorded,
+            search=self.search,
+            include_candidates=context.options.include_candidates,
         )
 
     async def _search(self) -> tuple[list[Answered], float]:
@@ -143,7 +148,8 @@ class BeamSearch:
     async def _step(
         self, step: int, live: list[Beam], finished: list[Beam]
     ) -> tuple[Selection, list[CandidateRecord] | None]:
-        """One round and its top B, with every candidate's record when they are asked for."""
+        """One round and its top B (its candidates kept in the search tree), with every
+        candidate's record when they are asked for."""
         outcome = await Round(self.context, step, live, finished).run()
         self.rounds.append(outcome.timing)
         candidates = outcome.candidates
@@ -156,12 +162,21 @@ class BeamSearch:
         selection = select_top(
             candidates, outcome.finished, options.beam_width, self.context.step_mode
         )
+        records = self._record_round(step, candidates, selection)
         if not selection.chosen and not selection.kept:
             raise self._nothing_survived(step)
-        if not options.include_candidates:
-            return selection, None
-        chosen = {id(c) for c in selection.chosen}
-        return selection, [c.record(selected=id(c) in chosen) for c in candidates]
+        return selection, records if options.include_candidates else None
+
+    def _record_round(
+        self, step: int, candidates: Sequence[Candidate], selection: Selection
+    ) -> list[CandidateRecord]:
+        """Every candidate's record, added to the search tree; a chosen one's `child` is the
+        index of the beam it becomes: its place among the chosen (`_advance`)."""
+        children = {id(c): index for index, c in enumerate(selection.chosen)}
+        trainable = self.context.trainable
+        records = [c.record(children.get(id(c)), trainable(c.proposers)) for c in candidates]
+        self.search.append(SearchRound(step=step, candidates=records))
+        return records
 
     def _nothing_survived(self, step: int) -> CordError:
         """Why no candidate survived: the client's input, timeouts, or failing teachers."""
@@ -204,12 +219,12 @@ class BeamSearch:
         parent = candidate.beam
         segmenter = self.context.segmenter
         step_score = candidate.log_score if candidate.log_score is not None else float("-inf")
-        appended = candidate.appended
-        text = segmenter.join(parent.text, "", appended) if appended else parent.text
+        text = parent.text + candidate.step_text
         record = StepRecord(
             index=parent.step_number,
-            text=text[len(parent.text) :],
+            text=candidate.step_text,
             proposers=list(candidate.proposers),
+            trainable=self.context.trainable(candidate.proposers),
             score=as_probability(step_score),
             log_score=step_score,
             scorers=candidate.parts,
@@ -231,6 +246,7 @@ class BeamSearch:
             weight=parent.weight + weight,
             readings=dict(candidate.readings),
             scored_prefix=parent.text + candidate.appended + self.context.options.answer_prompt,
+            path=[*parent.path, index],
         )
         return _close(beam, candidate.closes) if candidate.closes else beam
 
@@ -254,7 +270,7 @@ def _close(beam: Beam, reason: ClosedBy) -> Beam:
     return beam
 
 
-def _finished(answered: Answered) -> FinishedTrace:
+def _finished(answered: Answered, untrainable: frozenset[str]) -> FinishedTrace:
     beam, answer = answered.beam, answered.answer
     assert beam.closed_by is not None
     return FinishedTrace(
@@ -269,6 +285,8 @@ def _finished(answered: Answered) -> FinishedTrace:
         reasoning_tokens=beam.tokens,
         answer_tokens=answer.tokens,
         answer_logprobs=answered.logprobs,
+        answer_trainable=answered.teacher not in untrainable,
+        path=beam.path,
     )
 
 

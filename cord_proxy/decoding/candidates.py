@@ -41,6 +41,7 @@ class Beam:
     weighted_sum: float = 0.0
     weight: float = 0.0
     route: str = ""  # the replica routing key of this beam's line (teachers/affinity.py)
+    path: list[int] = field(default_factory=lambda: [0])  # its index after each round
     readings: Readings = field(default_factory=dict)
     scored_prefix: str = ""
 
@@ -54,9 +55,10 @@ def step_weight(tokens: int) -> float:
 class Candidate:
     """One proposed step under one parent beam, merged over the teachers that wrote it.
 
-    `appended` is what the trace gains with it (the driver's opening and the body, or nothing
-    when a blank step closes the thinking), `tokens` its count in the budget's encoding.
-    `readers` are the scorer models that judge it, `readings` what they read.
+    `appended` is the driver's opening and the body (or nothing when a blank step closes the
+    thinking), `step_text` what the trace gains with it (the segmenter's join applied), and
+    `tokens` the count of that in the budget's encoding. `readers` are the scorer models that
+    judge it, `readings` what they read.
     """
 
     order: Order
@@ -65,6 +67,7 @@ class Candidate:
     proposers: list[str]
     closes: ClosedBy | None
     appended: str
+    step_text: str
     tokens: int
     readers: list[str] = field(default_factory=list)
     readings: Readings = field(default_factory=dict)
@@ -91,18 +94,23 @@ class Candidate:
         total = self.beam.weighted_sum + self.log_score * weight
         return total / (self.beam.weight + weight)
 
-    def record(self, selected: bool) -> CandidateRecord:
+    def record(self, child: int | None, trainable: bool) -> CandidateRecord:
+        """Its record; `child` is the index of the beam it became (None: dropped)."""
         return CandidateRecord(
             parent=self.beam.index,
+            child=child,
             text=self.beam.opening + self.body,
+            step_text=self.step_text,
             proposers=list(self.proposers),
+            trainable=trainable,
             score=None if self.log_score is None else as_probability(self.log_score),
             log_score=self.log_score,
             scorers=self.parts,
             self_scored=self.self_scored,
             tokens=self.tokens,
             finish_reason=self.proposal.finish_reason,
-            selected=selected,
+            selected=child is not None,
+            closes=self.closes,
         )
 
 

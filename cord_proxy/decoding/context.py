@@ -39,6 +39,14 @@ def extras_argument(extras: CallExtras) -> ExtrasArgument:
     return {} if extras.empty else {"extras": extras}
 
 
+def untrainable(teachers: Sequence[Teacher]) -> frozenset[str]:
+    """The names of the teachers whose config says ``trainable = false`` (a provider's terms
+    forbid training on their outputs); a teacher without a config is trainable."""
+    return frozenset(
+        t.name for t in teachers if getattr(getattr(t, "config", None), "trainable", True) is False
+    )
+
+
 @dataclass
 class DecodeContext:
     conversation: list[Message]
@@ -52,6 +60,11 @@ class DecodeContext:
     prompt_tokens: int = 0  # the question's tokens, as the proposers of step 1 counted them
     prices: Mapping[str, float] = field(default_factory=dict)  # USD per million tokens
     extras: CallExtras = field(default_factory=CallExtras)  # the request's, for proposal calls
+    untrainable: frozenset[str] = frozenset()  # proposers whose outputs must not be trained on
+
+    def trainable(self, proposers: Sequence[str]) -> bool:
+        """Whether a text these teachers wrote may be trained on: one trainable writer suffices."""
+        return any(name not in self.untrainable for name in proposers)
 
     def step_extras(self) -> ExtrasArgument:
         """What a step's proposal call adds: the sampling fields (``**`` it into the call)."""

@@ -197,20 +197,22 @@ class Round:
         beam = arrival.beam
         blank = not proposal.text.strip()
         appended = "" if blank else beam.opening + proposal.text
-        tokens = self._count(appended)
+        step_text = self.context.segmenter.step_text(appended)
+        tokens = self._count(step_text)
         closes = self._closing(beam, proposal, tokens)
         if blank and closes is None:
             return None
         order = (beam.index, arrival.order, index)
-        return Candidate(order, beam, proposal, [arrival.teacher.name], closes, appended, tokens)
+        names = [arrival.teacher.name]
+        return Candidate(order, beam, proposal, names, closes, appended, step_text, tokens)
 
-    def _count(self, appended: str) -> int:
+    def _count(self, step_text: str) -> int:
         """The tokens a step adds to the trace (with its separator), counted once a round."""
-        if not appended:
+        if not step_text:
             return 0
-        if appended not in self._counted:
-            self._counted[appended] = count_tokens(self.context.segmenter.join("", "", appended))
-        return self._counted[appended]
+        if step_text not in self._counted:
+            self._counted[step_text] = count_tokens(step_text)
+        return self._counted[step_text]
 
     def _closing(self, beam: Beam, proposal: Proposal, tokens: int) -> ClosedBy | None:
         if proposal.stop_string == THINK_CLOSE:

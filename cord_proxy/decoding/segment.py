@@ -44,6 +44,12 @@ class Segmenter:
             return joined + "\n\n"
         return joined
 
+    def step_text(self, appended: str) -> str:
+        """What a trace gains with a step whose opening and body are `appended`: for any
+        `text`, ``join(text, "", appended) == text + step_text(appended)`` (the join looks at
+        the step's own end only); nothing for a blank step, which only closes the thinking."""
+        return self.join("", "", appended) if appended else ""
+
 
 def segmenter_for(options: DecodeOptions) -> Segmenter:
     if options.segmentation == "prompt":

@@ -28,8 +28,17 @@ class CandidateRecord(BaseModel):
     """One proposed step, merged over the teachers that wrote the same text."""
 
     parent: int = Field(description="index of the beam it extends, in that step's beam")
-    text: str
+    child: int | None = Field(
+        None, description="index of the beam it became in the next round; null when dropped"
+    )
+    text: str = Field(description="the driver's opening and the teacher's body")
+    step_text: str = Field(
+        "",
+        description="exactly what the trace gains with it (the segmenter's join applied); "
+        "empty when it closes the thinking with nothing",
+    )
     proposers: list[str]
+    trainable: bool = Field(True, description="at least one of its proposers is trainable")
     score: float | None = Field(description="null when no scorer could score it")
     log_score: float | None
     scorers: list[ScorerPart]
@@ -38,7 +47,17 @@ class CandidateRecord(BaseModel):
     )
     tokens: int
     finish_reason: str
-    selected: bool = False
+    selected: bool = Field(False, description="it became a beam (`child` is set)")
+    closes: ClosedBy | None = Field(
+        None, description="how the trace ends when this step is chosen; null when it goes on"
+    )
+
+
+class SearchRound(BaseModel):
+    """One round of the search: every candidate it proposed, merged by text under a parent."""
+
+    step: int
+    candidates: list[CandidateRecord]
 
 
 class StepRecord(BaseModel):
@@ -47,6 +66,7 @@ class StepRecord(BaseModel):
     index: int
     text: str
     proposers: list[str]
+    trainable: bool = Field(True, description="at least one of its proposers is trainable")
     score: float
     log_score: float
     scorers: list[ScorerPart]
@@ -125,6 +145,11 @@ class FinishedTrace(BaseModel):
         None,
         description="the answer's tokens, when the request asked for logprobs (else null)",
     )
+    answer_trainable: bool = Field(True, description="the answer's teacher is trainable")
+    path: list[int] = Field(
+        default_factory=list,
+        description="the beam index after each round: 0 (the root), then each step's `child`",
+    )
 
 
 class RoundTiming(BaseModel):
@@ -169,6 +194,12 @@ class DecodeResult(BaseModel):
     answer_budget: int = Field(0, description="the decode's answer budget, in tokens")
     recorded: dict[str, Any] = Field(
         default_factory=dict, description="the request's recorded fields (request_fields.py)"
+    )
+    search: list[SearchRound] = Field(
+        default_factory=list, description="every round's candidates: the whole search tree"
+    )
+    include_candidates: bool = Field(
+        False, description="the request asked for every candidate (its response shows the tree)"
     )
 
     @property
