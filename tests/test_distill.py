@@ -10,16 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from cord_proxy.api.app import create_app
 from cord_proxy.attempts import ProblemFailed
 from cord_proxy.data.jsonl import read_records
+from cord_proxy.data.sink import JsonlSink
 from cord_proxy.distill.arguments import parse_cord_option
-from cord_proxy.distill.engines import LocalEngine
+from cord_proxy.distill.engines import LocalEngine, ProxyEngine
 from cord_proxy.distill.errors import DistillError
 from cord_proxy.distill.problems import Problem, read_problems
 from cord_proxy.distill.run import run_distill
 from cord_proxy.distill.settings import DistillSettings, default_failures_path
 from cord_proxy.progress import ProgressBar, format_duration
+from cord_proxy.runtime import Runtime
+from tests.support.search_tree import check_record
 from tests.test_dataset import _config, _fakes
 
 
@@ -157,6 +162,31 @@ async def test_the_in_process_engine_writes_full_records(tmp_path: Path) -> None
     assert sorted(r["id"] for r in records) == ["p0", "p1", "p2"]
     assert all(r["reference_answer"] == f"{r['id']}+1" and r["steps"] for r in records)
     assert all(r["settings"]["options"]["max_steps"] == 2 for r in records)
+    for record in records:
+        check_record(record)
+
+
+@pytest.mark.parametrize("asked", [False, True])
+async def test_the_proxy_engine_records_the_search_tree(tmp_path: Path, asked: bool) -> None:
+    """`distill --url` asks for every candidate to record the tree; the steps repeat their
+    round's candidates only when the run asked for them."""
+    sink = JsonlSink(tmp_path / "sink.jsonl")
+    server = TestServer(create_app(Runtime(_config(), _fakes()), sink))
+    await server.start_server()
+    cord = {"max_steps": 2, **({"include_candidates": True} if asked else {})}
+    engine = ProxyEngine(str(server.make_url("/v1")), "duo", cord, 60.0)
+    messages = [{"role": "user", "content": "What is 40 + 2?"}]
+    try:
+        record = await engine.solve(Problem("p1", 1, messages, "42"))
+    finally:
+        await engine.aclose()
+        await server.close()
+    [sunk] = read_records(sink.path)
+    assert record["source"] == "proxy" and record["search"] == sunk["search"]
+    assert record["path"] == sunk["path"] and record["answer_trainable"] is True
+    assert record["settings"]["cord"] == cord
+    assert all(("candidates" in step) is asked for step in record["steps"])
+    check_record(record)
 
 
 async def test_a_bad_option_fails_the_problem_not_the_run(tmp_path: Path) -> None:

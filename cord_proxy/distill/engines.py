@@ -91,7 +91,12 @@ class LocalEngine:
 
 
 class ProxyEngine:
-    """A running cord-proxy, over plain HTTP (``POST /v1/chat/completions``)."""
+    """A running cord-proxy, over plain HTTP (``POST /v1/chat/completions``).
+
+    It asks for ``include_candidates``, whose answer carries the search tree that the record
+    keeps (``search``, ``path``); each step's own copy of its round's candidates is left out
+    of the record unless the run's options asked for them, as the in-process engine does.
+    """
 
     def __init__(
         self,
@@ -112,12 +117,14 @@ class ProxyEngine:
     async def solve(self, problem: Problem) -> dict[str, Any]:
         cord = problem_cord(self.cord, problem)
         started = time.time()
-        completion = await self._complete(problem, cord)
+        completion = await self._complete(problem, {**cord, "include_candidates": True})
         requested = {
             "ensemble": self.model,
             "cord": {k: v for k, v in cord.items() if k != "reference_answer"},
         }
         try:
+            if cord.get("include_candidates") is not True:
+                _drop_step_candidates(completion)
             return record_from_completion(
                 completion,
                 problem_id=problem.id,
@@ -160,6 +167,12 @@ class ProxyEngine:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _drop_step_candidates(completion: dict[str, Any]) -> None:
+    """The completion without its steps' candidates (the record's ``search`` holds them)."""
+    for step in (completion.get("cord") or {}).get("steps", []):
+        step.pop("candidates", None)
 
 
 def _malformed(error: Exception) -> ProblemFailed:
