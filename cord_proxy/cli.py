@@ -116,7 +116,35 @@ def _add_dataset_commands(commands: argparse._SubParsersAction[argparse.Argument
     export = commands.add_parser("export", help="convert trace records to a training format")
     export.add_argument("--input", required=True, help="JSONL of trace records")
     export.add_argument("--output", required=True)
-    export.add_argument("--format", required=True, choices=["trl", "sharegpt", "openai-batch"])
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=["trl", "sharegpt", "openai-batch", "dpo", "prm"],
+        help="trl, sharegpt, openai-batch: one row per record; dpo: step-level preference "
+        "pairs; prm: stepwise process labels (both from the record's search tree)",
+    )
+    export.add_argument(
+        "--min-margin",
+        type=float,
+        default=None,
+        help="dpo: keep pairs whose margin (chosen minus rejected log score, nats per token) "
+        "is at least this (default 0)",
+    )
+    export.add_argument(
+        "--pairs-per-step",
+        type=int,
+        default=None,
+        metavar="N",
+        help="dpo: at most N pairs per round of a record, largest margins first (default: all)",
+    )
+    export.add_argument(
+        "--soft", action="store_true", help="prm: labels are the steps' scores, not booleans"
+    )
+    export.add_argument(
+        "--include-untrainable",
+        action="store_true",
+        help="also export text of teachers set trainable = false (their terms may forbid it)",
+    )
     export.add_argument("--log-level", default="warning")
 
 

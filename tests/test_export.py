@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion
 
-from cord_proxy.data.exports import CONVERTERS, FORMATS, export_file
+from cord_proxy.data.exports import CONVERTERS, RECORD_FORMATS, export_file
 from cord_proxy.data.jsonl import append_record
 from cord_proxy.data.records import record_from_completion, trace_record
 from tests.test_dataset import BODY, _decode
@@ -90,7 +90,7 @@ def _load(path: Path, cache: Path) -> Any:
     return datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(cache))
 
 
-@pytest.mark.parametrize("format_name", FORMATS)
+@pytest.mark.parametrize("format_name", RECORD_FORMATS)
 async def test_every_format_loads_with_datasets(
     traces: Path, tmp_path: Path, format_name: str
 ) -> None:

@@ -7,19 +7,25 @@
 - ``openai-batch``: lines of an OpenAI Batch output file, ``{"id", "custom_id", "response":
   {"status_code", "request_id", "body": chat.completion}, "error"}``, the trace in
   ``message.reasoning_content`` as the proxy answers it.
+- ``dpo``: step-level preference pairs from the record's search tree (preferences.py).
+- ``prm``: TRL's stepwise supervision rows from the search tree (process_labels.py).
 
 Records are read tolerantly (a partial last line and unreadable lines are skipped and
 counted), de-duplicated by ``id`` (the first one is kept), and the output file is replaced
-atomically.
+atomically. Text of a ``trainable = false`` teacher is left out: a record whose best trace
+(steps or answer) holds some, for the record formats; a pair or row that holds some, for
+``dpo`` and ``prm``. ``include_untrainable`` keeps it. A record is read and converted alone,
+so memory stays flat on a large file (the ids seen are kept, for the de-duplication).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +37,13 @@ from cord_proxy.completion import (
     usage_counts,
 )
 from cord_proxy.data.jsonl import ReadReport, encode_line, iter_jsonl
+from cord_proxy.data.preferences import PairOptions, preference_rows
+from cord_proxy.data.process_labels import LabelOptions, label_rows, prompt_text
+from cord_proxy.data.search_tree import SearchTreeError, has_search_tree
 
-FORMATS = ("trl", "sharegpt", "openai-batch")
+RECORD_FORMATS = ("trl", "sharegpt", "openai-batch")  # one row per record
+TREE_FORMATS = ("dpo", "prm")  # rows from the record's search tree
+FORMATS = (*RECORD_FORMATS, *TREE_FORMATS)
 USAGE_FIELDS = ("prompt_tokens", "reasoning_tokens", "answer_tokens")
 SHAREGPT_ROLES = {"system": "system", "developer": "system", "user": "human", "assistant": "gpt"}
 
@@ -140,18 +151,97 @@ def record_problem(record: Any) -> str | None:
     return None
 
 
+def untrainable_text(record: dict[str, Any]) -> bool:
+    """Whether the best trace holds text of a ``trainable = false`` teacher: a step or the
+    answer. A record without these fields (an older file) counts as trainable."""
+    steps = record.get("steps")
+    return record.get("answer_trainable") is False or (
+        isinstance(steps, list)
+        and any(isinstance(s, dict) and s.get("trainable") is False for s in steps)
+    )
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The tree formats' settings (dpo: margin, pairs per step; prm: soft labels) and the
+    terms-of-use override."""
+
+    min_margin: float = 0.0
+    pairs_per_step: int | None = None
+    soft: bool = False
+    include_untrainable: bool = False
+
+
+ROW_UNITS = {"dpo": "pairs", "prm": "rows"}
+
+
 @dataclass
 class ExportCounts:
-    written: int = 0
+    written: int = 0  # rows written
+    records: int = 0  # records converted (tree formats: those with a search tree)
     duplicates: int = 0
-    skipped: int = 0
+    skipped: int = 0  # unusable lines and unreadable search trees
+    untrainable: int = 0  # what held untrainable text: records, or dpo pairs / prm rows
+    no_search_tree: int = 0
     partial_tail: bool = False
+    included_untrainable: bool = False
 
     def render(self, output: str | Path, format_name: str) -> str:
-        extra = f", {self.duplicates} duplicate ids dropped" if self.duplicates else ""
-        extra += f", {self.skipped} unusable lines skipped" if self.skipped else ""
-        extra += ", a partial last line ignored" if self.partial_tail else ""
-        return f"exported {self.written} records to {output} ({format_name}){extra}"
+        unit = ROW_UNITS.get(format_name, "records")
+        source = f" from {self.records} records" if format_name in ROW_UNITS else ""
+        text = f"exported {self.written} {unit}{source} to {output} ({format_name})"
+        if self.untrainable and self.included_untrainable:
+            text += f", {self.untrainable} {unit} with text of a trainable = false teacher kept"
+        elif self.untrainable:
+            text += f", {self.untrainable} {unit} skipped: text of a trainable = false teacher"
+        if self.no_search_tree:
+            text += f", {self.no_search_tree} records without a search tree skipped"
+        text += f", {self.duplicates} duplicate ids dropped" if self.duplicates else ""
+        text += f", {self.skipped} unusable lines skipped" if self.skipped else ""
+        return text + (", a partial last line ignored" if self.partial_tail else "")
+
+
+@dataclass
+class _Tally:
+    count: int = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def _tree_rows(
+    record: dict[str, Any], format_name: str, options: ExportOptions, counts: ExportCounts
+) -> list[dict[str, Any]]:
+    """One record's dpo or prm rows (all or none: a broken tree raises SearchTreeError)."""
+    tally = _Tally()
+    if format_name == "dpo":
+        pair_options = PairOptions(
+            options.min_margin, options.pairs_per_step, options.include_untrainable
+        )
+        rows = list(preference_rows(record, _turns(record), pair_options, tally))
+    else:
+        label_options = LabelOptions(options.soft, options.include_untrainable)
+        rows = list(label_rows(record, prompt_text(_turns(record)), label_options, tally))
+    counts.untrainable += tally.count
+    return rows
+
+
+def _record_rows(
+    record: dict[str, Any], format_name: str, options: ExportOptions, counts: ExportCounts
+) -> list[dict[str, Any]]:
+    if format_name in CONVERTERS:
+        if untrainable_text(record):
+            counts.untrainable += 1
+            if not options.include_untrainable:
+                return []
+        counts.records += 1
+        return [CONVERTERS[format_name](record)]
+    if not has_search_tree(record):
+        counts.no_search_tree += 1
+        return []
+    rows = _tree_rows(record, format_name, options, counts)
+    counts.records += 1
+    return rows
 
 
 def convert(
@@ -159,8 +249,11 @@ def convert(
     format_name: str,
     counts: ExportCounts,
     warn: Callable[[str], None],
-) -> Iterable[dict[str, Any]]:
-    converter = CONVERTERS[format_name]
+    options: ExportOptions | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of every usable record, record by record."""
+    options = options or ExportOptions()
+    counts.included_untrainable = options.include_untrainable
     seen: set[str] = set()
     for number, record in lines:
         problem = record_problem(record)
@@ -173,8 +266,14 @@ def convert(
             counts.duplicates += 1
             continue
         seen.add(key)
-        counts.written += 1
-        yield converter(record)
+        try:
+            rows = _record_rows(record, format_name, options, counts)
+        except SearchTreeError as error:
+            counts.skipped += 1
+            warn(f"line {number}: skipped: its search tree: {error}")
+            continue
+        counts.written += len(rows)
+        yield from rows
 
 
 def export_file(
@@ -182,9 +281,10 @@ def export_file(
     output_path: str | Path,
     format_name: str,
     warn: Callable[[str], None] | None = None,
+    options: ExportOptions | None = None,
 ) -> ExportCounts:
     """Convert a traces file; the output is replaced atomically."""
-    if format_name not in CONVERTERS:
+    if format_name not in FORMATS:
         raise ExportError(f"unknown format {format_name!r} (formats: {', '.join(FORMATS)})")
     source, target = Path(input_path), Path(output_path)
     if not source.is_file():
@@ -196,7 +296,8 @@ def export_file(
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(descriptor, "wb") as out:
-            for row in convert(iter_jsonl(source, report), format_name, counts, warn):
+            rows = convert(iter_jsonl(source, report), format_name, counts, warn, options)
+            for row in rows:
                 out.write(encode_line(row))
             out.flush()
             os.fsync(out.fileno())
@@ -212,10 +313,40 @@ def export_file(
     return counts
 
 
+OPTION_FORMATS = {"min_margin": "dpo", "pairs_per_step": "dpo", "soft": "prm"}
+UNTRAINABLE_WARNING = (
+    "--include-untrainable: exporting text of teachers set trainable = false; "
+    "their providers' terms may forbid training on it"
+)
+
+
+def options_of(args: Any) -> ExportOptions:
+    """The export options of the command's arguments (ExportError: one that does not apply
+    to the format, or a pair count under 1)."""
+    given = {name: getattr(args, name, None) for name in OPTION_FORMATS}
+    for name, value in given.items():
+        if value not in (None, False) and OPTION_FORMATS[name] != args.format:
+            flag = "--" + name.replace("_", "-")
+            raise ExportError(f"{flag} applies to --format {OPTION_FORMATS[name]} only")
+    if given["pairs_per_step"] is not None and given["pairs_per_step"] < 1:
+        raise ExportError("--pairs-per-step must be at least 1")
+    if given["min_margin"] is not None and not math.isfinite(given["min_margin"]):
+        raise ExportError("--min-margin must be a finite number")
+    return ExportOptions(
+        min_margin=0.0 if given["min_margin"] is None else float(given["min_margin"]),
+        pairs_per_step=given["pairs_per_step"],
+        soft=bool(given["soft"]),
+        include_untrainable=bool(getattr(args, "include_untrainable", False)),
+    )
+
+
 def run_command(args: Any) -> int:
     """``cord-proxy export`` (args from cli.py)."""
     try:
-        counts = export_file(args.input, args.output, args.format)
+        options = options_of(args)
+        if options.include_untrainable:
+            print(f"cord-proxy export: warning: {UNTRAINABLE_WARNING}", file=sys.stderr)
+        counts = export_file(args.input, args.output, args.format, options=options)
     except ExportError as error:
         print(f"cord-proxy export: {error}", file=sys.stderr)
         return 2
