@@ -118,16 +118,12 @@ def traces(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
     return write(tmp_path / "traces.jsonl", records)
 
 
-def test_every_pair_is_a_kept_and_a_dropped_sibling_of_the_record(
-    traces: Path, tmp_path: Path, records: list[dict[str, Any]]
-) -> None:
-    output = tmp_path / "dpo.jsonl"
-    counts = export_file(traces, output, "dpo")
-    rows = rows_of(output)
-    by_id = {r["id"]: r for r in records}
-    expected = {r["id"]: expected_pairs(r) for r in records}
-    assert counts.written == len(rows) == sum(len(p) for p in expected.values()) > 100
-    assert counts.records == len(records) and counts.untrainable == counts.no_search_tree == 0
+def check_pairs(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Every row is a pair of its record (kept and dropped siblings of one round, scores and
+    margin as recorded, one prompt, different texts), each once, and every pair is there."""
+    by_id = {str(r["id"]): r for r in records}
+    expected = {key: expected_pairs(r) for key, r in by_id.items()}
+    assert len(rows) == sum(len(p) for p in expected.values())
     seen = set()
     for row in rows:
         record = by_id[row["id"]]
@@ -146,6 +142,17 @@ def test_every_pair_is_a_kept_and_a_dropped_sibling_of_the_record(
         seen.add((row["id"], key))
     assert len(seen) == len(rows)  # no pair twice
     assert len({row["pair_id"] for row in rows}) == len(rows)
+
+
+def test_every_pair_is_a_kept_and_a_dropped_sibling_of_the_record(
+    traces: Path, tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    output = tmp_path / "dpo.jsonl"
+    counts = export_file(traces, output, "dpo")
+    rows = rows_of(output)
+    assert counts.written == len(rows) > 100
+    assert counts.records == len(records) and counts.untrainable == counts.no_search_tree == 0
+    check_pairs(records, rows)
 
 
 def test_pair_ids_are_stable(traces: Path, tmp_path: Path) -> None:
