@@ -1,6 +1,7 @@
 // A step's preference pairs, as `export --format dpo` makes them: on each parent beam, every
-// kept candidate (chosen) beside every dropped sibling (rejected), with their scores and the
-// margin of their log scores. Shown only for a record that keeps its search tree.
+// scored kept candidate (chosen) beside every scored dropped sibling with other text
+// (rejected), their scores and the margin of their log scores. Shown only for a record that
+// keeps its search tree.
 import { getJSON } from "./api.js";
 import { $, el, fmt, showError } from "./dom.js";
 import { colourOf, untrainableMark } from "./tree.js";
@@ -41,7 +42,13 @@ function pairRow(pair) {
     "div",
     { class: `pair${pair.trainable ? "" : " untrainable"}`, "data-margin": pair.margin ?? "" },
     side("chosen", pair.chosen),
-    el("div", { class: "margin" }, el("span", { class: "muted", text: "margin" }), el("strong", { text: fmt(pair.margin) })),
+    el(
+      "div",
+      { class: "margin" },
+      el("span", { class: "muted", text: "margin" }),
+      el("strong", { text: fmt(pair.margin) }),
+      pair.trainable ? null : el("span", { class: "muted skipped", text: "export skips it" }),
+    ),
     side("rejected", pair.rejected),
   );
 }
@@ -55,10 +62,17 @@ function parentGroup(group) {
       {},
       `On beam #${group.parent}`,
       group.on_path ? el("span", { class: "badge path", text: "best path" }) : null,
-      el("span", { class: "muted", text: ` ${group.pairs.length} pair(s)` }),
+      el("span", { class: "muted", text: `${group.candidates} candidate(s), ${group.pairs.length} pair(s)` }),
     ),
-    el("details", {}, el("summary", { text: "prefix (the trace up to this step)" }), el("pre", { class: "text", text: group.prefix || "(empty: the first step)" })),
-    group.pairs.length ? group.pairs.map(pairRow) : el("p", { class: "muted", text: "no pair: every candidate on this beam was kept, or none was" }),
+    el(
+      "details",
+      {},
+      el("summary", {}, "prefix (the trace up to this step) ", untrainableMark({ trainable: group.prefix_trainable })),
+      el("pre", { class: "text", text: group.prefix || "(empty: the first step)" }),
+    ),
+    group.pairs.length
+      ? group.pairs.map(pairRow)
+      : el("p", { class: "muted", text: "no pair: no scored, kept candidate here beside a scored, dropped one with other text" }),
   );
 }
 

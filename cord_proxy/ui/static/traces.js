@@ -93,7 +93,7 @@ function userText(messages) {
 function untrainable(record, steps) {
   const count = steps.filter((s) => s.trainable === false).length;
   const parts = [count ? `${count} step(s)` : "", record.answer_trainable === false ? "the answer" : ""].filter(Boolean);
-  return parts.length ? [["not trainable", `${parts.join(", ")} (the exports skip this record)`]] : [];
+  return parts.length ? [["not trainable", `${parts.join(", ")} (the exports skip what holds it)`]] : [];
 }
 
 async function openTrace(line) {
