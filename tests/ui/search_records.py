@@ -1,14 +1,25 @@
-"""Trace records laid out as issue 25's contract has them: a search tree and a best path.
+"""Trace records with a search tree and a best path: written out, and made by a decode.
 
-Two rounds of a beam of width 2 over teachers a, b and c. Round 1 has one parent (the root
-beam) and four candidates: two kept, one dropped, one dropped and unscored. Round 2 has two
-parents with a kept and a dropped candidate each. Teacher c may be set untrainable.
+The written ones: two rounds of a beam of width 2 over teachers a, b and c. Round 1 has one
+parent (the root beam) and four candidates: two kept, one dropped, one dropped and unscored.
+Round 2 has two parents with a kept and a dropped candidate each. Teacher c may be set
+untrainable. The decoded one: the engine's own record of a decode by three scripted
+teachers (B = 2, three steps), c set untrainable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from cord_proxy.config import TeacherConfig
+from cord_proxy.data.jsonl import encode_line
+from cord_proxy.data.records import trace_record
+from cord_proxy.decoding import DecodeJob, DecodeOptions, decode
+from tests.support.fakes import ScriptedFakeTeacher, digest, hashed_logprobs, is_answer_prefix
 
 # (parent, child, proposers, log_score) of each candidate, round by round; path [0, 0, 0].
 TREE: list[list[tuple[int, int | None, list[str], float | None]]] = [
@@ -94,3 +105,33 @@ def older_record(record_id: str) -> dict[str, Any]:
         ]
     del record["path"], record["answer_trainable"]
     return record
+
+
+def _teacher(name: str, trainable: bool) -> ScriptedFakeTeacher:
+    """Steps that depend on the prefix; b sometimes writes a's text (a merged candidate)."""
+
+    def propose(prefix: str) -> str:
+        if is_answer_prefix(prefix):
+            return "42"
+        key = digest(name + prefix)
+        writer = "a" if name == "b" and int(key, 16) % 3 == 0 else name
+        return f" {writer} thinks {digest(writer + prefix)}."
+
+    teacher = ScriptedFakeTeacher(name, proposals=propose, logprobs=hashed_logprobs(name))
+    config = TeacherConfig(name=name, base_url="http://127.0.0.1:9/v1", model="m")
+    teacher.config = config.model_copy(update={"trainable": trainable})  # type: ignore[attr-defined]
+    return teacher
+
+
+async def _decoded(record_id: str) -> dict[str, Any]:
+    teachers = [_teacher(name, trainable=name != "c") for name in "abc"]
+    options = DecodeOptions(beam_width=2, max_steps=3, thinking_budget=96)
+    job = DecodeJob.create("What is 12 + 30?", teachers, options, reference_answer="42")
+    result = await decode(job)
+    return dict(json.loads(encode_line(trace_record(record_id, "cord", job, result))))
+
+
+def decoded_record(record_id: str) -> dict[str, Any]:
+    """The record of a real decode (in a thread of its own: a test may hold an event loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _decoded(record_id)).result()
