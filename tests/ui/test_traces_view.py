@@ -56,7 +56,8 @@ def _fifty(made: list[dict[str, Any]], path: Path) -> None:
             record["reasoning"] = f"{SCRIPT}\n{record['reasoning']}\n{IMG}"
             first = record["steps"][0]
             first["text"] = f"{SCRIPT} {IMG} " + first["text"]
-            for candidate in first["candidates"]:
+            rounds = [first["candidates"], (record.get("search") or [{}])[0].get("candidates", [])]
+            for candidate in (c for candidates in rounds for c in candidates):
                 candidate["text"] = f"{SCRIPT} {IMG} " + candidate["text"]
             record["messages"][-1]["content"] = f"{IMG} What is 12 + 30?"
         lines.append(json.dumps(record) + "\n")
