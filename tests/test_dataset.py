@@ -254,7 +254,7 @@ async def test_a_record_from_the_response_is_the_sinks_record(tmp_path: Path) ->
     check_record(sunk)
 
 
-# the response's `cord` keys before the search tree was kept (issue 25), and the one it added
+# the response's `cord` keys before the search tree was kept (issue 25): a default response
 LEAN_CORD = {
     "ensemble", "score_mode", "reference_used", "score", "log_score", "closed_by",
     "answer_teacher", "steps", "choices", "teachers", "failures", "dropped", "rounds",
@@ -267,8 +267,9 @@ async def test_the_response_stays_lean_while_the_sink_keeps_the_tree(tmp_path: P
     async with TestClient(TestServer(create_app(Runtime(_config(), _fakes()), sink))) as client:
         body = await (await client.post("/v1/chat/completions", json=BODY)).json()
     cord = body["cord"]
-    assert set(cord) == LEAN_CORD | {"answer_trainable"}
-    assert all(step["candidates"] is None for step in cord["steps"])
+    assert set(cord) == LEAN_CORD
+    assert all(step["candidates"] is None and "trainable" not in step for step in cord["steps"])
+    assert all("answer_trainable" not in choice for choice in cord["choices"])
     [sunk] = read_records(sink.path)
     assert sunk["search"] and len(sunk["path"]) == len(sunk["steps"]) + 1
     check_record(sunk)

@@ -103,16 +103,18 @@ async def test_include_candidates_steps_hold_their_rounds_records() -> None:
     for trace in result.traces:
         for number, step in enumerate(trace.steps, start=1):
             assert step.candidates == result.search[number - 1].candidates
-    cord = decode_provenance(result)
+    cord = decode_provenance(result, choices=2)
     assert cord["path"] == result.best.path and len(cord["search"]) == len(result.search)
+    assert cord["answer_trainable"] is True and cord["choices"][0]["answer_trainable"] is True
+    assert all(step["trainable"] is True for step in cord["steps"])
     check_record(as_json(trace_record("r1", "e", job, result)))
 
 
 async def test_the_response_leaves_the_tree_out_unless_candidates_are_asked_for() -> None:
     _, result = await tree_decode("s2", "prompt", "42")
     cord = decode_provenance(result, choices=1)
-    assert "search" not in cord and "path" not in cord
-    assert all(step["candidates"] is None for step in cord["steps"])
+    assert not {"search", "path", "answer_trainable"} & set(cord)
+    assert all(step["candidates"] is None and "trainable" not in step for step in cord["steps"])
 
 
 def configured(teacher: ScriptedFakeTeacher, trainable: bool) -> ScriptedFakeTeacher:
