@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.proxy_process import ProxyProcess
+from tests.support.search_tree import check_record
 
 PROBLEMS = 20
 KILL_AFTER = 5
@@ -153,6 +154,7 @@ def _check_output(output: Path, problems: dict[str, dict[str, Any]]) -> list[dic
         assert record["reference_answer"] == problem["answer"]
         assert isinstance(record["reasoning"], str) and isinstance(record["answer"], str)
         assert record["steps"] and record["teachers"] and record["settings_hash"]
+        check_record(record)  # the search tree holds the trace, step for step
     return records
 
 
@@ -195,6 +197,7 @@ def test_distill_through_the_proxy_matches_its_sink(local_teacher: str, tmp_path
         assert (twin["reasoning"], twin["answer"]) == (record["reasoning"], record["answer"])
         assert twin["messages"] == record["messages"]
         assert twin["reference_answer"] == record["reference_answer"]
+        assert (twin["search"], twin["path"]) == (record["search"], record["path"])
     questions = {r["messages"][0]["content"] for r in sunk.values()}
     assert questions == {p["question"] for p in problems.values()}
     assert len(sunk) - PROBLEMS <= 4  # at most the killed run's in-flight requests
