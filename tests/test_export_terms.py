@@ -13,7 +13,7 @@ import pytest
 
 from cord_proxy.data.exports import RECORD_FORMATS, ExportOptions, export_file
 from tests.test_export_labels import expected_steps
-from tests.test_export_pairs import expected_pairs, generated, rows_of, write
+from tests.test_export_pairs import expected_pairs, generated, match, rows_of, write
 
 UNTRAINABLE = frozenset({"gemma-t0.7"})
 
@@ -37,6 +37,15 @@ def untrainable_pairs(record: dict[str, Any]) -> int:
         not (beams[step - 1][kept["parent"]] and kept["trainable"] and dropped["trainable"])
         for (step, _, _, _), (kept, dropped) in expected_pairs(record).items()
     )
+
+
+def row_trainable(records: list[dict[str, Any]], row: dict[str, Any]) -> bool:
+    """Whether a dpo row's prefix, chosen and rejected steps are all trainable."""
+    record = next(r for r in records if r["id"] == row["id"])
+    pairs = expected_pairs(record)
+    kept, dropped = pairs[match(row, record, pairs)]
+    prefix = trainable_beams(record)[row["step"] - 1][kept["parent"]]
+    return bool(prefix and kept["trainable"] and dropped["trainable"])
 
 
 def export(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -71,6 +80,11 @@ def test_dpo_skips_and_counts_pairs_holding_untrainable_text(
     counts = export_file(traces, output, "dpo", options=ExportOptions(include_untrainable=True))
     assert (counts.written, counts.untrainable) == (total, skipped)
     assert "with text of a trainable = false teacher kept" in counts.render(output, "dpo")
+    capped = ExportOptions(include_untrainable=True, pairs_per_step=1)
+    counts = export_file(traces, output, "dpo", options=capped)
+    written = rows_of(output)
+    assert counts.untrainable == sum(not row_trainable(records, row) for row in written) > 0
+    assert counts.written == len(written) < total
 
 
 def test_prm_skips_and_counts_rows_holding_untrainable_steps(

@@ -105,9 +105,9 @@ def preference_rows(
     options: PairOptions,
     on_untrainable: Callable[[], None],
 ) -> Iterator[dict[str, Any]]:
-    """The record's pairs as rows, round by round. `on_untrainable` is called for every pair
-    (past the margin) that holds text of a ``trainable = false`` teacher; such a pair is
-    left out unless `options.include_untrainable`."""
+    """The record's pairs as rows, round by round. A pair (past the margin) that holds text
+    of a ``trainable = false`` teacher is left out unless `options.include_untrainable`;
+    `on_untrainable` is called for each one left out, or each one written."""
     record_id = str(record["id"])
     for current in rounds(record):
         ranked = sorted(
@@ -115,10 +115,11 @@ def preference_rows(
         )
         kept: list[Pair] = []
         for pair in ranked:
+            if pair.trainable or options.include_untrainable:
+                kept.append(pair)
+            else:
+                on_untrainable()
+        for pair in kept[: options.pairs_per_step]:
             if not pair.trainable:
                 on_untrainable()
-                if not options.include_untrainable:
-                    continue
-            kept.append(pair)
-        for pair in kept[: options.pairs_per_step]:
             yield pair_row(record_id, prompt, pair)
