@@ -9,7 +9,8 @@ common tokenizer families write pieces that map back to text exactly:
   are raw bytes (byte fallback).
 
 `piece_text` returns that text, or None when the pieces fit neither family or do not make
-valid UTF-8: the caller then asks the teacher (``/detokenize``). Pieces with a ``▁`` or a
+valid UTF-8: the caller then asks the teacher (``/detokenize``). `spells_target` says whether
+a span's text ends with its target. Pieces with a ``▁`` or a
 ``<0xNN>`` piece are read as SentencePiece; else, when every character is in the byte-level
 table, as byte-level BPE (whose vocabulary holds no other character); else as SentencePiece.
 """
@@ -75,3 +76,14 @@ def piece_text(pieces: Sequence[str]) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def spells_target(decoded: str | None, target: str) -> bool:
+    """Whether a span's decoded text (None: not known) ends with the target.
+
+    SentencePiece decoders drop the word-start space of the first token of a fragment, so
+    a target's single leading space may be missing from its own decoding.
+    """
+    if decoded is None:
+        return False
+    return decoded.endswith(target) or (target.startswith(" ") and decoded == target[1:])

@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import orjson
 
 V = TypeVar("V")
+Asked = tuple[Hashable, Callable[[], Awaitable[V]]]  # a call's key, and what makes it
 
 
 def request_key(url: str, body: dict[str, Any]) -> bytes:
@@ -54,14 +56,30 @@ class SharedCalls(Generic[V]):
         if kept is not None:
             self._kept.move_to_end(key)
             return kept[0]
-        shared = self._running.get(key) or self._start(key, make)
-        shared.waiters += 1
+        shared = self._join(key, make)
         try:
             return await asyncio.shield(shared.task)
         finally:
-            shared.waiters -= 1
-            if shared.waiters == 0 and not shared.task.done():
-                self._abandon(key, shared)
+            self._leave(key, shared)
+
+    async def call_groups(
+        self, groups: Sequence[Sequence[Asked[V]]]
+    ) -> list[list[V] | BaseException]:
+        """Each group's answers in order, or the error of the first of its calls to fail.
+
+        Every call runs at once, shared as `call` shares them, and the caller waits on the
+        calls themselves rather than on a task of its own per call (a round's scoring asks
+        for many prompts at once). When a call fails, its group leaves its other calls at
+        once, as a cancelled `call` leaves them; the caller returns when every group has
+        its answers or its error. A caller cancelled while it waits leaves every call.
+        """
+        gathering = _Gathering(self, groups)
+        try:
+            if gathering.left:
+                await gathering.ended
+        finally:
+            gathering.leave_all()
+        return gathering.outcomes()
 
     async def aclose(self) -> None:
         """Cancel every running call, wait until each has ended, and forget what is kept."""
@@ -87,6 +105,16 @@ class SharedCalls(Generic[V]):
         shared.task.add_done_callback(lambda task: self._finished(key, shared, task))
         self.made += 1
         return shared
+
+    def _join(self, key: Hashable, make: Callable[[], Awaitable[V]]) -> _Call[V]:
+        shared = self._running.get(key) or self._start(key, make)
+        shared.waiters += 1
+        return shared
+
+    def _leave(self, key: Hashable, shared: _Call[V]) -> None:
+        shared.waiters -= 1
+        if shared.waiters == 0 and not shared.task.done():
+            self._abandon(key, shared)
 
     def _abandon(self, key: Hashable, shared: _Call[V]) -> None:
         """No caller waits any more: the call is cancelled, and a new caller starts afresh."""
@@ -115,3 +143,89 @@ class SharedCalls(Generic[V]):
         while self._weight > self._budget:
             _, (_, dropped) = self._kept.popitem(last=False)
             self._weight -= dropped
+
+
+@dataclass(eq=False)
+class _Group(Generic[V]):
+    """One group of `call_groups`: its answers so far, the calls it waits for (by place)."""
+
+    answers: list[Any]
+    waiting: list[tuple[int, Hashable, _Call[V]]]
+    pending: int
+    error: BaseException | None = None
+    ended: bool = False
+
+
+class _Gathering(Generic[V]):
+    """The groups of one `call_groups`, settled as their calls end (done callbacks)."""
+
+    def __init__(self, owner: SharedCalls[V], groups: Sequence[Sequence[Asked[V]]]):
+        self.owner = owner
+        self.groups: list[_Group[V]] = []
+        self.left = 0
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for asked in groups:
+            group = self._group(asked)
+            self.groups.append(group)
+            if group.pending:
+                self.left += 1
+            else:
+                group.ended = True
+        for group in self.groups:
+            for place, _, shared in group.waiting:
+                shared.task.add_done_callback(partial(self._settle, group, place))
+
+    def _group(self, asked: Sequence[Asked[V]]) -> _Group[V]:
+        answers: list[Any] = []
+        waiting: list[tuple[int, Hashable, _Call[V]]] = []
+        for key, make in asked:
+            kept = self.owner._kept.get(key)
+            if kept is not None:
+                self.owner._kept.move_to_end(key)
+                answers.append(kept[0])
+            else:
+                waiting.append((len(answers), key, self.owner._join(key, make)))
+                answers.append(None)
+        return _Group(answers, waiting, len(waiting))
+
+    def _settle(self, group: _Group[V], place: int, task: asyncio.Future[V]) -> None:
+        if group.ended:
+            return
+        if task.cancelled() or task.exception() is not None:
+            group.error = _error(task)
+            self._end(group)
+            return
+        group.answers[place] = task.result()
+        group.pending -= 1
+        if group.pending == 0:
+            self._end(group)
+
+    def _end(self, group: _Group[V]) -> None:
+        group.ended = True
+        self._leave(group)
+        self.left -= 1
+        if self.left == 0 and not self.ended.done():
+            self.ended.set_result(None)
+
+    def _leave(self, group: _Group[V]) -> None:
+        waiting, group.waiting = group.waiting, []
+        for _, key, shared in waiting:
+            self.owner._leave(key, shared)
+
+    def leave_all(self) -> None:
+        """Leave the calls of every group still waiting (its caller is gone)."""
+        for group in self.groups:
+            group.ended = True
+            self._leave(group)
+
+    def outcomes(self) -> list[list[V] | BaseException]:
+        return [group.error or group.answers for group in self.groups]
+
+
+def _error(task: asyncio.Future[V]) -> BaseException:
+    """A failed call's error (a cancelled call's is a `CancelledError`)."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    error = task.exception()
+    assert error is not None
+    return error

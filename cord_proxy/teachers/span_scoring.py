@@ -39,7 +39,7 @@ from cord_proxy.errors import (
     TeacherProtocolError,
 )
 from cord_proxy.teachers.base import SpanScore
-from cord_proxy.teachers.piece_text import piece_text
+from cord_proxy.teachers.piece_text import piece_text, spells_target
 from cord_proxy.teachers.read_answers import (
     asked_logprob,
     entry_logprob,
@@ -50,11 +50,12 @@ from cord_proxy.teachers.read_answers import (
     int_list,
 )
 from cord_proxy.teachers.read_plan import Position, first_positions, later_positions, read_chunks
-from cord_proxy.teachers.shared_calls import SharedCalls, request_key
+from cord_proxy.teachers.shared_calls import Asked, SharedCalls, request_key
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
 BATCH_REFUSED = frozenset({400, 413, 422})  # a server's answers to a request it will not take
 KEPT_TOKENS = 32768  # tokens of recent /tokenize answers kept for identical requests
+_TAIL = 32  # token ids that common_prefix_length compares one by one
 T = TypeVar("T")
 Tokenized = tuple[tuple[int, ...], tuple[str, ...], int | None]
 
@@ -97,21 +98,31 @@ def server_root(base_url: str) -> str:
 
 
 def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
-    length = 0
-    for a, b in zip(first, second, strict=False):
-        if a != b:
-            break
-        length += 1
-    return length
+    """How many leading items the two sequences share.
 
-
-def spells_target(decoded: str, target: str) -> bool:
-    """Whether a span's decoded text ends with the target.
-
-    SentencePiece decoders drop the word-start space of the first token of a fragment, so
-    a target's single leading space may be missing from its own decoding.
+    Slices are compared in C: the whole, then all but a short tail (a prefix and its
+    continuation usually part at the prefix's last tokens), then halves of what is left.
     """
-    return decoded.endswith(target) or (target.startswith(" ") and decoded == target[1:])
+    first, second = tuple(first), tuple(second)
+    shorter = min(len(first), len(second))
+    if first[:shorter] == second[:shorter]:
+        return shorter
+    # first[:low] == second[:low], and they differ before `high`
+    low, high = 0, shorter
+    tail = max(0, shorter - _TAIL)
+    if first[:tail] == second[:tail]:
+        low = tail
+    else:
+        high = tail
+    while high - low > _TAIL:
+        middle = (low + high) // 2
+        if first[low:middle] == second[low:middle]:
+            low = middle
+        else:
+            high = middle
+    while low < high and first[low] == second[low]:
+        low += 1
+    return low
 
 
 class SpanReader:
@@ -145,27 +156,23 @@ class SpanReader:
         self, questions: Sequence[SpanQuestion], method: ReadMethod
     ) -> list[SpanScore | TeacherError]:
         """Each question's score, or the teacher's error for it; the spans are read together."""
-        found = await gather_or_cancel(*(_caught(self.span(q.prefix, q.full)) for q in questions))
+        found = await self._spans([(q.prefix, q.full) for q in questions])
         spans = {k: span for k, span in enumerate(found) if isinstance(span, TokenSpan)}
-        # The decode checks run beside the reads; a span that fails its check is never scored.
-        checking = asyncio.ensure_future(
-            gather_or_cancel(
-                *(_caught(self.check(span, questions[k].target)) for k, span in spans.items())
-            )
-        )
+        asked, checking = self._start_checks(spans, questions)
         try:
             read = await _caught(self.read_many(list(spans.values()), method))
         except BaseException:
-            checking.cancel()
-            await asyncio.gather(checking, return_exceptions=True)  # ended, not left running
+            if checking is not None:
+                checking.cancel()
+                await asyncio.gather(checking, return_exceptions=True)  # ended, not left running
             raise
-        checks = dict(zip(spans, await checking, strict=True))
+        checks = dict(zip(asked, await checking, strict=True)) if checking is not None else {}
         values = dict(zip(spans, read, strict=True)) if isinstance(read, list) else {}
         results: list[SpanScore | TeacherError] = []
         for k, outcome in enumerate(found):
             if not isinstance(outcome, TokenSpan):
                 results.append(outcome)
-            elif isinstance(checks[k], TeacherError):
+            elif isinstance(checks.get(k), TeacherError):
                 results.append(checks[k])  # type: ignore[arg-type]
             elif isinstance(read, TeacherError):
                 results.append(read)
@@ -173,19 +180,54 @@ class SpanReader:
                 results.append(_span_score(outcome, values[k], method))
         return results
 
+    def _start_checks(
+        self, spans: dict[int, TokenSpan], questions: Sequence[SpanQuestion]
+    ) -> tuple[list[int], asyncio.Future[list[TeacherError | None]] | None]:
+        """The decode checks that need the teacher, started to run beside the reads (a span
+        whose pieces spell its target here needs none), and which spans they are for."""
+        asked = [
+            k
+            for k, span in spans.items()
+            if not spells_target(piece_text(span.pieces), questions[k].target)
+        ]
+        if not asked:
+            return [], None
+        checks = (_caught(self._decoded_check(spans[k], questions[k].target)) for k in asked)
+        return asked, asyncio.ensure_future(gather_or_cancel(*checks))
+
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
-        (prefix_ids, _, _), (full_ids, pieces, context) = await gather_or_cancel(
-            self.tokenize(prefix_prompt, with_pieces=False), self.tokenize(full_prompt)
-        )
+        (found,) = await self._spans([(prefix_prompt, full_prompt)])
+        if isinstance(found, TeacherError):
+            raise found
+        return found
+
+    async def _spans(
+        self, prompts: Sequence[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[TokenSpan | TeacherError]:
+        """Each (prefix, full) pair's span, or the teacher's error for it. Every prompt is
+        tokenized at once, identical requests once; when one of a pair fails, the other is
+        left (`SharedCalls.call_groups`), not retried behind the caller."""
+        asked = [
+            [self._tokenize_call(prefix, with_pieces=False), self._tokenize_call(full)]
+            for prefix, full in prompts
+        ]
+        return [self._span_of(pair) for pair in await self._tokenized.call_groups(asked)]
+
+    def _span_of(self, pair: list[Tokenized] | BaseException) -> TokenSpan | TeacherError:
+        if isinstance(pair, TeacherError):
+            return pair
+        if isinstance(pair, BaseException):
+            raise pair
+        (prefix_ids, _, _), (full_ids, pieces, context) = pair
         if context is not None and len(full_ids) > context:
-            raise ScoredPromptTooLongError(
+            return ScoredPromptTooLongError(
                 self.teacher,
                 f"the scored prompt has {len(full_ids)} tokens, over the teacher's context of "
                 f"{context}",
             )
         start = common_prefix_length(prefix_ids, full_ids)
         if start == 0 or start >= len(full_ids):
-            raise SpanMismatchError(
+            return SpanMismatchError(
                 self.teacher, "the rendered target adds no token after the rendered prefix"
             )
         return TokenSpan(full_ids, start, pieces[start:])
@@ -196,11 +238,15 @@ class SpanReader:
 
         Identical requests running at once, or recently answered, share one answer.
         """
+        return await self._tokenized.call(*self._tokenize_call(prompt, with_pieces=with_pieces))
+
+    def _tokenize_call(
+        self, prompt: dict[str, Any], *, with_pieces: bool = True
+    ) -> Asked[Tokenized]:
+        """The shared call's key, and what makes the call."""
         url = self.root + "/tokenize"
         body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
-        return await self._tokenized.call(
-            request_key(url, body), lambda: self._post(url, body, self._tokens)
-        )
+        return request_key(url, body), lambda: self._post(url, body, self._tokens)
 
     def _tokens(self, data: dict[str, Any]) -> Tokenized:
         ids = tuple(int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
@@ -210,12 +256,8 @@ class SpanReader:
         context = data.get("max_model_len")
         return ids, tuple(map(str, pieces)), context if isinstance(context, int) else None
 
-    async def check(self, span: TokenSpan, target: str) -> None:
-        """That the span's tokens spell the target: read from its pieces here when they tell,
-        else as the teacher decodes them."""
-        local = piece_text(span.pieces)
-        if local is not None and spells_target(local, target):
-            return
+    async def _decoded_check(self, span: TokenSpan, target: str) -> None:
+        """That the span's tokens spell the target as the teacher decodes them."""
         body = {"model": self.model, "tokens": list(span.target)}
         decoded = await self._post(self.root + "/detokenize", body, self._text)
         if not spells_target(decoded, target):
@@ -255,7 +297,10 @@ class SpanReader:
         values: dict[Position, float] = {}
         for positions in (first_positions(targets), later_positions(targets)):
             chunks = read_chunks(targets, positions)
-            read = await gather_or_cancel(*(self._read_positions(spans, c) for c in chunks))
+            if len(chunks) == 1:  # the usual case: no task of its own
+                read = [await self._read_positions(spans, chunks[0])]
+            else:
+                read = await gather_or_cancel(*(self._read_positions(spans, c) for c in chunks))
             for chunk, chunk_values in zip(chunks, read, strict=True):
                 values.update(zip(chunk, chunk_values, strict=True))
         return [[values[(k, i)] for i in range(len(target))] for k, target in enumerate(targets)]

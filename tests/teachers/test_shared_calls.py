@@ -224,3 +224,70 @@ async def test_aclose_cancels_the_running_calls_waits_for_them_and_forgets_what_
     assert (shared.running, shared.kept) == (0, 0)
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+def _answering(gates: dict[str, asyncio.Event], made: list[str], fail: str = "") -> Any:
+    """A maker for each key: its call waits for the key's gate, then answers the key (or
+    fails, for `fail`); `made` lists the calls started."""
+
+    def maker(key: str) -> Any:
+        async def make() -> str:
+            made.append(key)
+            await gates.setdefault(key, asyncio.Event()).wait()
+            if key == fail:
+                raise TeacherHTTPError("fake", "HTTP 500", http_status=500)
+            return key
+
+        return make
+
+    return maker
+
+
+async def test_groups_get_their_answers_in_order_and_share_identical_calls() -> None:
+    shared: SharedCalls[str] = SharedCalls(budget=10, weigh=lambda _v: 1)
+    gates: dict[str, asyncio.Event] = {}
+    made: list[str] = []
+    make = _answering(gates, made)
+    gates["kept"] = asyncio.Event()
+    gates["kept"].set()
+    assert await shared.call("kept", make("kept")) == "kept"
+    asked = [[(k, make(k)) for k in group] for group in (["b", "kept"], ["b", "c"], ["kept"])]
+    caller = asyncio.ensure_future(shared.call_groups(asked))
+    await until(lambda: made == ["kept", "b", "c"])  # "b" once for both groups
+    gates["c"].set()
+    gates["b"].set()
+    assert await caller == [["b", "kept"], ["b", "c"], ["kept"]]
+    assert (shared.running, shared.kept) == (0, 3)
+
+
+async def test_a_failed_call_leaves_its_group_s_other_calls_and_spares_other_groups() -> None:
+    shared: SharedCalls[str] = SharedCalls(budget=10, weigh=lambda _v: 1)
+    gates: dict[str, asyncio.Event] = {}
+    made: list[str] = []
+    make = _answering(gates, made, fail="bad")
+    asked = [[(k, make(k)) for k in group] for group in (["bad", "slow"], ["good"])]
+    caller = asyncio.ensure_future(shared.call_groups(asked))
+    await until(lambda: len(made) == 3)
+    gates["bad"].set()
+    gates["good"].set()
+    outcomes = await asyncio.wait_for(caller, 5)  # "slow" never answers: no longer waited for
+    assert isinstance(outcomes[0], TeacherHTTPError) and outcomes[1] == ["good"]
+    await asyncio.sleep(0)
+    assert shared.running == 0  # "slow" had no other caller: it was cancelled
+
+
+async def test_a_cancelled_group_caller_leaves_calls_that_others_still_wait_for() -> None:
+    shared: SharedCalls[str] = SharedCalls(budget=10, weigh=lambda _v: 1)
+    gates: dict[str, asyncio.Event] = {}
+    made: list[str] = []
+    make = _answering(gates, made)
+    caller = asyncio.ensure_future(shared.call_groups([[("a", make("a")), ("b", make("b"))]]))
+    other = asyncio.ensure_future(shared.call("a", make("a")))
+    await until(lambda: made == ["a", "b"])
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0)
+    assert shared.running == 1  # "b" was cancelled; "a" goes on for the other caller
+    gates["a"].set()
+    assert await other == "a"

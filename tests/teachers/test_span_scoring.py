@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cord_proxy.config import GEMMA_TEMPLATE, TeacherConfig
 from cord_proxy.errors import (
@@ -30,12 +32,12 @@ from cord_proxy.errors import (
 from cord_proxy.teachers import read_plan
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.piece_text import spells_target
 from cord_proxy.teachers.prompting import render_template
 from cord_proxy.teachers.span_scoring import (
     SpanQuestion,
     common_prefix_length,
     server_root,
-    spells_target,
 )
 from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
@@ -342,6 +344,30 @@ def test_span_helpers() -> None:
     assert spells_target(" 42", " 42") and spells_target("x 42", " 42")
     assert spells_target("42", " 42")  # a SentencePiece decoder's stripped word-start space
     assert not spells_target("2", " 42") and not spells_target("42", "  42")
+    assert not spells_target(None, " 42")  # pieces that could not be read here
+
+
+def _shared_items(first: list[int], second: list[int]) -> int:
+    count = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+@given(
+    st.lists(st.integers(0, 2), max_size=300),
+    st.integers(0, 300),
+    st.lists(st.integers(0, 2), max_size=200),
+)
+def test_common_prefix_length_is_the_count_of_equal_leading_items(
+    first: list[int], kept: int, tail: list[int]
+) -> None:
+    second = first[:kept] + tail  # often long runs in common, as a prefix and its continuation
+    expected = _shared_items(first, second)
+    assert common_prefix_length(first, second) == expected
+    assert common_prefix_length(tuple(second), first) == expected
 
 
 def test_score_identity_covers_everything_that_changes_the_prompt() -> None:
