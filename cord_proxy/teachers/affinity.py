@@ -21,6 +21,6 @@ def use_routing_key(key: str | None) -> None:
     _routing_key.set(key)
 
 
-def routing_headers() -> dict[str, str]:
-    key = _routing_key.get()
-    return {ROUTING_HEADER: key} if key else {}
+def routing_key() -> str | None:
+    """The current key; None where none is set (an empty key is none)."""
+    return _routing_key.get() or None

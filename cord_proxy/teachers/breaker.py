@@ -168,7 +168,10 @@ class CircuitBreaker:
         that tokenizes and fails every generation must still open it.
         """
         self.label = self.label or teacher
-        ticket = await self._admit(teacher, auxiliary)
+        if self.opened_at is None:  # closed: an ordinary call, admitted without a wait
+            ticket = Ticket(Admission.CALL, self._changes, self._events)
+        else:
+            ticket = await self._admit(teacher, auxiliary)
         try:
             result = await work()
         except BaseException as error:

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from cord_proxy.errors import TeacherHTTPError, TeacherProtocolError, TeacherUnreachableError
-from cord_proxy.teachers.affinity import routing_headers
+from cord_proxy.teachers.affinity import ROUTING_HEADER, routing_key
 from cord_proxy.teachers.retry import Retryable, is_retryable_status, parse_retry_after
 
 ERROR_BODY_EXCERPT = 300
@@ -49,8 +49,10 @@ class HttpEndpoint:
     def client(self) -> aiohttp.ClientSession:
         """The session, made on first use inside the running event loop."""
         if self.session is None or self.session.closed:
+            # Every call has the teacher's deadline (retry.py): a timer of aiohttp's own on
+            # each request would repeat it.
             self.session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=aiohttp.ClientTimeout(total=None),
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency),
             )
             self.owns_session = True
@@ -67,7 +69,7 @@ class HttpEndpoint:
         `Retryable` (retry.py)."""
         try:
             async with self.client().post(
-                url, data=orjson.dumps(body), headers={**self._headers, **routing_headers()}
+                url, data=orjson.dumps(body), headers=self._with_routing()
             ) as response:
                 status, raw = response.status, await response.read()
                 retry_after = response.headers.get("retry-after")
@@ -87,6 +89,10 @@ class HttpEndpoint:
                 raise Retryable(error, parse_retry_after(retry_after))
             raise error
         return self._object(raw)
+
+    def _with_routing(self) -> dict[str, str]:
+        key = routing_key()
+        return self._headers if key is None else {**self._headers, ROUTING_HEADER: key}
 
     async def answers(self) -> bool:
         """The breaker's background check: vLLM's ``GET /health`` (at the server's root),

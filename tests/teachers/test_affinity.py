@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cord_proxy import DecodeJob, DecodeOptions, decode
-from cord_proxy.teachers.affinity import ROUTING_HEADER, routing_headers
+from cord_proxy.teachers.affinity import routing_key
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
 from tests.support.fakes import ScriptedFakeTeacher
 
@@ -21,11 +21,11 @@ class KeyRecordingFake(ScriptedFakeTeacher):
     async def propose(
         self, conversation: Sequence[Message], prefix: str, **kwargs: Any
     ) -> list[Proposal]:
-        self.log.append(("propose", prefix, routing_headers().get(ROUTING_HEADER)))
+        self.log.append(("propose", prefix, routing_key()))
         return await super().propose(conversation, prefix, **kwargs)
 
     async def score(self, conversation: Sequence[Message], prefix: str, target: str) -> SpanScore:
-        self.log.append(("score", prefix, routing_headers().get(ROUTING_HEADER)))
+        self.log.append(("score", prefix, routing_key()))
         return await super().score(conversation, prefix, target)
 
 

@@ -26,6 +26,7 @@ from cord_proxy.errors import (
     TeacherTimeoutError,
     TeacherUnreachableError,
 )
+from cord_proxy.teachers.affinity import ROUTING_HEADER, use_routing_key
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.prompting import render_template
@@ -421,3 +422,23 @@ async def test_a_failed_tokenize_leaves_no_sibling_call_retrying() -> None:
         await teacher.aclose()
         await runner.cleanup()
     assert full_prompt_requests == 1
+
+
+async def test_a_call_sends_its_beam_s_routing_key_and_none_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CORD_TEST_ROUTING_KEY", "k")
+
+    async def propose(key: str | None) -> None:
+        use_routing_key(key)  # this test's own task: nothing else runs in its context
+        await teacher.propose(CONVERSATION, "a", n=1, stop=[], max_tokens=9)
+
+    async with teacher_on(answer_json(CHAT_STOP_HIT), api_key="env:CORD_TEST_ROUTING_KEY") as (
+        teacher,
+        fake,
+    ):
+        await propose("beam-7")
+        await propose(None)
+    sent = [headers for path, _body, headers in fake.requests if path == "/v1/chat/completions"]
+    assert [h.get(ROUTING_HEADER) for h in sent] == ["beam-7", None]
+    assert all(h["Authorization"] == "Bearer k" for h in sent)  # the key leaves the others be
