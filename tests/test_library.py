@@ -19,6 +19,7 @@ import pytest
 
 from cord_proxy import DecodeJob, DecodeOptions, TeacherConfig, decode, open_teachers
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
+from cord_proxy.teachers.plain_http import PlainHttp
 from tests.support.fake_teacher_http import CountingFakeTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,10 +80,16 @@ def _configs(url: str) -> list[TeacherConfig]:
     return [TeacherConfig(name=f"t{t}", base_url=url, model="m", temperature=t) for t in (0.5, 0.6)]
 
 
-def _sessions(teachers: Sequence[object]) -> list[aiohttp.ClientSession]:
-    sessions = []
+def _sessions(teachers: Sequence[object]) -> list[aiohttp.ClientSession | PlainHttp]:
+    """Each teacher's HTTP client: its own connections over plain http, else its session."""
+    sessions: list[aiohttp.ClientSession | PlainHttp] = []
     for teacher in teachers:
         assert isinstance(teacher, OpenAICompatTeacher)
+        plain = teacher._endpoint.plain
+        if plain is not None:
+            assert plain.connections > 0, "the decode opened connections"
+            sessions.append(plain)
+            continue
         session = teacher._session
         assert session is not None and not session.closed, "the decode opened a session"
         sessions.append(session)
@@ -101,6 +108,7 @@ async def test_leaving_the_block_closes_every_session(
         assert first.breaker is second.breaker  # one endpoint, one breaker, as in the proxy
     assert result.best is not None
     assert all(s.closed for s in sessions)
+    assert all(s.connections == 0 for s in sessions if isinstance(s, PlainHttp))
     del teachers, sessions, first, second, job, result
     gc.collect()
     assert not [w for w in recwarn if UNCLOSED in str(w.message)]
@@ -114,3 +122,4 @@ async def test_an_error_in_the_block_still_closes_every_session(fake_teacher: st
             sessions = _sessions(teachers)
             raise RuntimeError("stop here")
     assert all(s.closed for s in sessions)
+    assert all(s.connections == 0 for s in sessions if isinstance(s, PlainHttp))
