@@ -58,7 +58,8 @@ PROJECT_CLIENTS = (
 TOOL_CLIENTS = ("curator_script.py", "distilabel_pipeline.py")
 # curator_structured.py wants a JSON answer the fake teacher does not write: its key is
 # checked by the last test alone (it reads the key as curator_script.py does)
-KEYLESS_CLIENTS = ("ray_data.py",)  # the engine in-process: no proxy, no key
+# no proxy, no key: the engine in-process; training on an export
+KEYLESS_CLIENTS = ("ray_data.py", "train_student.py")
 
 
 @pytest.fixture(scope="module")
