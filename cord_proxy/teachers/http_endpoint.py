@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -103,7 +104,7 @@ class HttpEndpoint:
         self, plain: PlainHttp, path: str, body: dict[str, Any]
     ) -> tuple[int, bytes, str | None]:
         key = routing_key()
-        routing = b"" if key is None else header_block({ROUTING_HEADER: key})
+        routing = b"" if key is None else _routing_line(key)
         try:
             answer = await plain.post(path, orjson.dumps(body), routing)
         except ConnectionFailed as exc:
@@ -164,6 +165,12 @@ class HttpEndpoint:
         if not isinstance(data, dict):
             raise TeacherProtocolError(self.name, "answered JSON that is not an object")
         return data
+
+
+@lru_cache(maxsize=4096)
+def _routing_line(key: str) -> bytes:
+    """A beam's routing header line, made once for its calls."""
+    return header_block({ROUTING_HEADER: key})
 
 
 def _excerpt(raw: bytes) -> str:

@@ -254,7 +254,7 @@ class _Reading:
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.status = 0
-        self.version = b""
+        self.version = ""
         self.headers: dict[str, str] = {}
         self.length: int | None = None  # body bytes still expected (framed by length)
         self.chunked = False
@@ -279,7 +279,7 @@ class _Reading:
 
     def keeps_alive(self) -> bool:
         tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
-        if self.version == b"1.1":
+        if self.version == "1.1":
             return "close" not in tokens
         return "keep-alive" in tokens
 
@@ -289,12 +289,13 @@ class _Reading:
             if len(self.buffer) > MAX_HEAD_BYTES:
                 raise BadAnswer("an answer's head is too long")
             return False
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
+        head = self.buffer[: end + 2].decode("latin-1")
         del self.buffer[: end + 4]
-        status, version = _status_line(lines[0])
+        status_line, _, header_lines = head.partition("\r\n")
+        status, version = _status_line(status_line)
         if 100 <= status < 200:
             return True  # an informational head: the answer follows
-        self.status, self.version, self.headers = status, version, _headers(lines[1:])
+        self.status, self.version, self.headers = status, version, _headers(header_lines)
         self._framing()
         return True
 
@@ -348,29 +349,36 @@ class _Reading:
         return done
 
 
-def _status_line(line: bytes) -> tuple[int, bytes]:
-    version, _, rest = line.partition(b" ")
-    code = rest[:3]
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+def _status_line(line: str) -> tuple[int, str]:
+    found = _STATUS.match(line)
+    if found is None:
         raise BadAnswer(f"an answer that is not HTTP/1.x: {line[:40]!r}")
-    return int(code), version[5:]
+    return int(found[2]), found[1]
 
 
-def _headers(lines: list[bytes]) -> dict[str, str]:
+def _headers(lines: str) -> dict[str, str]:
+    """Header lines, each ending with CRLF, by lower-case name (a repeated one's last)."""
     headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            raise BadAnswer(f"a header line that cannot be read: {line[:40]!r}")
-        headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+    at = 0
+    for found in _HEADER.finditer(lines):
+        if found.start() != at:
+            break
+        headers[found[1].lower()] = found[2]
+        at = found.end()
+    if at != len(lines):
+        raise BadAnswer(f"a header line that cannot be read: {lines[at : at + 40]!r}")
     return headers
 
 
 def _length(value: str) -> int:
-    values = {v.strip() for v in value.split(",")}
-    if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+    if not value.isdigit():  # the usual case is one number; a list must repeat one
+        values = {v.strip() for v in value.split(",")}
+        if len(values) != 1:
+            raise BadAnswer(f"an answer with content-length {value!r}")
+        value = values.pop()
+    if not _DIGITS.fullmatch(value):
         raise BadAnswer(f"an answer with content-length {value!r}")
-    return int(values.pop())
+    return int(value)
 
 
 def _chunk_size(line: bytes) -> int:
@@ -381,5 +389,7 @@ def _chunk_size(line: bytes) -> int:
 
 
 _DIGITS = re.compile(r"[0-9]+")
+_STATUS = re.compile(r"HTTP/(1\.[01]) ([0-9]{3})(?: |$)")
+_HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\r\n")
 _TARGET = re.compile(r"/[!#-~]*")  # a path (and query) of visible ASCII, no space
 _HEX = re.compile(rb"[0-9A-Fa-f]+")

@@ -251,10 +251,12 @@ class SpanReader:
     def _tokens(self, data: dict[str, Any]) -> Tokenized:
         ids = tuple(int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
         pieces = data.get("token_strs")
-        if not isinstance(pieces, list) or len(pieces) != len(ids):
-            pieces = [""] * len(ids)
+        if isinstance(pieces, list) and len(pieces) == len(ids):
+            strings = tuple(map(str, pieces))
+        else:
+            strings = ("",) * len(ids)
         context = data.get("max_model_len")
-        return ids, tuple(map(str, pieces)), context if isinstance(context, int) else None
+        return ids, strings, context if isinstance(context, int) else None
 
     async def _decoded_check(self, span: TokenSpan, target: str) -> None:
         """That the span's tokens spell the target as the teacher decodes them."""
