@@ -1,9 +1,11 @@
 """Fine-tune the local Gemma 3 270M on cord-proxy's exports with TRL, on the CPU.
 
     python=$(bash scripts/student_venv.sh)   # TRL, peft, datasets on the teacher's torch
-    cord-proxy export traces.jsonl --format trl --output sft.jsonl
+    cord-proxy export --input traces.jsonl --format trl --output sft.jsonl
     $python clients/train_student.py --trainer sft --data sft.jsonl --steps 20
+    cord-proxy export --input traces.jsonl --format dpo --output pairs.jsonl
     $python clients/train_student.py --trainer dpo --data pairs.jsonl --steps 20
+    cord-proxy export --input traces.jsonl --format prm --output labels.jsonl
     $python clients/train_student.py --trainer prm --data labels.jsonl --steps 20
 
 One trainer a format:
@@ -11,8 +13,9 @@ One trainer a format:
   assistant turn only (the thinking and the answer).
 - ``dpo`` (``--format dpo``, TRL's conversational preference rows): ``DPOTrainer``; with
   LoRA the reference model is the base without the adapter.
-- ``prm`` (``--format prm``, TRL's stepwise supervision rows): TRL's experimental
-  ``PRMTrainer`` on a token-classification head over the causal LM's text weights.
+- ``prm`` (``--format prm``, TRL's stepwise supervision rows, boolean labels): TRL's
+  experimental ``PRMTrainer`` on a token-classification head over the causal LM's text
+  weights.
 
 Columns a trainer does not read (scores, margins, proposers) are dropped. Conversations are
 written with cord-proxy's Gemma chat template, the one the local teacher is served with. It
@@ -62,7 +65,8 @@ COLUMNS = {
     "dpo": ("prompt", "chosen", "rejected"),
     "prm": ("prompt", "completions", "labels"),
 }
-# The segmenter joins steps with a blank line: a PRM row's steps, rejoined with it, are the trace.
+# The segmenter joins steps with a blank line, and the prm export strips it from each step:
+# the trainer puts it back after each, so the steps rejoined are the trace.
 STEP_SEPARATOR = "\n\n"
 # what a step's line shows beside the loss, where the trainer logs it
 SHOWN = ("grad_norm", "mean_token_accuracy", "rewards/accuracies", "rewards/margins")
@@ -128,64 +132,16 @@ def training_template(template: str) -> str:
     return template.replace(ASSISTANT_TURN, MARKED_TURN)
 
 
-def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: Any) -> str:
-    """A prompt as text: a conversation through the chat template, continuing its last turn
-    when that is the assistant's trace so far; the BOS left out (the trainers add it)."""
-    if isinstance(prompt, str):
-        return prompt
-    partial = prompt[-1]["role"] == "assistant"
-    text = tokenizer.apply_chat_template(
-        prompt,
-        tokenize=False,
-        add_generation_prompt=not partial,
-        continue_final_message=partial,
-    )
-    assert isinstance(text, str)
-    return text.removeprefix(tokenizer.bos_token or "")
-
-
-def completion_text(completion: Any) -> str:
-    """A chosen or rejected completion (a one-message conversation, or text) as text."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(message["content"] for message in completion)
-
-
-def preference_rows(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> Dataset:
-    """Step pairs as TRL's standard (text) preference rows.
-
-    A step's prompt ends inside the assistant's turn (the trace so far) and its completion
-    continues that turn, which TRL's conversational path cannot say: it closes the prompt's
-    last turn and opens a new one. So the prompt is rendered here, continuing the turn.
-    """
-    return Dataset.from_list(
-        [
-            {
-                "prompt": prompt_text(tokenizer, row["prompt"]),
-                "chosen": completion_text(row["chosen"]),
-                "rejected": completion_text(row["rejected"]),
-            }
-            for row in rows
-        ]
-    )
-
-
-def stepwise_rows(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> Dataset:
-    """Process labels as PRMTrainer reads them: text prompt, steps without their trailing
-    blank line (the trainer appends STEP_SEPARATOR to each and labels its last token)."""
+def stepwise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Process labels as PRMTrainer reads them: one boolean a step (it casts labels to
+    integers, so the scores of `export --format prm --soft` would all become 0)."""
     for row in rows:
-        if len(row["labels"]) != len(row["completions"]):
+        labels = row["labels"]
+        if not all(isinstance(label, bool) for label in labels):
+            raise SystemExit("the PRM trainer needs boolean labels: export without --soft")
+        if len(labels) != len(row["completions"]):
             raise SystemExit("a prm row has not one label per completion")
-    return Dataset.from_list(
-        [
-            {
-                "prompt": prompt_text(tokenizer, row["prompt"]),
-                "completions": [step.rstrip() for step in row["completions"]],
-                "labels": [bool(label) for label in row["labels"]],
-            }
-            for row in rows
-        ]
-    )
+    return rows
 
 
 class LossPrinter(TrainerCallback):
@@ -265,7 +221,7 @@ def dpo_trainer(args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase) ->
     return DPOTrainer(
         model=str(args.model),  # without LoRA, TRL loads a second copy as the reference
         args=config,
-        train_dataset=preference_rows(tokenizer, read_rows(args.data, COLUMNS["dpo"])),
+        train_dataset=Dataset.from_list(read_rows(args.data, COLUMNS["dpo"])),
         processing_class=tokenizer,
         peft_config=lora(args, "CAUSAL_LM"),
     )
@@ -299,7 +255,7 @@ def prm_trainer(args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase) ->
     return PRMTrainer(
         model=token_classifier(args.model),
         args=config,
-        train_dataset=stepwise_rows(tokenizer, read_rows(args.data, COLUMNS["prm"])),
+        train_dataset=Dataset.from_list(stepwise_rows(read_rows(args.data, COLUMNS["prm"]))),
         processing_class=tokenizer,
         peft_config=lora(args, "TOKEN_CLS", modules_to_save=["score"]),
     )

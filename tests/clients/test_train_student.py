@@ -50,20 +50,20 @@ SFT_ROWS = [
 
 
 def _pair(question: str, trace: str, chosen: str, rejected: str, step: int) -> dict[str, Any]:
-    """A step pair as `export --format dpo` writes it: the prompt ends with the trace so far."""
-    prompt = [{"role": "user", "content": question}]
-    prompt.append({"role": "assistant", "content": "<think>\n" + trace})
+    """A step pair as `export --format dpo` writes it: the conversation, then each answer the
+    thinking opened, the trace so far and the step."""
     return {
-        "prompt": prompt,
-        "chosen": [{"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "assistant", "content": rejected}],
-        "chosen_score": 0.62,
-        "rejected_score": 0.21,
-        "margin": 0.41,
+        "prompt": [{"role": "user", "content": question}],
+        "chosen": [{"role": "assistant", "content": f"<think>\n{trace}{chosen}"}],
+        "rejected": [{"role": "assistant", "content": f"<think>\n{trace}{rejected}"}],
+        "id": f"rec-{step}",
         "step": step,
-        "chosen_proposers": ["gemma-a"],
-        "rejected_proposers": ["gemma-b", "gemma-c"],
-        "id": f"p{step}",
+        "pair_id": f"pair-{step}",
+        "chosen_score": -0.27,
+        "rejected_score": -2.74,
+        "margin": 2.47,
+        "chosen_proposers": ["gemma-t0.7"],
+        "rejected_proposers": ["gemma-t0.5", "gemma-t0.6"],
     }
 
 
@@ -78,21 +78,22 @@ DPO_ROWS = [
     ),
 ]
 
+
+def _labels(steps: list[str], labels: list[bool], kind: str) -> dict[str, Any]:
+    """A row as `export --format prm` writes it: the prompt as text, the steps stripped."""
+    return {
+        "prompt": "What is 9 + 9?\n\n",
+        "completions": steps,
+        "labels": labels,
+        "id": "rec-3",
+        "step": len(steps),
+        "kind": kind,
+    }
+
+
 PRM_ROWS = [
-    {
-        "prompt": "What is 9 + 9?",
-        "completions": ["### Step 1. 9 + 9 = 18.\n\n", "### Step 2. Check: 18 - 9 = 9.\n\n"],
-        "labels": [True, True],
-        "id": "p3",
-        "scores": [0.71, 0.66],
-    },
-    {
-        "prompt": "What is 9 + 9?",
-        "completions": ["### Step 1. 9 + 9 = 18.\n\n", "### Step 2. So it is 19.\n\n"],
-        "labels": [True, False],
-        "id": "p3",
-        "scores": [0.71, 0.12],
-    },
+    _labels(["### Step 1. 9 + 9 = 18.", "### Step 2. Check: 18 - 9 = 9."], [True, True], "trace"),
+    _labels(["### Step 1. 9 + 9 = 18.", "### Step 2. So it is 19."], [True, False], "sibling"),
 ]
 
 
