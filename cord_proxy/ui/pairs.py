@@ -12,12 +12,11 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
 
-import orjson
-
 from cord_proxy.data.preferences import Pair, round_pairs
 from cord_proxy.data.search_tree import Candidate, SearchTreeError, has_search_tree, rounds
 from cord_proxy.errors import CordError
 from cord_proxy.ui.index import TraceIndex
+from cord_proxy.ui.query import parsed_line
 
 
 class SearchNotFoundError(
@@ -113,13 +112,10 @@ def step_pairs(record: dict[str, Any], line: int, step: int) -> StepPairs:
 
 def read_pairs(index: TraceIndex, line: int, step: int) -> StepPairs | None:
     """The pairs of one step of the record at `line`; None when there is no such line."""
-    if not 0 <= line < index.refresh():
+    parsed = parsed_line(index, line)
+    if parsed is None:
         return None
-    (raw,) = index.read([line])
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        record = None
+    _, record = parsed
     if not isinstance(record, dict):
         raise SearchNotFoundError("this line is not a readable record", param="line")
     return step_pairs(record, line, step)

@@ -230,12 +230,22 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def read_record(index: TraceIndex, line: int) -> dict[str, Any] | None:
+def parsed_line(index: TraceIndex, line: int) -> tuple[bool, Any] | None:
+    """(whether `line` is JSON, its value); None when there is no such line."""
     if not 0 <= line < index.refresh():
         return None
     (raw,) = index.read([line])
     try:
-        record = orjson.loads(raw)
+        return True, orjson.loads(raw)
     except orjson.JSONDecodeError:
+        return False, None
+
+
+def read_record(index: TraceIndex, line: int) -> dict[str, Any] | None:
+    parsed = parsed_line(index, line)
+    if parsed is None:
+        return None
+    readable, record = parsed
+    if not readable:
         return {"line": line, "readable": False, "record": None}
     return {"line": line, "readable": True, "record": scrub(record)}
