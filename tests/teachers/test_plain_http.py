@@ -212,7 +212,7 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced() -> None:
     fake = ScriptedServer([answer_then_hang_up, SIZED])
     async with fake.client() as plain:
         await plain.post("/a", b"{}")
-        await asyncio.sleep(0.05)  # the close reaches the client
+        await until(lambda: plain.connections == 0)  # the close reached the client
         assert (await plain.post("/a", b"{}")).body == JSON
     assert fake.connections == 2
 
@@ -238,8 +238,8 @@ async def test_idle_connections_are_closed_in_time_without_another_call(
     async with fake.client() as plain:
         await asyncio.gather(plain.post("/a", b"{}"), plain.post("/a", b"{}"))
         assert plain.connections == 2
-        await asyncio.sleep(0.25)
-        assert (plain.connections, fake.closed_by_client) == (0, 2)
+        await until(lambda: fake.closed_by_client == 2)  # closed by the client, no call made
+        assert plain.connections == 0
 
 
 async def test_an_answer_cut_short_fails_and_a_cancelled_call_closes_its_connection() -> None:
@@ -252,12 +252,11 @@ async def test_an_answer_cut_short_fails_and_a_cancelled_call_closes_its_connect
         with pytest.raises(ConnectionFailed):
             await plain.post("/a", b"{}")
         call = asyncio.ensure_future(plain.post("/a", b"{}"))  # the server never answers it
-        await asyncio.sleep(0.05)
+        await until(lambda: len(fake.requests) == 2)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        await asyncio.sleep(0.05)
-        assert fake.closed_by_client == 2  # the cut one's, and the cancelled call's at once
+        await until(lambda: fake.closed_by_client == 2)  # the cut one's, and the cancelled one's
         assert (await plain.post("/a", b"{}")).body == JSON
     assert fake.connections == 3
 
@@ -269,6 +268,14 @@ async def test_a_large_chunked_answer_is_read_whole() -> None:
     fake = ScriptedServer([answer])
     async with fake.client() as plain:
         assert (await plain.post("/a", b"{}")).body == body
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
 
 
 def _parts(data: bytes, size: int) -> list[bytes]:
