@@ -37,8 +37,8 @@ from cord_proxy.completion import (
     usage_counts,
 )
 from cord_proxy.data.jsonl import ReadReport, encode_line, iter_jsonl
-from cord_proxy.data.preferences import PairOptions, preference_rows
-from cord_proxy.data.process_labels import LabelOptions, label_rows, prompt_text
+from cord_proxy.data.preferences import PairOptions, counted_preference_rows
+from cord_proxy.data.process_labels import LabelOptions, counted_label_rows, prompt_text
 from cord_proxy.data.search_tree import SearchTreeError, has_search_tree
 
 RECORD_FORMATS = ("trl", "sharegpt", "openai-batch")  # one row per record
@@ -201,28 +201,19 @@ class ExportCounts:
         return text + (", a partial last line ignored" if self.partial_tail else "")
 
 
-@dataclass
-class _Tally:
-    count: int = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-
-
 def _tree_rows(
     record: dict[str, Any], format_name: str, options: ExportOptions, counts: ExportCounts
 ) -> list[dict[str, Any]]:
     """One record's dpo or prm rows (all or none: a broken tree raises SearchTreeError)."""
-    tally = _Tally()
     if format_name == "dpo":
         pair_options = PairOptions(
             options.min_margin, options.pairs_per_step, options.include_untrainable
         )
-        rows = list(preference_rows(record, _turns(record), pair_options, tally))
+        rows, untrainable = counted_preference_rows(record, _turns(record), pair_options)
     else:
         label_options = LabelOptions(options.soft, options.include_untrainable)
-        rows = list(label_rows(record, prompt_text(_turns(record)), label_options, tally))
-    counts.untrainable += tally.count
+        rows, untrainable = counted_label_rows(record, prompt_text(_turns(record)), label_options)
+    counts.untrainable += untrainable
     return rows
 
 

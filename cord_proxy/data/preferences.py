@@ -60,13 +60,12 @@ def _usable(candidate: Candidate) -> bool:
 
 
 def round_pairs(current: Round) -> Iterator[Pair]:
-    """Every (kept, dropped) pair of siblings of a round, both usable, texts different."""
+    """Every (kept, dropped) pair of siblings of a round: the kept one scored with non-empty
+    text, the dropped one one of its rivals (``Round.rivals``: scored, other non-empty text)."""
     for parent, group in current.siblings.items():
-        usable = [c for c in group if _usable(c)]
-        for chosen in (c for c in usable if c.kept):
-            for rejected in (c for c in usable if not c.kept):
-                if chosen.step_text.strip() != rejected.step_text.strip():
-                    yield Pair(current.step, current.prefixes[parent], chosen, rejected)
+        for chosen in (c for c in group if c.kept and _usable(c)):
+            for rejected in current.rivals(chosen):
+                yield Pair(current.step, current.prefixes[parent], chosen, rejected)
 
 
 def _answer(prefix: Prefix, candidate: Candidate) -> list[dict[str, str]]:
@@ -99,27 +98,35 @@ def pair_row(record_id: str, prompt: list[dict[str, str]], pair: Pair) -> dict[s
     }
 
 
+def counted_preference_rows(
+    record: dict[str, Any], prompt: list[dict[str, str]], options: PairOptions
+) -> tuple[list[dict[str, Any]], int]:
+    """The record's pairs as rows, round by round, and how many held text of a
+    ``trainable = false`` teacher. Such a pair (past the margin) is left out unless
+    `options.include_untrainable`; the count is of those left out, or of those written."""
+    record_id = str(record["id"])
+    rows: list[dict[str, Any]] = []
+    untrainable = 0
+    for current in rounds(record):
+        ranked = sorted(
+            (p for p in round_pairs(current) if p.margin >= options.min_margin), key=Pair.order
+        )
+        kept = [p for p in ranked if p.trainable or options.include_untrainable]
+        written = kept[: options.pairs_per_step]
+        untrainable += len(ranked) - len(kept) + sum(not p.trainable for p in written)
+        rows.extend(pair_row(record_id, prompt, pair) for pair in written)
+    return rows, untrainable
+
+
 def preference_rows(
     record: dict[str, Any],
     prompt: list[dict[str, str]],
     options: PairOptions,
     on_untrainable: Callable[[], None],
 ) -> Iterator[dict[str, Any]]:
-    """The record's pairs as rows, round by round. A pair (past the margin) that holds text
-    of a ``trainable = false`` teacher is left out unless `options.include_untrainable`;
-    `on_untrainable` is called for each one left out, or each one written."""
-    record_id = str(record["id"])
-    for current in rounds(record):
-        ranked = sorted(
-            (p for p in round_pairs(current) if p.margin >= options.min_margin), key=Pair.order
-        )
-        kept: list[Pair] = []
-        for pair in ranked:
-            if pair.trainable or options.include_untrainable:
-                kept.append(pair)
-            else:
-                on_untrainable()
-        for pair in kept[: options.pairs_per_step]:
-            if not pair.trainable:
-                on_untrainable()
-            yield pair_row(record_id, prompt, pair)
+    """`counted_preference_rows`'s rows, `on_untrainable` called once for each pair it counts
+    (for callers that take the rows alone)."""
+    rows, untrainable = counted_preference_rows(record, prompt, options)
+    for _ in range(untrainable):
+        on_untrainable()
+    yield from rows

@@ -17,7 +17,7 @@ trainer casts labels to integers, so it needs the booleans).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,23 +63,11 @@ def _row(
     }
 
 
-def _dropped(siblings: Sequence[Candidate], kept: Candidate) -> Iterator[Candidate]:
-    kept_text = kept.step_text.strip()
-    for sibling in siblings:
-        text = sibling.step_text.strip()
-        if not sibling.kept and sibling.scored and text and text != kept_text:
-            yield sibling
-
-
-def label_rows(
-    record: dict[str, Any],
-    prompt: str,
-    options: LabelOptions,
-    on_untrainable: Callable[[], None],
-) -> Iterator[dict[str, Any]]:
-    """The record's rows. `on_untrainable` is called for every row whose completions hold a
-    step of a ``trainable = false`` teacher; such a row is left out unless
-    `options.include_untrainable`."""
+def counted_label_rows(
+    record: dict[str, Any], prompt: str, options: LabelOptions
+) -> tuple[list[dict[str, Any]], int]:
+    """The record's rows, and how many held a step of a ``trainable = false`` teacher in
+    their completions; such a row is left out unless `options.include_untrainable`."""
     record_id = str(record["id"])
     path = list(best_path(record))
     rows: list[tuple[list[Candidate], bool, int]] = []
@@ -88,15 +76,13 @@ def label_rows(
         rows.append((trace, True, path[-1].round.step))
     before: list[Candidate] = []
     for taken in path:
-        rows.extend(
-            ([*before, sibling], False, taken.round.step)
-            for sibling in _dropped(taken.siblings, taken.chosen)
-        )
+        rows.extend(([*before, sibling], False, taken.round.step) for sibling in taken.rivals())
         if taken.chosen.step_text.strip():
             before.append(taken.chosen)
-    for steps, last_good, step in rows:
-        if not all(s.trainable for s in steps):
-            on_untrainable()
-            if not options.include_untrainable:
-                continue
-        yield _row(record_id, prompt, steps, last_good, step=step, soft=options.soft)
+    untrainable = sum(not all(s.trainable for s in steps) for steps, _, _ in rows)
+    written = [
+        _row(record_id, prompt, steps, last_good, step=step, soft=options.soft)
+        for steps, last_good, step in rows
+        if options.include_untrainable or all(s.trainable for s in steps)
+    ]
+    return written, untrainable

@@ -77,6 +77,16 @@ class Round:
             if c.child is not None
         }
 
+    def rivals(self, kept: Candidate) -> Iterator[Candidate]:
+        """The dropped siblings a kept candidate is weighed against, in the round's order:
+        same parent beam, scored, with non-empty text other than the kept one's. Only the
+        rival is checked: whether the kept candidate itself is usable is the caller's rule."""
+        kept_text = kept.step_text.strip()
+        for sibling in self.siblings[kept.parent]:
+            text = sibling.step_text.strip()
+            if not sibling.kept and sibling.scored and text and text != kept_text:
+                yield sibling
+
 
 @dataclass(frozen=True)
 class PathStep:
@@ -85,10 +95,9 @@ class PathStep:
     round: Round
     chosen: Candidate
 
-    @property
-    def siblings(self) -> list[Candidate]:
-        """The chosen candidate's siblings (itself included)."""
-        return list(self.round.siblings[self.chosen.parent])
+    def rivals(self) -> Iterator[Candidate]:
+        """The dropped siblings the chosen candidate is weighed against (``Round.rivals``)."""
+        return self.round.rivals(self.chosen)
 
     @property
     def prefix(self) -> Prefix:
