@@ -27,6 +27,7 @@ from cord_proxy.local.paths import (
     teacher_python,
     venv_ready,
 )
+from cord_proxy.local.vllm_plugin import LOGITS_PROCESSOR, PLUGIN_DIR
 
 LOCAL_MODEL_NAME = "gemma3-270m"
 DEFAULT_TEACHER_PORT = 8401
@@ -150,7 +151,7 @@ def _run_logged(
 
 def _teacher_env() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in LEAKY_ENV}
-    return {**env, **TEACHER_ENV}
+    return {**env, **TEACHER_ENV, "PYTHONPATH": str(PLUGIN_DIR)}
 
 
 def served_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
@@ -276,6 +277,7 @@ class LocalTeacherServer:
             "--chat-template", str(CHAT_TEMPLATE),
             "--structured-outputs-config", STRUCTURED_OUTPUTS,
             "--block-size", str(KV_BLOCK_TOKENS),
+            "--logits-processors", LOGITS_PROCESSOR,
             "--host", self.host,
             "--port", str(self.port),
         ]  # fmt: skip

@@ -8,13 +8,16 @@ the target: a span that does not is a `SpanMismatchError`, never a silent score.
 
 Every method sends the prompt as token ids to ``/v1/completions``:
 
-- ``cached``: a one-token completion on the prompt up to each target token, asking for that
-  token's log-probability with ``logprob_token_ids``. vLLM's default ``logprobs_mode``
-  (``raw_logprobs``) reports the model's own value, and these requests read the prefix
-  cache. Spans scored together (`score_many`: a round's candidates) are read together: every
-  span's first position in one request of many prompts, so that the contexts are in the
-  cache, then every other position in one more (teachers/read_plan.py). A server that
-  refuses a request of several spans has them read one span at a time.
+- ``cached``: reads that use the prefix cache, of the model's own values (vLLM's default
+  ``logprobs_mode``, ``raw_logprobs``). Where the server loads cord-proxy's logits processor
+  (the local teacher does), every span scored together (`score_many`: a round's candidates)
+  is read in one forced generation that writes the targets (teachers/forced_read.py).
+  Elsewhere, a one-token completion on the prompt up to each target token, asking for that
+  token's log-probability with ``logprob_token_ids``: every span's first position in one
+  request of many prompts, so that the contexts are in the cache, then every other position
+  in one more (teachers/read_plan.py). A server that writes its own tokens instead of the
+  forced ones gets one-token reads from then on; one that refuses a request of several spans
+  has them read one span at a time.
 - ``prompt_logprobs`` and ``echo``: one request that returns every prompt token's
   log-probability. vLLM skips its prefix cache for both, so each re-reads the whole trace.
 
@@ -39,6 +42,7 @@ from cord_proxy.errors import (
     TeacherProtocolError,
 )
 from cord_proxy.teachers.base import SpanScore
+from cord_proxy.teachers.forced_read import read_forced
 from cord_proxy.teachers.piece_text import piece_text, spells_target
 from cord_proxy.teachers.read_answers import (
     asked_logprob,
@@ -51,11 +55,11 @@ from cord_proxy.teachers.read_answers import (
 )
 from cord_proxy.teachers.read_plan import Position, first_positions, later_positions, read_chunks
 from cord_proxy.teachers.shared_calls import Asked, SharedCalls, request_key
+from cord_proxy.teachers.token_prefix import common_prefix_length
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
 BATCH_REFUSED = frozenset({400, 413, 422})  # a server's answers to a request it will not take
 KEPT_TOKENS = 32768  # tokens of recent /tokenize answers kept for identical requests
-_TAIL = 32  # token ids that common_prefix_length compares one by one
 T = TypeVar("T")
 Tokenized = tuple[tuple[int, ...], tuple[str, ...], int | None]
 
@@ -97,34 +101,6 @@ def server_root(base_url: str) -> str:
     return url.removesuffix("/v1")
 
 
-def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
-    """How many leading items the two sequences share.
-
-    Slices are compared in C: the whole, then all but a short tail (a prefix and its
-    continuation usually part at the prefix's last tokens), then halves of what is left.
-    """
-    first, second = tuple(first), tuple(second)
-    shorter = min(len(first), len(second))
-    if first[:shorter] == second[:shorter]:
-        return shorter
-    # first[:low] == second[:low], and they differ before `high`
-    low, high = 0, shorter
-    tail = max(0, shorter - _TAIL)
-    if first[:tail] == second[:tail]:
-        low = tail
-    else:
-        high = tail
-    while high - low > _TAIL:
-        middle = (low + high) // 2
-        if first[low:middle] == second[low:middle]:
-            low = middle
-        else:
-            high = middle
-    while low < high and first[low] == second[low]:
-        low += 1
-    return low
-
-
 class SpanReader:
     """Token-id spans, and their log-probabilities, at one OpenAI-compatible vLLM endpoint."""
 
@@ -134,6 +110,7 @@ class SpanReader:
         self.base_url = base_url.rstrip("/")
         self.root = server_root(base_url)
         self._post = post
+        self._forces: bool | None = None  # whether the server writes forced tokens; unknown yet
         # A step's candidates share their prefix, and so its /tokenize request.
         self._tokenized: SharedCalls[Tokenized] = SharedCalls(KEPT_TOKENS, lambda t: len(t[0]) + 1)
 
@@ -295,6 +272,25 @@ class SpanReader:
         return list(await gather_or_cancel(*(one(span) for span in spans)))
 
     async def _read_cached(self, spans: Sequence[TokenSpan]) -> list[list[float]]:
+        """Forced where the server writes what it is asked, else one-token reads; every span
+        of a round by the same reads, so that their values compare on equal terms."""
+        if self._forces is not False:
+            asked = [(span.prompt[: span.start], span.target) for span in spans]
+            try:
+                forced = await read_forced(
+                    self._post, self.base_url, self.model, self.teacher, asked
+                )
+            except TeacherHTTPError as error:
+                if error.http_status not in BATCH_REFUSED:
+                    raise
+                forced = None  # a server that refuses forced reads
+            self._forces = forced is not None
+            if forced is not None:
+                return forced
+        return await self._read_positions_of(spans)
+
+    async def _read_positions_of(self, spans: Sequence[TokenSpan]) -> list[list[float]]:
+        """One-token reads: every first position in one request, every other in one more."""
         targets = [span.target for span in spans]
         values: dict[Position, float] = {}
         for positions in (first_positions(targets), later_positions(targets)):

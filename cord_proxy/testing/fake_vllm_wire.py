@@ -2,8 +2,10 @@
 
 Each character is one token, its code point; ``<bos>`` is token 2. The routes answer what
 vLLM 0.32 answers: ``/tokenize`` (a text prompt or chat messages), ``/detokenize``, and
-token-id ``/v1/completions`` with ``prompt_logprobs``, ``echo``, or one-token completions
-on a list of prompts asking for given tokens' values (``logprob_token_ids``).
+token-id ``/v1/completions`` with ``prompt_logprobs``, ``echo``, one-token completions
+on a list of prompts asking for given tokens' values (``logprob_token_ids``), or forced
+completions on a list of prompts, as a server with cord-proxy's logits processor writes
+them (``vllm_xargs``; cord_proxy/local/vllm_plugin).
 Log-probabilities come from a scripted function of the token and its position.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from cord_proxy.local.vllm_plugin.cord_forced_key import prompt_key, read_field
 
 BOS = 2
 Logprob = Callable[[int, int], float]
@@ -57,7 +61,28 @@ def asked_values(body: dict[str, Any], logprob: Logprob, forced_zero: bool = Fal
     return {"choices": choices}
 
 
-def score_completion(body: dict[str, Any], logprob: Logprob, forced_zero: bool = False) -> Any:
+def forced_values(
+    body: dict[str, Any], logprob: Logprob, forced_zero: bool = False, forces: bool = True
+) -> Any:
+    """Each prompt continued by the tokens ``vllm_xargs`` names for it, with their values;
+    without `forces` (a server without the logits processor), by tokens of its own."""
+    table = read_field(body["vllm_xargs"]) or {}
+    choices = []
+    for index, prompt in enumerate(body["prompt"]):
+        written = table.get(prompt_key(prompt)) if forces else None
+        tokens = (written or [])[: body["max_tokens"]]
+        tokens += [ord("?")] * (body["max_tokens"] - len(tokens))
+        values = [0.0 if forced_zero else logprob(t, len(prompt) + i) for i, t in enumerate(tokens)]
+        logprobs = {"tokens": [f"token_id:{t}" for t in tokens], "token_logprobs": values}
+        choices.append({"index": index, "text": "?", "logprobs": logprobs})
+    return {"choices": choices}
+
+
+def score_completion(
+    body: dict[str, Any], logprob: Logprob, forced_zero: bool = False, forces: bool = True
+) -> Any:
+    if body.get("vllm_xargs"):
+        return forced_values(body, logprob, forced_zero, forces)
     if body.get("logprob_token_ids"):
         return asked_values(body, logprob, forced_zero)
     prompt: list[int] = body["prompt"]

@@ -2,8 +2,9 @@
 
 Every scorer is built from the shipped config, with only its base_url pointed at a FAKE
 vLLM (cord_proxy.testing.fake_vllm_wire). A server that answers `logprob_token_ids` as vLLM
-0.32.0 does gets the cached method; one that ignores the field (an older vLLM) or reports
-processed log-probabilities falls back to prompt_logprobs.
+0.32.0 does gets the cached method, with or without cord-proxy's logits processor (forced
+reads); one that ignores the field (an older vLLM) or reports processed log-probabilities
+falls back to prompt_logprobs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
 from tests.deploy.deploy_fakes import VLLM_DIR
 
-Server = Literal["vllm-0.32", "ignores-logprob-token-ids", "processed-logprobs"]
+Server = Literal[
+    "vllm-0.32", "vllm-0.32-forcing", "ignores-logprob-token-ids", "processed-logprobs"
+]
+FORCING: tuple[Server, ...] = ("vllm-0.32-forcing", "processed-logprobs")
 
 
 def scripted(token: int, position: int) -> float:
@@ -34,7 +38,7 @@ def answer(server: Server, body: dict[str, Any]) -> dict[str, Any]:
             "choices": [{"index": i, "text": "?", "logprobs": sampled} for i in range(len(prompts))]
         }
     result: dict[str, Any] = wire.score_completion(
-        body, scripted, forced_zero=server == "processed-logprobs"
+        body, scripted, forced_zero=server == "processed-logprobs", forces=server in FORCING
     )
     return result
 
@@ -56,6 +60,7 @@ def test_every_scorer_of_the_paper_config_is_auto() -> None:
     ("server", "method"),
     [
         ("vllm-0.32", "cached"),
+        ("vllm-0.32-forcing", "cached"),
         ("ignores-logprob-token-ids", "prompt_logprobs"),
         ("processed-logprobs", "prompt_logprobs"),
     ],

@@ -34,11 +34,8 @@ from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.piece_text import spells_target
 from cord_proxy.teachers.prompting import render_template
-from cord_proxy.teachers.span_scoring import (
-    SpanQuestion,
-    common_prefix_length,
-    server_root,
-)
+from cord_proxy.teachers.span_scoring import SpanQuestion, server_root
+from cord_proxy.teachers.token_prefix import common_prefix_length
 from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
 
@@ -58,8 +55,10 @@ class FakeCharVLLM:
         detokenize_drops: int = 0,
         pieces: Literal["exact", "none", "wrong"] = "exact",
         most_prompts: int | None = None,
+        forces: bool = True,
     ) -> None:
         self.forced_reads_zero = forced_reads_zero
+        self.forces = forces  # writes the tokens a forced read names (cord-proxy's processor)
         self.detokenize_drops = detokenize_drops
         self.pieces = pieces  # the token strings /tokenize returns: none, or all "?"
         self.most_prompts = most_prompts  # a request with more prompts is refused (400)
@@ -86,13 +85,18 @@ class FakeCharVLLM:
         return web.json_response(self.complete(body))
 
     def complete(self, body: dict[str, Any]) -> Any:
-        return wire.score_completion(body, scripted_logprob, self.forced_reads_zero)
+        return wire.score_completion(body, scripted_logprob, self.forced_reads_zero, self.forces)
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
 
     def asked(self) -> list[dict[str, Any]]:
+        """The one-token reads."""
         return [b for p, b in self.requests if p == "/v1/completions" and "logprob_token_ids" in b]
+
+    def forced(self) -> list[dict[str, Any]]:
+        """The forced reads."""
+        return [b for p, b in self.requests if p == "/v1/completions" and "vllm_xargs" in b]
 
     def running(self) -> AbstractAsyncContextManager[str]:
         return serving_posts(self.handle)
@@ -137,7 +141,7 @@ async def test_each_method_reads_exactly_the_target_tokens(method: str) -> None:
 
 
 async def test_cached_reads_the_first_position_alone_then_the_rest_together() -> None:
-    fake = FakeCharVLLM()
+    fake = FakeCharVLLM(forces=False)
     prefix, target = "6 times 7 is", " 42 and 6"
     async with fake_teacher(fake, score_method="cached") as teacher:
         await teacher.score(CONVERSATION, prefix, target)
@@ -152,7 +156,7 @@ async def test_cached_reads_the_first_position_alone_then_the_rest_together() ->
 
 async def test_a_long_target_is_read_in_chunks_of_prompts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read_plan, "MAX_PROMPTS_PER_READ", 64)
-    fake = FakeCharVLLM()
+    fake = FakeCharVLLM(forces=False)
     target = " " + "abcdefghij" * 14  # 141 tokens: 1 + 64 + 64 + 12
     async with fake_teacher(fake, score_method="cached") as teacher:
         span = await teacher.score(CONVERSATION, "x", target)
@@ -173,8 +177,37 @@ def reader_questions(
 PAIRS = [("6 times 7 is", " 42 cows"), ("6 times 7 is", " 41"), ("6 times 7 makes", " 42.")]
 
 
-async def test_spans_scored_together_take_two_reads_and_no_detokenize() -> None:
+async def test_spans_scored_together_take_one_forced_read_per_distinct_prompts() -> None:
     fake = FakeCharVLLM()
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        scored = await teacher._reader.score_many(reader_questions(teacher, PAIRS), "cached")
+        again = await teacher._reader.score_many(reader_questions(teacher, PAIRS[2:]), "cached")
+    first, sibling, alone = fake.forced()  # PAIRS[0] and PAIRS[1] share their prefix
+    assert [len(p) for p in first["prompt"]] == [rendered_length(PAIRS[k][0]) for k in (0, 2)]
+    assert [len(p) for p in sibling["prompt"]] == [rendered_length(PAIRS[1][0])]
+    assert first["max_tokens"] == max(len(PAIRS[k][1]) for k in (0, 2))
+    assert all(b["temperature"] == 0.0 and b["ignore_eos"] for b in (first, sibling, alone))
+    assert fake.asked() == []
+    for (prefix, target), span in zip(PAIRS + PAIRS[2:], scored + again, strict=True):
+        assert not isinstance(span, TeacherError)
+        assert span.logprobs == pytest.approx(expected_values(rendered_length(prefix), target))
+    assert "/detokenize" not in fake.paths()
+
+
+async def test_a_server_that_writes_its_own_tokens_gets_one_token_reads_from_then_on() -> None:
+    fake = FakeCharVLLM(forces=False)
+    async with fake_teacher(fake, score_method="cached") as teacher:
+        for pairs in (PAIRS[:1], PAIRS[2:]):
+            (span,) = await teacher._reader.score_many(reader_questions(teacher, pairs), "cached")
+            prefix, target = pairs[0]
+            assert not isinstance(span, TeacherError)
+            assert span.logprobs == pytest.approx(expected_values(rendered_length(prefix), target))
+    assert len(fake.forced()) == 1  # tried once, not again
+    assert len(fake.asked()) == 4
+
+
+async def test_spans_scored_together_take_two_reads_and_no_detokenize() -> None:
+    fake = FakeCharVLLM(forces=False)
     async with fake_teacher(fake, score_method="cached") as teacher:
         scored = await teacher._reader.score_many(reader_questions(teacher, PAIRS), "cached")
     first, rest = fake.asked()
@@ -195,7 +228,7 @@ async def test_one_failing_span_leaves_the_others_scored() -> None:
         scored = await teacher._reader.score_many(reader_questions(teacher, pairs), "cached")
     assert isinstance(scored[-1], ScoredPromptTooLongError)
     assert all(not isinstance(span, TeacherError) for span in scored[:-1])
-    assert len(fake.asked()) == 2
+    assert len(fake.forced()) == 2  # PAIRS[0] and PAIRS[1] share their prefix
 
 
 async def test_a_server_that_refuses_a_batch_has_each_span_read_alone() -> None:
@@ -300,10 +333,15 @@ async def test_malformed_score_answers_are_protocol_errors(answer: dict[str, Any
     assert caught.value.teacher == "fake-scorer"
 
 
-async def test_a_nan_log_probability_is_refused() -> None:
-    fake = FakeCharVLLM()
+@pytest.mark.parametrize("forces", [True, False], ids=["forced", "one-token"])
+async def test_a_nan_log_probability_is_refused(forces: bool) -> None:
+    fake = FakeCharVLLM(forces=forces)
 
     def nan_value(body: dict[str, Any]) -> dict[str, Any]:
+        if "vllm_xargs" in body:
+            answer: dict[str, Any] = wire.score_completion(body, scripted_logprob, forces=forces)
+            answer["choices"][0]["logprobs"]["token_logprobs"][0] = float("nan")
+            return answer
         (token,) = body["logprob_token_ids"]
         top = [{f"token_id:{token}": float("nan")}]
         return {"choices": [{"index": 0, "logprobs": {"top_logprobs": top}}]}
