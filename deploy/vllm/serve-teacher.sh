@@ -23,6 +23,8 @@
 #   VLLM          the vllm command                                          (default vllm)
 #   EXTRA_ARGS    more vllm arguments, word-split                           (default none)
 #   VLLM_API_KEY  read by vLLM itself: requests to /v1 need this bearer key (default none)
+#   CORD_PLUGIN   folder of cord-proxy's vLLM plugin (two files, standard library and vLLM
+#                 only; copy it where the repository is not)   (default: this repository's)
 set -euo pipefail
 
 : "${MODEL:?set MODEL to the weights (Hugging Face id or folder)}"
@@ -35,6 +37,12 @@ MAX_MODEL_LEN="${MAX_MODEL_LEN:-24576}"
 GPU_MEM="${GPU_MEM:-0.90}"
 MAX_NUM_SEQS="${MAX_NUM_SEQS:-64}"
 VLLM="${VLLM:-vllm}"
+CORD_PLUGIN="${CORD_PLUGIN:-$(cd "$(dirname "$0")/../../cord_proxy/local/vllm_plugin" && pwd)}"
+if [[ ! -f "$CORD_PLUGIN/cord_forced_tokens.py" ]]; then
+    echo "CORD_PLUGIN=$CORD_PLUGIN has no cord_forced_tokens.py (cord_proxy/local/vllm_plugin)" >&2
+    exit 2
+fi
+export PYTHONPATH="$CORD_PLUGIN${PYTHONPATH:+:$PYTHONPATH}"
 
 if (( MAX_MODEL_LEN < 20480 )); then
     echo "MAX_MODEL_LEN=$MAX_MODEL_LEN is below 20480 (thinking 16384 + answer 4096)" >&2
@@ -59,6 +67,8 @@ extra=(${EXTRA_ARGS:-})
 #   what cord.toml sends.
 # --logprobs-mode raw_logprobs: vLLM 0.32's default, set so that nobody changes it by
 #   accident: the cached scoring method reads the model's raw log-probabilities.
+# --logits-processors: cord-proxy's forced reads, a round's candidates scored in one request
+#   (README.md, "Scoring"); without it the proxy reads one token a prompt, as before.
 exec "$VLLM" serve "$MODEL" \
     --served-model-name "$NAME" \
     --host "$HOST" \
@@ -68,6 +78,7 @@ exec "$VLLM" serve "$MODEL" \
     --enable-prefix-caching \
     --generation-config vllm \
     --logprobs-mode raw_logprobs \
+    --logits-processors cord_forced_tokens:ForcedTokens \
     --gpu-memory-utilization "$GPU_MEM" \
     --max-num-seqs "$MAX_NUM_SEQS" \
     --dtype bfloat16 \

@@ -95,6 +95,7 @@ def test_the_parsed_settings_are_the_documented_ones(
     for args in settings:
         assert args["generation_config"] == "vllm"
         assert args["logprobs_mode"] == "raw_logprobs"
+        assert args["logits_processors"] == ["cord_forced_tokens:ForcedTokens"]
         assert args["enable_prefix_caching"] is True
         assert args["max_model_len"] == 24576
         assert args["dtype"] == "bfloat16"

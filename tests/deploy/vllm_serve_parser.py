@@ -26,6 +26,7 @@ KEPT = (
     "enable_prefix_caching",
     "generation_config",
     "logprobs_mode",
+    "logits_processors",
     "gpu_memory_utilization",
     "max_num_seqs",
     "dtype",
