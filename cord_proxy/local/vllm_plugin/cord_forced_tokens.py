@@ -63,7 +63,12 @@ class ForcedTokens(LogitsProcessor):  # type: ignore[misc, unused-ignore]
 
 
 def _forced(params: Any, prompt: list[int] | None) -> list[int] | None:
-    table = read_field(params.extra_args)
+    """The row's tokens to write; none for a field `validate_params` would refuse (it runs
+    first, but an exception here would stop the engine)."""
+    try:
+        table = read_field(params.extra_args)
+    except ValueError:
+        return None
     if not table or prompt is None:
         return None
     forced: list[int] | None = table.get(prompt_key(prompt))
