@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,17 +116,3 @@ def counted_preference_rows(
         untrainable += len(ranked) - len(kept) + sum(not p.trainable for p in written)
         rows.extend(pair_row(record_id, prompt, pair) for pair in written)
     return rows, untrainable
-
-
-def preference_rows(
-    record: dict[str, Any],
-    prompt: list[dict[str, str]],
-    options: PairOptions,
-    on_untrainable: Callable[[], None],
-) -> Iterator[dict[str, Any]]:
-    """`counted_preference_rows`'s rows, `on_untrainable` called once for each pair it counts
-    (for callers that take the rows alone)."""
-    rows, untrainable = counted_preference_rows(record, prompt, options)
-    for _ in range(untrainable):
-        on_untrainable()
-    yield from rows

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from cord_proxy.data.preferences import PairOptions, preference_rows
+from cord_proxy.data.preferences import PairOptions, counted_preference_rows
 from cord_proxy.testing.browser import watched_page
 from cord_proxy.ui.pairs import step_pairs
 from tests.support.search_tree import beam_texts
@@ -51,7 +51,7 @@ def _expected(record: dict[str, Any], step: int) -> list[tuple[str, str, float]]
 
 def _exported(record: dict[str, Any]) -> list[tuple[Any, ...]]:
     """The pairs `export --format dpo` writes of the record, untrainable ones included."""
-    rows = preference_rows(record, [], PairOptions(include_untrainable=True), lambda: None)
+    rows, _ = counted_preference_rows(record, [], PairOptions(include_untrainable=True))
     keys = ("step", "chosen_score", "rejected_score", "margin")
     return sorted(
         (*(r[k] for k in keys), r["chosen_proposers"], r["rejected_proposers"]) for r in rows
