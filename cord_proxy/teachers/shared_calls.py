@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -34,8 +34,13 @@ def request_key(url: str, body: dict[str, Any]) -> bytes:
 
 @dataclass(eq=False)
 class _Call(Generic[V]):
+    """A running call: its task, its callers, and the groups told when it ends (`settles`,
+    called in order by the task's one done callback rather than each by a callback of its own)."""
+
+    key: Hashable
     task: asyncio.Future[V]
     waiters: int = 0
+    settles: list[Callable[[asyncio.Future[V]], None]] = field(default_factory=list)
 
 
 class SharedCalls(Generic[V]):
@@ -52,9 +57,8 @@ class SharedCalls(Generic[V]):
 
     async def call(self, key: Hashable, make: Callable[[], Awaitable[V]]) -> V:
         """The answer of `make()` for `key`: a kept one, the running call's, or a new call's."""
-        kept = self._kept.get(key)
+        kept = self._kept_answer(key)
         if kept is not None:
-            self._kept.move_to_end(key)
             return kept[0]
         shared = self._join(key, make)
         try:
@@ -99,10 +103,17 @@ class SharedCalls(Generic[V]):
     def kept(self) -> int:
         return len(self._kept)
 
+    def _kept_answer(self, key: Hashable) -> tuple[V, int] | None:
+        """The kept (answer, weight) of `key`, now the most recent; None when none is kept."""
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+        return kept
+
     def _start(self, key: Hashable, make: Callable[[], Awaitable[V]]) -> _Call[V]:
-        shared = _Call(asyncio.ensure_future(make()))
+        shared = _Call(key, asyncio.ensure_future(make()))
         self._running[key] = shared
-        shared.task.add_done_callback(lambda task: self._finished(key, shared, task))
+        shared.task.add_done_callback(partial(self._finished, shared))
         self.made += 1
         return shared
 
@@ -124,12 +135,15 @@ class SharedCalls(Generic[V]):
         if self._running.get(key) is shared:
             del self._running[key]
 
-    def _finished(self, key: Hashable, shared: _Call[V], task: asyncio.Future[V]) -> None:
+    def _finished(self, shared: _Call[V], task: asyncio.Future[V]) -> None:
+        key = shared.key
         if self._running.get(key) is shared:
             del self._running[key]
-        if task.cancelled() or task.exception() is not None:
-            return
-        self._keep(key, task.result())
+        if not task.cancelled() and task.exception() is None:
+            self._keep(key, task.result())
+        settles, shared.settles = shared.settles, []
+        for settle in settles:
+            settle(task)
 
     def _keep(self, key: Hashable, value: V) -> None:
         weight = self._weigh(value)
@@ -173,15 +187,14 @@ class _Gathering(Generic[V]):
                 group.ended = True
         for group in self.groups:
             for place, _, shared in group.waiting:
-                shared.task.add_done_callback(partial(self._settle, group, place))
+                shared.settles.append(partial(self._settle, group, place))
 
     def _group(self, asked: Sequence[Asked[V]]) -> _Group[V]:
         answers: list[Any] = []
         waiting: list[tuple[int, Hashable, _Call[V]]] = []
         for key, make in asked:
-            kept = self.owner._kept.get(key)
+            kept = self.owner._kept_answer(key)
             if kept is not None:
-                self.owner._kept.move_to_end(key)
                 answers.append(kept[0])
             else:
                 waiting.append((len(answers), key, self.owner._join(key, make)))
