@@ -117,23 +117,23 @@ class TeacherClient(ABC):
         the breaker opens (the endpoint is known to be down) and fails with its last error; a
         call let through an open breaker (a trial or a probe) retries as usual.
         """
-
-        async def work() -> T:
-            probing = self.breaker.is_open
-
-            def give_up() -> bool:
-                return not probing and self.breaker.is_open
-
-            answer = await call_with_retries(
-                attempt, self._policy, on_retry=self._on_retry, give_up=give_up
-            )
-            return read(answer)
-
         try:
-            return await self.breaker.call(self.name, work, auxiliary=auxiliary)
+            work = self._work
+            return await self.breaker.call(self.name, work, attempt, read, auxiliary=auxiliary)
         except TimeoutError:
             timeout = self.config.timeout
             raise TeacherTimeoutError(self.name, f"no answer within {timeout:g} s") from None
+
+    async def _work(self, attempt: Callable[[float], Awaitable[R]], read: Callable[[R], T]) -> T:
+        """`_call`'s work inside the breaker (a method, not a closure made per call)."""
+        give_up = None if self.breaker.is_open else self._breaker_opened
+        answer = await call_with_retries(
+            attempt, self._policy, on_retry=self._on_retry, give_up=give_up
+        )
+        return read(answer)
+
+    def _breaker_opened(self) -> bool:
+        return self.breaker.is_open
 
     def _on_retry(self, failure: Retryable, delay: float) -> None:
         self.retries += 1

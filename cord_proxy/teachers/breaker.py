@@ -40,13 +40,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from cord_proxy.errors import (
-    CircuitOpenError,
-    TeacherError,
-    TeacherHTTPError,
-)
+from cord_proxy.errors import CircuitOpenError, TeacherError, TeacherHTTPError
 
 State = Literal["closed", "open", "half_open"]
 R = TypeVar("R")
@@ -125,6 +121,7 @@ class CircuitBreaker:
         self._changes = 0
         self._events = 0
         self._last_event: dict[str, int] = {}
+        self._ticket = Ticket(Admission.CALL, 0, 0)  # shared by the calls begun since (immutable)
         self._trial = False
         self._panic: asyncio.Future[Verdict] | None = None
         self._checks: dict[object, Check] = {}
@@ -159,9 +156,9 @@ class CircuitBreaker:
         return any(group.all_open for group in self.groups)
 
     async def call(
-        self, teacher: str, work: Callable[[], Awaitable[R]], *, auxiliary: bool = False
+        self, teacher: str, work: Callable[..., Awaitable[R]], *args: Any, auxiliary: bool = False
     ) -> R:
-        """Run one call through the breaker.
+        """Run one call, `work(*args)`, through the breaker.
 
         An `auxiliary` call (tokenizing, say) passes where a trial or a probe would, but is
         never one; its failure counts, its success does not close the breaker: an endpoint
@@ -169,11 +166,13 @@ class CircuitBreaker:
         """
         self.label = self.label or teacher
         if self.opened_at is None:  # closed: an ordinary call, admitted without a wait
-            ticket = Ticket(Admission.CALL, self._changes, self._events)
+            ticket = self._ticket
+            if ticket.changes != self._changes or ticket.events != self._events:
+                ticket = self._ticket = Ticket(Admission.CALL, self._changes, self._events)
         else:
             ticket = await self._admit(teacher, auxiliary)
         try:
-            result = await work()
+            result = await work(*args)
         except BaseException as error:
             self._failed(ticket, error)
             raise
@@ -383,11 +382,9 @@ class BreakerRegistry:
         self.groups: list[PanicGroup] = []
 
     def get(self, endpoint: str, threshold: int, cooldown_s: float) -> CircuitBreaker:
-        breaker = self.by_endpoint.get(endpoint)
-        if breaker is None:
-            breaker = CircuitBreaker(threshold, cooldown_s)
-            self.by_endpoint[endpoint] = breaker
-        return breaker
+        if endpoint not in self.by_endpoint:
+            self.by_endpoint[endpoint] = CircuitBreaker(threshold, cooldown_s)
+        return self.by_endpoint[endpoint]
 
     def group(self, breakers: Iterable[CircuitBreaker]) -> PanicGroup:
         """Group the breakers of one ensemble's proposers for panic mode."""

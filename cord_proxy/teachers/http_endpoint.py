@@ -87,8 +87,17 @@ class HttpEndpoint:
         """One POST of `body`, its answer as a JSON object; a 429, 5xx or lost connection is
         `Retryable` (retry.py)."""
         path = self._paths[url] if url in self._paths else self._path(url)
-        if path is not None and self.plain is not None:
-            status, raw, retry_after = await self._post_plain(self.plain, path, body)
+        if path is not None and self.plain is not None:  # inline: no coroutine of its own
+            key = routing_key()
+            try:
+                answer = await self.plain.post(
+                    path, orjson.dumps(body), b"" if key is None else _routing_line(key)
+                )
+            except ConnectionFailed as exc:
+                raise Retryable(self._unreachable(str(exc))) from None
+            except BadAnswer as exc:
+                raise TeacherProtocolError(self.name, f"answered badly: {exc}") from None
+            status, raw, retry_after = answer.status, answer.body, answer.headers.get("retry-after")
         else:
             status, raw, retry_after = await self._post_aiohttp(url, body)
         if status >= 400:
@@ -99,19 +108,6 @@ class HttpEndpoint:
                 raise Retryable(error, parse_retry_after(retry_after))
             raise error
         return self._object(raw)
-
-    async def _post_plain(
-        self, plain: PlainHttp, path: str, body: dict[str, Any]
-    ) -> tuple[int, bytes, str | None]:
-        key = routing_key()
-        routing = b"" if key is None else _routing_line(key)
-        try:
-            answer = await plain.post(path, orjson.dumps(body), routing)
-        except ConnectionFailed as exc:
-            raise Retryable(self._unreachable(str(exc))) from None
-        except BadAnswer as exc:
-            raise TeacherProtocolError(self.name, f"answered badly: {exc}") from None
-        return answer.status, answer.body, answer.headers.get("retry-after")
 
     async def _post_aiohttp(self, url: str, body: dict[str, Any]) -> tuple[int, bytes, str | None]:
         try:

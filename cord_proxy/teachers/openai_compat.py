@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -345,15 +346,15 @@ class OpenAICompatTeacher(TeacherClient):
         full = with_system_prompt(conversation, self.config.system_prompt)
         return render_template(self.config.prompt, full, prefix)
 
-    async def _post_read(
+    def _post_read(
         self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
-    ) -> T:
-        """One call, its answer read by `read`; tokenizing is an auxiliary route."""
-        return await self._call(
-            lambda _left: self._attempt(url, body), read, auxiliary=url.endswith(AUXILIARY_ROUTES)
-        )
+    ) -> Awaitable[T]:
+        """One call, its answer read by `read`; tokenizing is an auxiliary route. (The call's
+        own coroutine is returned: one fewer kept alive while it waits.)"""
+        attempt = partial(self._attempt, url, body)
+        return self._call(attempt, read, auxiliary=url.endswith(AUXILIARY_ROUTES))
 
-    async def _attempt(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _attempt(self, url: str, body: dict[str, Any], _left: float) -> dict[str, Any]:
         """One try, within the teacher's slots (http_endpoint.py)."""
         async with self._slots:
             return await self._endpoint.post_json(url, body)
