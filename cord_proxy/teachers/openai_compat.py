@@ -355,9 +355,13 @@ class OpenAICompatTeacher(TeacherClient):
         return self._call(attempt, read, auxiliary=url.endswith(AUXILIARY_ROUTES))
 
     async def _attempt(self, url: str, body: dict[str, Any], _left: float) -> dict[str, Any]:
-        """One try, within the teacher's slots (http_endpoint.py)."""
-        async with self._slots:
+        """One try, within the teacher's slots (http_endpoint.py). The slot is taken and given
+        back as ``async with`` would, without its two coroutines a call."""
+        await self._slots.acquire()
+        try:
             return await self._endpoint.post_json(url, body)
+        finally:
+            self._slots.release()
 
 
 TEMPLATE_TOKENS_PER_MESSAGE = 32
