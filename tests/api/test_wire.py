@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from cord_proxy.runtime import READY_CACHE_S
 from tests.api.conftest import API_KEY
 from tests.api.rawhttp import exchange, request_bytes
 from tests.support.fake_teacher_http import CountingFakeTeacher
@@ -282,13 +283,18 @@ def test_readiness_is_cached_for_a_few_seconds(
     deadline = time.monotonic() + 15.0
     while fake_teacher.models_calls == stale:  # an earlier test's answer may be near its end
         assert time.monotonic() < deadline, "readiness was never checked again"
+        checked_by = time.monotonic()  # the fresh check starts after this
         first = httpx.get(f"{root}/health/ready")
         time.sleep(0.2)
     first = httpx.get(f"{root}/health/ready")  # the fresh check, from the cache
     calls = fake_teacher.models_calls
-    for _ in range(20):
+    window_ends = checked_by + READY_CACHE_S - 0.5  # a loaded machine may reach the window's end
+    answered = 0
+    while answered < 20 and time.monotonic() < window_ends:
         again = httpx.get(f"{root}/health/ready")
         assert again.json() == first.json()
+        answered += 1
+    assert answered >= 3, f"only {answered} requests inside the cache window"
     assert fake_teacher.models_calls == calls
 
 
