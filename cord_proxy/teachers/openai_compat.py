@@ -305,7 +305,7 @@ class OpenAICompatTeacher(TeacherClient):
         except TeacherError as error:
             probe = refused(error.message)
         else:
-            probe = judge(cached, reference)
+            probe = judge(cached, reference, self._reader.forces)
         level = logging.INFO if probe.method == "cached" else logging.WARNING
         log.log(level, "scoring probe", extra={"teacher": self.name, "method": probe.describe()})
         return probe

@@ -35,8 +35,11 @@ class ScoringProbe:
         return f"{self.method} ({self.reason})"
 
 
-def judge(cached: Sequence[float], reference: Sequence[float]) -> ScoringProbe:
-    """The method to use, given one span read both ways."""
+def judge(
+    cached: Sequence[float], reference: Sequence[float], forced: bool | None = None
+) -> ScoringProbe:
+    """The method to use, given one span read both ways; `forced`: whether the cached read
+    was forced (teachers/forced_read.py), named in the reason when known."""
     if len(cached) != len(reference) or not reference:
         return ScoringProbe("prompt_logprobs", None, "the two methods read different spans")
     difference = float(np.mean(np.abs(np.asarray(cached) - np.asarray(reference))))
@@ -47,8 +50,11 @@ def judge(cached: Sequence[float], reference: Sequence[float]) -> ScoringProbe:
             f"cached log-probabilities differ from prompt_logprobs by {difference:.3f} "
             f"nats/token (limit {MAX_MEAN_DIFFERENCE}); is the server in processed_logprobs mode?",
         )
+    reads = {True: "; forced reads", False: "; one-token reads", None: ""}[forced]
     return ScoringProbe(
-        "cached", difference, f"agrees with prompt_logprobs within {difference:.3f} nats/token"
+        "cached",
+        difference,
+        f"agrees with prompt_logprobs within {difference:.3f} nats/token{reads}",
     )
 
 

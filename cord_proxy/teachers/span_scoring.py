@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 from cord_proxy.concurrency import gather_or_cancel, value_or_error
@@ -113,6 +114,11 @@ class SpanReader:
         self._forces: bool | None = None  # whether the server writes forced tokens; unknown yet
         # A step's candidates share their prefix, and so its /tokenize request.
         self._tokenized: SharedCalls[Tokenized] = SharedCalls(KEPT_TOKENS, lambda t: len(t[0]) + 1)
+
+    @property
+    def forces(self) -> bool | None:
+        """Whether the server writes forced tokens (None: not read by ``cached`` yet)."""
+        return self._forces
 
     async def score(
         self,
@@ -223,7 +229,7 @@ class SpanReader:
         """The shared call's key, and what makes the call."""
         url = self.root + "/tokenize"
         body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
-        return request_key(url, body), lambda: self._post(url, body, self._tokens)
+        return request_key(url, body), partial(self._post, url, body, self._tokens)
 
     def _tokens(self, data: dict[str, Any]) -> Tokenized:
         ids = tuple(int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
@@ -308,7 +314,7 @@ class SpanReader:
     ) -> list[float]:
         """One request: the prompt up to each position's token, asking for that token's value."""
         wanted = sorted({spans[k].target[i] for k, i in positions})
-        prompts = [list(spans[k].prompt[: spans[k].start + i]) for k, i in positions]
+        prompts = [spans[k].prompt[: spans[k].start + i] for k, i in positions]  # tuples: no GC
 
         def values(data: dict[str, Any]) -> list[float]:
             choices = indexed_choices(data, len(positions), self.teacher)
@@ -349,7 +355,7 @@ class SpanReader:
 
     async def _greedy(
         self,
-        prompt: list[int] | list[list[int]],
+        prompt: Sequence[int] | Sequence[Sequence[int]],
         read: Callable[[dict[str, Any]], list[float]],
         *,
         max_tokens: int = 1,

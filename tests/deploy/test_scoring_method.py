@@ -83,3 +83,6 @@ async def test_the_scorers_resolve_by_what_the_server_serves(server: Server, met
             finally:
                 await teacher.aclose()
             assert choice.method == method, f"{shipped.name}: {choice.describe()}"
+            if method == "cached":
+                reads = "forced reads" if server in FORCING else "one-token reads"
+                assert choice.reason.endswith(reads), choice.describe()

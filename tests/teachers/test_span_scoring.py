@@ -279,6 +279,7 @@ async def test_probe_chooses_cached_when_both_methods_agree() -> None:
         probe = await teacher.probe_scoring()
     assert {s.method for s in spans} == {"cached"}
     assert probe.method == "cached" and probe.mean_abs_diff == 0.0
+    assert probe.reason.endswith("; forced reads")
     probe_calls = [b for p, b in fake.requests if p == "/v1/completions" and "prompt_logprobs" in b]
     assert len(probe_calls) == 2  # one by the first score (probed once), one asked directly
 
