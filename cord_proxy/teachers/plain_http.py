@@ -23,7 +23,7 @@ import warnings
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 IDLE_S = 4.0  # a connection idle longer is closed rather than reused
@@ -194,8 +194,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport; uvloop's is not an asyncio.Transport subclass
+        self.transport = cast(asyncio.Transport, transport)
         self.registry.add(self)
 
     def idle_for(self) -> float:

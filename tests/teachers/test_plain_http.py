@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import uvloop
 
 from cord_proxy.teachers import plain_http
 from cord_proxy.teachers.plain_http import (
@@ -178,6 +179,22 @@ class ScriptedServer:
             plain.close()
             server.close()
             await server.wait_closed()
+
+
+def test_it_runs_on_uvloop_as_on_asyncio() -> None:
+    """A library user's server may run on uvloop (uvicorn does where it is installed), whose
+    transports are not asyncio.Transport subclasses."""
+    fake = ScriptedServer([SIZED, CHUNKED])
+
+    async def two_posts() -> tuple[bytes, bytes]:
+        async with fake.client() as plain:
+            first = await plain.post("/v1/x", b"{}")
+            second = await plain.post("/v1/x", b"{}")
+        return first.body, second.body
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(two_posts()) == (JSON, JSON)
+    assert fake.connections == 1
 
 
 async def test_a_request_is_sent_whole_and_a_kept_connection_carries_the_next() -> None:
