@@ -79,10 +79,10 @@ def counted_label_rows(
         rows.extend(([*before, sibling], False, taken.round.step) for sibling in taken.rivals())
         if taken.chosen.step_text.strip():
             before.append(taken.chosen)
-    untrainable = sum(not all(s.trainable for s in steps) for steps, _, _ in rows)
+    trainable = [all(s.trainable for s in steps) for steps, _, _ in rows]
     written = [
         _row(record_id, prompt, steps, last_good, step=step, soft=options.soft)
-        for steps, last_good, step in rows
-        if options.include_untrainable or all(s.trainable for s in steps)
+        for (steps, last_good, step), ok in zip(rows, trainable, strict=True)
+        if ok or options.include_untrainable
     ]
-    return written, untrainable
+    return written, trainable.count(False)

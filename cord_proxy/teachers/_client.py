@@ -118,8 +118,9 @@ class TeacherClient(ABC):
         call let through an open breaker (a trial or a probe) retries as usual.
         """
         try:
-            work = self._work
-            return await self.breaker.call(self.name, work, attempt, read, auxiliary=auxiliary)
+            return await self.breaker.call(
+                self.name, self._work, attempt, read, auxiliary=auxiliary
+            )
         except TimeoutError:
             timeout = self.config.timeout
             raise TeacherTimeoutError(self.name, f"no answer within {timeout:g} s") from None

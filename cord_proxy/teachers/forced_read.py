@@ -35,13 +35,14 @@ async def read_forced(
 ) -> list[list[float]] | None:
     """Each span's values, in order, read in `forced_groups`' requests; None when the server
     did not write the targets."""
-    groups = forced_groups(spans)
+    keys = [prompt_key(prompt) for prompt, _ in spans]
+    groups = forced_groups(keys)
 
     async def one(group: list[int]) -> list[list[float]] | None:
         chunk = [spans[k] for k in group]
         read: list[list[float]] | None = await post(
             base_url + "/completions",
-            forced_body(model, chunk),
+            forced_body(model, chunk, [keys[k] for k in group]),
             lambda data: forced_values(data, chunk, teacher),
         )
         return read
@@ -55,32 +56,33 @@ async def read_forced(
     return [values[k] for k in range(len(spans))]
 
 
-def forced_groups(spans: Sequence[Forced]) -> list[list[int]]:
-    """The spans' indices, by request: as few requests as keep each one's prompts distinct."""
+def forced_groups(keys: Sequence[str]) -> list[list[int]]:
+    """The spans' indices, by request, given each span's prompt key: as few requests as keep
+    each one's prompts distinct."""
     groups: list[list[int]] = []
-    keys: list[set[str]] = []
-    for index, (prompt, _) in enumerate(spans):
-        key = prompt_key(prompt)
+    taken: list[set[str]] = []
+    for index, key in enumerate(keys):
         place = next(
             (
                 g
-                for g, taken in enumerate(keys)
-                if key not in taken and len(groups[g]) < MAX_PROMPTS_PER_READ
+                for g, keys_in in enumerate(taken)
+                if key not in keys_in and len(groups[g]) < MAX_PROMPTS_PER_READ
             ),
             None,
         )
         if place is None:
             groups.append([])
-            keys.append(set())
+            taken.append(set())
             place = len(groups) - 1
         groups[place].append(index)
-        keys[place].add(key)
+        taken[place].add(key)
     return groups
 
 
-def forced_body(model: str, spans: Sequence[Forced]) -> dict[str, Any]:
-    """One greedy ``/completions`` request that writes each span's target after its prompt."""
-    table = {prompt_key(prompt): target for prompt, target in spans}
+def forced_body(model: str, spans: Sequence[Forced], keys: Sequence[str]) -> dict[str, Any]:
+    """One greedy ``/completions`` request that writes each span's target after its prompt
+    (`keys`: the prompts' keys, in order)."""
+    table = {key: target for key, (_, target) in zip(keys, spans, strict=True)}
     return {
         "model": model,
         "prompt": [list(prompt) for prompt, _ in spans],

@@ -13,9 +13,11 @@ import json
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 FORCED_TOKENS = "cord_forced_tokens"
+_MALFORMED = f"{FORCED_TOKENS} must be a JSON object of non-empty token-id lists"
 
 
 def prompt_key(token_ids: Sequence[int]) -> str:
@@ -30,19 +32,27 @@ def forced_field(table: Mapping[str, Sequence[int]]) -> str:
 
 
 def read_field(extra_args: Mapping[str, Any] | None) -> dict[str, list[int]] | None:
-    """The table a request names, or None when it names none.
+    """The table a request names, or None when it names none. Do not change it: the rows of
+    one request share it (vLLM hands the field to the processor once per prompt).
 
     Raises ValueError when the field is not a JSON object of token-id lists.
     """
     raw = (extra_args or {}).get(FORCED_TOKENS)
     if raw is None:
         return None
+    if not isinstance(raw, str):
+        raise ValueError(_MALFORMED)
+    return _parsed(raw)
+
+
+@lru_cache(maxsize=16)
+def _parsed(raw: str) -> dict[str, list[int]]:
     try:
-        table = json.loads(raw) if isinstance(raw, str) else None
+        table = json.loads(raw)
     except ValueError:
         table = None
     if not isinstance(table, dict) or not all(_token_ids(ids) for ids in table.values()):
-        raise ValueError(f"{FORCED_TOKENS} must be a JSON object of non-empty token-id lists")
+        raise ValueError(_MALFORMED)
     return table
 
 
