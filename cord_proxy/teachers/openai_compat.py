@@ -1,6 +1,4 @@
-"""Teacher client for vLLM and other OpenAI-compatible servers.
-
-The HTTP transport is the endpoint's (http_endpoint.py).
+"""Teacher client for vLLM and other OpenAI-compatible servers, over http_endpoint.py.
 
 A request's extra fields (`CallExtras`) reach a proposal as vLLM 0.32 takes them, on the chat
 route (``/v1/chat/completions``, continuing the final message) and the completions route (a
@@ -32,6 +30,7 @@ from cord_proxy.errors import (
 from cord_proxy.teachers._client import StepCall, TeacherClient
 from cord_proxy.teachers.answers import read_proposals
 from cord_proxy.teachers.base import Message, Proposal, SpanScore
+from cord_proxy.teachers.batch_call import PostedBatch
 from cord_proxy.teachers.breaker import CircuitBreaker
 from cord_proxy.teachers.endpoint import api_key_of, bearer_headers
 from cord_proxy.teachers.http_endpoint import ROUTE_MISSING, HttpEndpoint
@@ -52,6 +51,7 @@ from cord_proxy.teachers.score_probe import (
 )
 from cord_proxy.teachers.shared_calls import SharedCalls
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanQuestion, SpanReader
+from cord_proxy.teachers.turn_batches import Answers
 
 T = TypeVar("T")
 AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
@@ -86,7 +86,9 @@ class OpenAICompatTeacher(TeacherClient):
         )
         self._owner = True  # a view closes nothing of what it shares
         self.breaker.attach_probe(self, self._endpoint.answers, config.name)
-        self._reader = SpanReader(config.name, config.model, self._base_url, self._post_read)
+        self._reader = SpanReader(
+            config.name, config.model, self._base_url, self._post_read, self._post_many_read
+        )
         self._shape_prompt(config.extra_body)
         # The probe's choice is kept once made; a failed probe is made again when next asked.
         self._probe: SharedCalls[ScoringProbe] = SharedCalls(1, lambda _: 1)
@@ -353,6 +355,18 @@ class OpenAICompatTeacher(TeacherClient):
         own coroutine is returned: one fewer kept alive while it waits.)"""
         attempt = partial(self._attempt, url, body)
         return self._call(attempt, read, auxiliary=url.endswith(AUXILIARY_ROUTES))
+
+    async def _post_many_read(
+        self,
+        url: str,
+        bodies: Sequence[bytes],
+        read: Callable[[dict[str, Any]], T],
+        answers: Answers[T],
+    ) -> None:
+        """Every body POSTed at once as one call (batch_call.py), each answered by `read`."""
+        post_all = partial(self._endpoint.post_json_many, slots=self._slots)
+        batch = PostedBatch(url, bodies, post_all, read, answers)
+        await self._call(batch.attempt, batch.ended, auxiliary=url.endswith(AUXILIARY_ROUTES))
 
     async def _attempt(self, url: str, body: dict[str, Any], _left: float) -> dict[str, Any]:
         """One try, within the teacher's slots (http_endpoint.py). The slot is taken and given

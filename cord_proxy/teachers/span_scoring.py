@@ -1,8 +1,6 @@
 """Score a target span on the teacher's own token ids, at a vLLM endpoint.
 
-A span is token ids. The target's tokens are those of the rendered ``prefix + target`` that
-follow their longest common prefix with the rendered ``prefix`` alone, both tokenized by
-the teacher itself (``POST /tokenize``, with the same prompt format the teacher reads).
+A span is token ids, found by the teacher's own tokenizer (teachers/span_tokens.py).
 Before a score is used, the span's ids are decoded (``POST /detokenize``) and must spell
 the target: a span that does not is a `SpanMismatchError`, never a silent score.
 
@@ -31,13 +29,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from cord_proxy.concurrency import gather_or_cancel, value_or_error
 from cord_proxy.errors import (
-    ScoredPromptTooLongError,
-    SpanMismatchError,
     TeacherError,
     TeacherHTTPError,
     TeacherProtocolError,
@@ -52,26 +47,20 @@ from cord_proxy.teachers.read_answers import (
     first_choice,
     first_choice_logprobs,
     indexed_choices,
-    int_list,
 )
 from cord_proxy.teachers.read_plan import Position, first_positions, later_positions, read_chunks
-from cord_proxy.teachers.shared_calls import Asked, SharedCalls, request_key
-from cord_proxy.teachers.token_prefix import common_prefix_length
+from cord_proxy.teachers.span_tokens import (
+    PostManyRead,
+    PostRead,
+    SpanTokens,
+    Tokenized,
+    TokenSpan,
+    server_root,
+)
 
 ReadMethod = Literal["cached", "prompt_logprobs", "echo"]
 BATCH_REFUSED = frozenset({400, 413, 422})  # a server's answers to a request it will not take
-KEPT_TOKENS = 32768  # tokens of recent /tokenize answers kept for identical requests
 T = TypeVar("T")
-Tokenized = tuple[tuple[int, ...], tuple[str, ...], int | None]
-
-
-class PostRead(Protocol):
-    """Posts `body` to `url`; `read` turns the JSON answer into a value, inside the call,
-    so that an answer of the wrong shape counts against the endpoint (teachers/breaker.py)."""
-
-    def __call__(
-        self, url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], T]
-    ) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
@@ -83,37 +72,25 @@ class SpanQuestion:
     target: str
 
 
-@dataclass(frozen=True)
-class TokenSpan:
-    """A prompt's token ids, of which the last ones, from `start`, are the target."""
-
-    prompt: tuple[int, ...]
-    start: int
-    pieces: tuple[str, ...] = ()
-
-    @property
-    def target(self) -> tuple[int, ...]:
-        return self.prompt[self.start :]
-
-
-def server_root(base_url: str) -> str:
-    """vLLM serves ``/tokenize`` beside ``/v1``, at the server's root."""
-    url = base_url.rstrip("/")
-    return url.removesuffix("/v1")
-
-
 class SpanReader:
-    """Token-id spans, and their log-probabilities, at one OpenAI-compatible vLLM endpoint."""
+    """Token-id spans (`spans`: teachers/span_tokens.py), and their log-probabilities, at one
+    OpenAI-compatible vLLM endpoint."""
 
-    def __init__(self, teacher: str, model: str, base_url: str, post: PostRead):
+    def __init__(
+        self,
+        teacher: str,
+        model: str,
+        base_url: str,
+        post: PostRead,
+        post_many: PostManyRead | None = None,
+    ):
         self.teacher = teacher
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.root = server_root(base_url)
         self._post = post
         self._forces: bool | None = None  # whether the server writes forced tokens; unknown yet
-        # A step's candidates share their prefix, and so its /tokenize request.
-        self._tokenized: SharedCalls[Tokenized] = SharedCalls(KEPT_TOKENS, lambda t: len(t[0]) + 1)
+        self.spans = SpanTokens(teacher, model, self.root, post, post_many)
 
     @property
     def forces(self) -> bool | None:
@@ -139,7 +116,7 @@ class SpanReader:
         self, questions: Sequence[SpanQuestion], method: ReadMethod
     ) -> list[SpanScore | TeacherError]:
         """Each question's score, or the teacher's error for it; the spans are read together."""
-        found = await self._spans([(q.prefix, q.full) for q in questions])
+        found = await self.spans.find([(q.prefix, q.full) for q in questions])
         spans = {k: span for k, span in enumerate(found) if isinstance(span, TokenSpan)}
         asked, checking = self._start_checks(spans, questions)
         try:
@@ -175,88 +152,14 @@ class SpanReader:
         ]
         if not asked:
             return [], None
-        checks = (_caught(self._decoded_check(spans[k], questions[k].target)) for k in asked)
+        checks = (_caught(self.spans.decoded_check(spans[k], questions[k].target)) for k in asked)
         return asked, asyncio.ensure_future(gather_or_cancel(*checks))
 
-    async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
-        (found,) = await self._spans([(prefix_prompt, full_prompt)])
-        if isinstance(found, TeacherError):
-            raise found
-        return found
-
-    async def _spans(
-        self, prompts: Sequence[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> list[TokenSpan | TeacherError]:
-        """Each (prefix, full) pair's span, or the teacher's error for it. Every prompt is
-        tokenized at once, identical requests once; when one of a pair fails, the other is
-        left (`SharedCalls.call_groups`), not retried behind the caller."""
-        asked = [
-            [self._tokenize_call(prefix, with_pieces=False), self._tokenize_call(full)]
-            for prefix, full in prompts
-        ]
-        return [self._span_of(pair) for pair in await self._tokenized.call_groups(asked)]
-
-    def _span_of(self, pair: list[Tokenized] | BaseException) -> TokenSpan | TeacherError:
-        if isinstance(pair, TeacherError):
-            return pair
-        if isinstance(pair, BaseException):
-            raise pair
-        (prefix_ids, _, _), (full_ids, pieces, context) = pair
-        if context is not None and len(full_ids) > context:
-            return ScoredPromptTooLongError(
-                self.teacher,
-                f"the scored prompt has {len(full_ids)} tokens, over the teacher's context of "
-                f"{context}",
-            )
-        start = common_prefix_length(prefix_ids, full_ids)
-        if start == 0 or start >= len(full_ids):
-            return SpanMismatchError(
-                self.teacher, "the rendered target adds no token after the rendered prefix"
-            )
-        return TokenSpan(full_ids, start, pieces[start:])
-
     async def tokenize(self, prompt: dict[str, Any], *, with_pieces: bool = True) -> Tokenized:
-        """The prompt's token ids, their pieces (empty strings `with_pieces` off), and the
-        server's ``max_model_len``.
+        return await self.spans.tokenize(prompt, with_pieces=with_pieces)
 
-        Identical requests running at once, or recently answered, share one answer.
-        """
-        return await self._tokenized.call(*self._tokenize_call(prompt, with_pieces=with_pieces))
-
-    def _tokenize_call(
-        self, prompt: dict[str, Any], *, with_pieces: bool = True
-    ) -> Asked[Tokenized]:
-        """The shared call's key, and what makes the call."""
-        url = self.root + "/tokenize"
-        body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
-        return request_key(url, body), partial(self._post, url, body, self._tokens)
-
-    def _tokens(self, data: dict[str, Any]) -> Tokenized:
-        ids = tuple(int_list(data.get("tokens"), self.teacher, "tokenize 'tokens'"))
-        pieces = data.get("token_strs")
-        if isinstance(pieces, list) and len(pieces) == len(ids):
-            strings = tuple(map(str, pieces))
-        else:
-            strings = ("",) * len(ids)
-        context = data.get("max_model_len")
-        return ids, strings, context if isinstance(context, int) else None
-
-    async def _decoded_check(self, span: TokenSpan, target: str) -> None:
-        """That the span's tokens spell the target as the teacher decodes them."""
-        body = {"model": self.model, "tokens": list(span.target)}
-        decoded = await self._post(self.root + "/detokenize", body, self._text)
-        if not spells_target(decoded, target):
-            raise SpanMismatchError(
-                self.teacher,
-                f"the {len(span.target)} scored tokens decode to {decoded[-80:]!r}, "
-                f"which does not end with the target {target[-80:]!r}",
-            )
-
-    def _text(self, data: dict[str, Any]) -> str:
-        decoded = data.get("prompt")
-        if not isinstance(decoded, str):
-            raise TeacherProtocolError(self.teacher, "detokenize answered no 'prompt' text")
-        return decoded
+    async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
+        return await self.spans.span(prefix_prompt, full_prompt)
 
     async def read(self, span: TokenSpan, method: ReadMethod) -> list[float]:
         (values,) = await self.read_many([span], method)

@@ -13,15 +13,9 @@ from contextlib import asynccontextmanager
 import pytest
 import uvloop
 
-from cord_proxy.teachers import plain_http
-from cord_proxy.teachers.plain_http import (
-    BadAnswer,
-    ConnectionFailed,
-    PlainHttp,
-    _Reading,
-    header_block,
-    plain_client,
-)
+from cord_proxy.teachers import http_answer, plain_http
+from cord_proxy.teachers.http_answer import BadAnswer, Reading
+from cord_proxy.teachers.plain_http import ConnectionFailed, PlainHttp, header_block, plain_client
 
 JSON = b'{"ok": true}'
 SIZED = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nRetry-After: 3\r\n\r\n" + JSON
@@ -31,8 +25,12 @@ CHUNKED = (
 )
 
 
-def read_in_pieces(raw: bytes, size: int) -> _Reading:
-    reading = _Reading()
+def nothing(_: object) -> None:
+    """A started POST's `then` that does nothing."""
+
+
+def read_in_pieces(raw: bytes, size: int) -> Reading:
+    reading = Reading()
     pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
     done = [reading.feed(piece) for piece in pieces]
     assert done == [False] * (len(pieces) - 1) + [True], f"done only at the end ({size})"
@@ -64,26 +62,26 @@ def test_headers_are_read_by_lower_case_name() -> None:
     ],
 )
 def test_a_connection_is_kept_as_the_answer_allows(head: bytes, keeps: bool) -> None:
-    reading = _Reading()
+    reading = Reading()
     assert reading.feed(head + b"Content-Length: 0\r\n\r\n")
     assert reading.keeps_alive() is keeps
 
 
 def test_an_answer_without_length_ends_with_its_connection() -> None:
-    reading = _Reading()
+    reading = Reading()
     assert not reading.feed(b"HTTP/1.1 200 OK\r\n\r\n" + JSON[:4])
     assert not reading.feed(JSON[4:])
     assert reading.until_close and reading.answer().body == JSON
 
 
 def test_a_no_content_answer_has_no_body_whatever_its_headers_say() -> None:
-    reading = _Reading()
+    reading = Reading()
     assert reading.feed(b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n\r\n")
     assert reading.answer().body == b""
 
 
 def test_bytes_after_the_answer_leave_the_connection_unusable() -> None:
-    reading = _Reading()
+    reading = Reading()
     assert reading.feed(SIZED + b"HTTP/1.1")
     assert reading.left_over
 
@@ -109,14 +107,14 @@ def test_bytes_after_the_answer_leave_the_connection_unusable() -> None:
 )
 def test_what_is_not_http_1_as_read_here_is_refused(raw: bytes) -> None:
     with pytest.raises(BadAnswer):
-        _Reading().feed(raw)
+        Reading().feed(raw)
 
 
 def test_an_endless_head_is_refused() -> None:
-    reading = _Reading()
+    reading = Reading()
     reading.feed(b"HTTP/1.1 200 OK\r\n")
     with pytest.raises(BadAnswer, match="too long"):
-        reading.feed(b"X: " + b"y" * plain_http.MAX_HEAD_BYTES)
+        reading.feed(b"X: " + b"y" * http_answer.MAX_HEAD_BYTES)
 
 
 def test_headers_that_would_break_the_request_are_refused() -> None:
@@ -320,3 +318,30 @@ async def test_connections_left_open_warn_as_an_unclosed_session() -> None:
         plain.close()
         assert plain.connections == 0
     assert [str(w.message) for w in caught] == ["Unclosed client session: 1 teacher connections"]
+
+
+async def test_posts_started_at_once_each_take_an_idle_connection_opened_together() -> None:
+    fake = ScriptedServer([SIZED] * 5)
+    async with fake.client() as plain:
+        await plain.post("/a", b"{}")
+        await plain.open_idle(3)  # one was idle: two more
+        assert plain.connections == 3
+        started = [plain.start("/a", b"{}", b"", nothing) for _ in range(3)]
+        assert plain.start("/a", b"{}", b"", nothing) is None  # none is idle now
+        answers = await asyncio.gather(*(answer for answer in started if answer is not None))
+        assert [answer.body for answer in answers] == [JSON] * 3
+        await plain.post("/a", b"{}")  # on one of the three, idle again
+    assert fake.connections == 3
+
+
+async def test_a_cancelled_started_answer_closes_its_connection() -> None:
+    fake = ScriptedServer([lambda writer: None, SIZED])
+    async with fake.client() as plain:
+        await plain.open_idle(1)
+        answer = plain.start("/a", b"{}", b"", nothing)
+        assert answer is not None
+        await until(lambda: len(fake.requests) == 1)
+        answer.cancel()
+        await until(lambda: fake.closed_by_client == 1)
+        assert (await plain.post("/a", b"{}")).body == JSON
+    assert fake.connections == 2

@@ -34,7 +34,8 @@ from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 from cord_proxy.teachers.piece_text import spells_target
 from cord_proxy.teachers.prompting import render_template
-from cord_proxy.teachers.span_scoring import SpanQuestion, server_root
+from cord_proxy.teachers.span_scoring import SpanQuestion
+from cord_proxy.teachers.span_tokens import server_root
 from cord_proxy.teachers.token_prefix import common_prefix_length
 from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
@@ -60,7 +61,7 @@ class FakeCharVLLM:
         self.forced_reads_zero = forced_reads_zero
         self.forces = forces  # writes the tokens a forced read names (cord-proxy's processor)
         self.detokenize_drops = detokenize_drops
-        self.pieces = pieces  # the token strings /tokenize returns: none, or all "?"
+        self.pieces = pieces  # the token strings /tokenize returns: none, all "?", or numbers
         self.most_prompts = most_prompts  # a request with more prompts is refused (400)
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
@@ -70,7 +71,8 @@ class FakeCharVLLM:
         if request.path == "/tokenize":
             answer = wire.tokenize(body)
             if self.pieces != "exact":
-                answer["token_strs"] = None if self.pieces == "none" else ["?"] * answer["count"]
+                wrong = [7] if self.pieces == "numbers" else ["?"]  # "numbers": not strings
+                answer["token_strs"] = None if self.pieces == "none" else wrong * answer["count"]
             return web.json_response(answer)
         prompts = body.get("prompt")
         if (
@@ -243,8 +245,11 @@ async def test_a_server_that_refuses_a_batch_has_each_span_read_alone() -> None:
     assert sizes[0] == 3 and sorted(sizes[1:]) == [1] * 6  # refused, then one span at a time
 
 
-async def test_pieces_that_do_not_spell_the_target_leave_the_check_to_the_server() -> None:
-    fake = FakeCharVLLM(pieces="wrong")
+@pytest.mark.parametrize("pieces", ["wrong", "numbers"])
+async def test_pieces_that_do_not_spell_the_target_leave_the_check_to_the_server(
+    pieces: str,
+) -> None:
+    fake = FakeCharVLLM(pieces=pieces)
     async with fake_teacher(fake, score_method="cached") as teacher:
         span = await teacher.score(CONVERSATION, "6 times 7 is", " 42")
     assert span.token_ids == (ord(" "), ord("4"), ord("2"))
