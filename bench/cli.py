@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fanout-beam", type=int, help="B of the fan-out decode (4)")
     p.add_argument("--fanout-teachers", type=int, help="K simulated teachers (3)")
     p.add_argument("--fanout-steps", type=int, help="steps of the fan-out decode (10)")
+    p.add_argument(
+        "--fanout-gc",
+        choices=("server", "python"),
+        help="the garbage collector of the fan-out decodes: as cord-proxy serve and distill "
+        "set it (server, the default) or as Python starts (python)",
+    )
     p.add_argument("--cpu-decodes", type=int, help="concurrent decodes for CPU per call (16)")
     p.add_argument("--load-levels", help="comma-separated client counts (1,16,64,256)")
     p.add_argument("--load-beam", type=int, help="B of each load request (2)")
@@ -117,6 +123,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         **_given(
             beam_width=args.fanout_beam,
             steps=args.fanout_steps,
+            gc=args.fanout_gc,
             concurrent_decodes=args.cpu_decodes,
         ),
     )

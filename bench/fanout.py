@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from bench.critical import ideal_paths, service_lag
 from bench.procs import SimTeachers
 from bench.scenario import question, teacher_config
 from cord_proxy import DecodeJob, DecodeOptions, DecodeResult, decode
+from cord_proxy.gc_settings import settle_start_up
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 
@@ -25,6 +28,7 @@ class FanoutSettings:
     beam_width: int = 4
     steps: int = 10
     concurrent_decodes: int = 16
+    gc: str = "server"  # "server": as `serve` and `distill` set it (gc_settings.py); "python"
 
 
 def make_teachers(sims: SimTeachers) -> list[OpenAICompatTeacher]:
@@ -121,8 +125,9 @@ async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, A
     options = decode_options(settings)
     try:
         await _measure(sims, teachers, options.model_copy(update={"max_steps": 2}), 2, "warm")
-        single = _single(await _measure(sims, teachers, options, 1, "fan"), sims)
-        many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
+        with collector_as(settings.gc):
+            single = _single(await _measure(sims, teachers, options, 1, "fan"), sims)
+            many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
         concurrent = _concurrent(many, sims)
     finally:
         await close_teachers(teachers)
@@ -130,9 +135,24 @@ async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, A
         "beam_width": settings.beam_width,
         "teachers": sims.models,
         "steps": settings.steps,
+        "gc": settings.gc,
         "single": single,
         "concurrent": concurrent,
     }
+
+
+@contextmanager
+def collector_as(setting: str) -> Iterator[None]:
+    """The garbage collector as a cord-proxy process runs it after start-up ("server"), or
+    as Python starts ("python"); as it was, after."""
+    threshold = gc.get_threshold()
+    if setting == "server":
+        settle_start_up()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 async def profile_concurrent(sims: SimTeachers, settings: FanoutSettings) -> str:

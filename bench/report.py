@@ -87,6 +87,9 @@ def _skipped(section: dict[str, Any]) -> str | None:
     return None
 
 
+_GC_AS = {"server": "cord-proxy serve and distill set it", "python": "Python starts"}
+
+
 def _fanout_md(fanout: dict[str, Any]) -> list[str]:
     lines = ["## Fan-out efficiency (in-process `cord_proxy.decode`)", ""]
     if (reason := _skipped(fanout)) is not None:
@@ -94,7 +97,8 @@ def _fanout_md(fanout: dict[str, Any]) -> list[str]:
     single, many = fanout["single"], fanout["concurrent"]
     lines.append(
         f"B={fanout['beam_width']}, K={len(fanout['teachers'])} teachers "
-        f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers."
+        f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers; "
+        f"garbage collector as {_GC_AS[fanout.get('gc', 'python')]}."
     )
     lines.append("")
     rows = [

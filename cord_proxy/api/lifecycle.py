@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from aiohttp import web
 from cord_proxy.api.connections import GuardedRunner
 from cord_proxy.api.state import METRICS, RUNTIME
 from cord_proxy.config import ServerConfig
+from cord_proxy.gc_settings import settle_start_up
 from cord_proxy.metrics import Metrics
 
 LINGERING_S = 2.0
@@ -64,9 +64,7 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Start serving; cancel the handler of a request whose client disconnects.
 
     An app without a runtime (`cord-proxy view`) gets the default server settings. This ends
-    a server process's start-up, so what start-up made (modules, config, the app: most of the
-    process's objects, kept until it exits) is moved out of the garbage collector's way: its
-    full collections then scan what serving made, not those too (`gc.freeze`).
+    a server process's start-up: the garbage collector is set as gc_settings.py says.
     """
     settings = app[RUNTIME].config.server if RUNTIME in app else ServerConfig()
     metrics = app[METRICS] if METRICS in app else Metrics()
@@ -85,8 +83,7 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     except OSError as error:
         await runner.cleanup()
         raise ListenError(host, port, error) from None
-    gc.collect()  # start-up's garbage goes first: frozen, it would never be freed
-    gc.freeze()
+    settle_start_up()
     return runner
 
 

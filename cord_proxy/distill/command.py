@@ -14,6 +14,7 @@ from cord_proxy.distill.errors import DistillError
 from cord_proxy.distill.preflight import as_base_url, check_proxy, check_teachers
 from cord_proxy.distill.run import run_distill
 from cord_proxy.distill.settings import DistillSettings
+from cord_proxy.gc_settings import settle_start_up
 
 DEFAULT_PROXY_TIMEOUT_S = 3600.0
 
@@ -40,7 +41,9 @@ def run_command(args: Any) -> int:
 
     async def run() -> int:
         checked_cord(args, settings)
-        summary = await run_distill(settings, await engine_of(args, settings))
+        engine = await engine_of(args, settings)
+        settle_start_up()
+        summary = await run_distill(settings, engine)
         print(summary.render(settings), flush=True)
         return summary.exit_status
 
