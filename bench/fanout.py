@@ -162,11 +162,12 @@ async def profile_concurrent(sims: SimTeachers, settings: FanoutSettings) -> str
     teachers = make_teachers(sims)
     profiler = Profiler(async_mode="disabled")
     try:
-        profiler.start()
-        await _measure(
-            sims, teachers, decode_options(settings), settings.concurrent_decodes, "prof"
-        )
-        profiler.stop()
+        with collector_as(settings.gc):
+            profiler.start()
+            await _measure(
+                sims, teachers, decode_options(settings), settings.concurrent_decodes, "prof"
+            )
+            profiler.stop()
     finally:
         await close_teachers(teachers)
     return profiler.output_text(unicode=False, color=False)

@@ -16,7 +16,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.errors import TeacherError
 from cord_proxy.teachers import THINK_OPEN, Message
 from cord_proxy.teachers.base import SpanScore
+from cord_proxy.teachers.http_endpoint import Posted
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ScoringMode = Literal["reference", "step"]
@@ -144,21 +145,23 @@ def _requests(settings: ScoringSettings, trace: str, texts: Sequence[str]) -> li
     return [(trace + text + ANSWER_PROMPT, settings.reference) for text in texts]
 
 
-Post = Callable[[str, dict[str, Any], Callable[[dict[str, Any]], Any]], Awaitable[Any]]
-
-
 def counting_requests(teacher: OpenAICompatTeacher) -> Counter[str]:
-    """The scoring requests `teacher` sends from now, by route (tokenize, detokenize,
-    completions), counted as they leave."""
+    """The HTTP requests `teacher` sends from now, by route (tokenize, detokenize,
+    completions), counted as they leave its endpoint: one by one, or in a batch."""
     counts: Counter[str] = Counter()
-    reader = teacher._reader
-    post: Post = reader._post
+    endpoint = teacher._endpoint
+    post_json, post_json_many = endpoint.post_json, endpoint.post_json_many
 
-    async def counted(url: str, body: dict[str, Any], read: Callable[[dict[str, Any]], Any]) -> Any:
+    async def one(url: str, body: dict[str, Any]) -> dict[str, Any]:
         counts[url.rsplit("/", 1)[-1]] += 1
-        return await post(url, body, read)
+        return await post_json(url, body)
 
-    reader._post = counted
+    async def many(url: str, bodies: Sequence[bytes], slots: asyncio.Semaphore) -> list[Posted]:
+        counts[url.rsplit("/", 1)[-1]] += len(bodies)
+        return await post_json_many(url, bodies, slots)
+
+    endpoint.post_json = one  # type: ignore[method-assign]
+    endpoint.post_json_many = many  # type: ignore[method-assign]
     return counts
 
 
