@@ -98,9 +98,7 @@ class HttpEndpoint:
                 )
             except (ConnectionFailed, BadAnswer) as exc:
                 raise self._failure(exc) from None
-            return self._answer_object(
-                answer.status, answer.body, answer.headers.get("retry-after")
-            )
+            return self._plain_object(answer)
         return self._answer_object(*await self._post_aiohttp(url, orjson.dumps(body)))
 
     async def post_json_many(
@@ -122,17 +120,29 @@ class HttpEndpoint:
         try:
             for body in bodies:
                 await slots.acquire()
-                answer = self.plain.start(path, body, line, ended.one)
-                if answer is None:
-                    answer = asyncio.ensure_future(self.plain.post(path, body, line))
-                    answer.add_done_callback(ended.one)
-                sent.append(answer)
+                sent.append(self._sent(path, body, line, ended))
             await ended.all
         except BaseException:
             for answer in sent:
                 answer.cancel()
             raise
         return [self._plain_outcome(answer) for answer in sent]
+
+    def _sent(
+        self, path: str, body: bytes, line: bytes, ended: _Countdown
+    ) -> asyncio.Future[Answer]:
+        """One POST of a batch, sent on an idle connection where there is one (else in a task
+        that opens one); `ended` is told when its answer ends, and gives back its slot."""
+        assert self.plain is not None
+        try:
+            answer = self.plain.start(path, body, line, ended.one)
+        except BaseException:
+            ended.slots.release()
+            raise
+        if answer is None:
+            answer = asyncio.ensure_future(self.plain.post(path, body, line))
+            answer.add_done_callback(ended.one)
+        return answer
 
     async def _posted(self, url: str, body: bytes, slots: asyncio.Semaphore) -> Posted:
         async with slots:
@@ -147,11 +157,8 @@ class HttpEndpoint:
             return self._failure(failure)
         if failure is not None:
             raise failure
-        answer = sent.result()
         try:
-            return self._answer_object(
-                answer.status, answer.body, answer.headers.get("retry-after")
-            )
+            return self._plain_object(sent.result())
         except (TeacherError, Retryable) as error:
             return error
 
