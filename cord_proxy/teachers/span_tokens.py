@@ -136,8 +136,8 @@ class SpanTokens:
         return TokenSpan(full_ids, start, _span_pieces(pieces, start, len(full_ids)))
 
     async def tokenize(self, prompt: dict[str, Any], *, with_pieces: bool = True) -> Tokenized:
-        """The prompt's token ids, their pieces (empty strings `with_pieces` off), and the
-        server's ``max_model_len``.
+        """The prompt's token ids, their pieces as the server sent them (none with
+        `with_pieces` off, or where it sent none), and the server's ``max_model_len``.
 
         Identical requests running at once, or recently answered, share one answer.
         """
