@@ -87,10 +87,9 @@ class SpanReader:
         self.teacher = teacher
         self.model = model
         self.base_url = base_url.rstrip("/")
-        self.root = server_root(base_url)
         self._post = post
         self._forces: bool | None = None  # whether the server writes forced tokens; unknown yet
-        self.spans = SpanTokens(teacher, model, self.root, post, post_many)
+        self.spans = SpanTokens(teacher, model, server_root(base_url), post, post_many)
 
     @property
     def forces(self) -> bool | None:

@@ -96,7 +96,7 @@ class SpanTokens:
         # A step's candidates share their prefix, and so its /tokenize request.
         self._tokenized: SharedCalls[Tokenized] = SharedCalls(KEPT_TOKENS, lambda t: len(t[0]) + 1)
         self._tokenize_url = root + "/tokenize"
-        self._tokenizing: TurnBatches[bytes, Tokenized] = TurnBatches(self._tokenize_many)
+        self._tokenizing: TurnBatches[dict[str, Any], Tokenized] = TurnBatches(self._tokenize_many)
 
     async def span(self, prefix_prompt: dict[str, Any], full_prompt: dict[str, Any]) -> TokenSpan:
         (found,) = await self.find([(prefix_prompt, full_prompt)])
@@ -147,17 +147,21 @@ class SpanTokens:
         self, prompt: dict[str, Any], *, with_pieces: bool = True
     ) -> Asked[Tokenized]:
         """The shared call's key, and what makes the call: with `post_many`, an ask of this
-        turn's batch. (The body goes as it is: its fields' order can shape the prompt, as a
-        template that renders ``tools`` does, so the key's sorted JSON is not sent.)"""
+        turn's batch (a kept or running answer makes neither)."""
         url = self._tokenize_url
         body = {"model": self.model, "return_token_strs": with_pieces, **prompt}
         if self._post_many is not None:
-            return request_key(url, body), partial(self._tokenizing.ask, orjson.dumps(body))
+            return request_key(url, body), partial(self._tokenizing.ask, body)
         return request_key(url, body), partial(self._post, url, body, self._tokens)
 
-    def _tokenize_many(self, bodies: list[bytes], answers: Answers[Tokenized]) -> Awaitable[None]:
+    def _tokenize_many(
+        self, bodies: list[dict[str, Any]], answers: Answers[Tokenized]
+    ) -> Awaitable[None]:
+        """One batch's requests, encoded once here, as built: their fields' order can shape the
+        prompt (a template that renders ``tools`` does), so the key's sorted JSON is not sent."""
         assert self._post_many is not None
-        return self._post_many(self._tokenize_url, bodies, self._tokens, answers)
+        encoded = [orjson.dumps(body) for body in bodies]
+        return self._post_many(self._tokenize_url, encoded, self._tokens, answers)
 
     def _tokens(self, data: dict[str, Any]) -> Tokenized:
         """The answer's ids, its pieces as sent (a span checks the ones it takes), and the
