@@ -26,7 +26,7 @@ from cord_proxy.config import ScoreMethod, TeacherConfig
 from cord_proxy.errors import TeacherError
 from cord_proxy.teachers import THINK_OPEN, Message
 from cord_proxy.teachers.base import SpanScore
-from cord_proxy.teachers.http_endpoint import Posted
+from cord_proxy.teachers.http_endpoint import EachPosted
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
 
 ScoringMode = Literal["reference", "step"]
@@ -156,9 +156,11 @@ def counting_requests(teacher: OpenAICompatTeacher) -> Counter[str]:
         counts[url.rsplit("/", 1)[-1]] += 1
         return await post_json(url, body)
 
-    async def many(url: str, bodies: Sequence[bytes], slots: asyncio.Semaphore) -> list[Posted]:
+    async def many(
+        url: str, bodies: Sequence[bytes], each: EachPosted, slots: asyncio.Semaphore
+    ) -> None:
         counts[url.rsplit("/", 1)[-1]] += len(bodies)
-        return await post_json_many(url, bodies, slots)
+        await post_json_many(url, bodies, each, slots)
 
     endpoint.post_json = one  # type: ignore[method-assign]
     endpoint.post_json_many = many  # type: ignore[method-assign]

@@ -2,23 +2,25 @@
 
 The breaker admits the batch once, the retry policy retries what is left of it (what is
 answered stays answered, and what no one waits for any more is dropped), and the teacher's
-deadline covers all of it. Each POST is answered as soon as its answer is in. An answer that
-cannot be read fails the rest of the batch inside the breaker, so that a malformed endpoint
-counts as failing, as one call's malformed answer does.
+deadline covers all of it. Each POST is answered as soon as its answer is in, whatever the
+others are doing: one slow prompt holds up no other decode's. An answer that cannot be read
+fails the rest of the batch inside the breaker, so that a malformed endpoint counts as
+failing, as one call's malformed answer does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from cord_proxy.errors import TeacherError
-from cord_proxy.teachers.http_endpoint import Posted
+from cord_proxy.teachers.http_endpoint import EachPosted, Posted
 from cord_proxy.teachers.retry import Retryable
 from cord_proxy.teachers.turn_batches import Answers
 
 T = TypeVar("T")
-PostMany = Callable[[str, Sequence[bytes]], Awaitable[list[Posted]]]
+PostMany = Callable[[str, Sequence[bytes], EachPosted], Awaitable[None]]
 
 
 class PostedBatch(Generic[T]):
@@ -39,23 +41,26 @@ class PostedBatch(Generic[T]):
         self.read = read
         self.answers = answers
         self.left = list(range(len(bodies)))
+        self.retry: Retryable | None = None
 
     async def attempt(self, _seconds_left: float) -> None:
-        """Post what is left and wanted; raise the first retryable failure, if any."""
+        """Post what is left and wanted, each answered as it ends; raise the first retryable
+        failure, if any, once all have ended."""
         left = [k for k in self.left if self.answers.wanted(k)]
-        posted = await self.post_many(self.url, [self.bodies[k] for k in left])
-        retry: Retryable | None = None
-        self.left = []
-        for k, outcome in zip(left, posted, strict=True):
-            if isinstance(outcome, Retryable):
-                retry = retry or outcome
-                self.left.append(k)
-            elif isinstance(outcome, TeacherError):
-                self.answers.give(k, outcome)
-            else:
-                self.answers.give(k, self.read(outcome))
-        if retry is not None:
-            raise retry
+        self.left, self.retry = [], None
+        await self.post_many(self.url, [self.bodies[k] for k in left], partial(self._ended, left))
+        if self.retry is not None:
+            raise self.retry
+
+    def _ended(self, left: list[int], place: int, outcome: Posted) -> None:
+        k = left[place]
+        if isinstance(outcome, Retryable):
+            self.retry = self.retry or outcome
+            self.left.append(k)
+        elif isinstance(outcome, TeacherError):
+            self.answers.give(k, outcome)
+        else:
+            self.answers.give(k, self.read(outcome))
 
     def ended(self, _: None) -> None:
         """Nothing is left to read once the batch ends: each answer was given as it came."""

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import aiohttp
@@ -38,6 +38,7 @@ ERROR_BODY_EXCERPT = 300
 PROBE_TIMEOUT_S = 2.0  # the breaker's background check (breaker.py), at most the timeout
 ROUTE_MISSING = (404, 405)
 Posted = dict[str, Any] | TeacherError | Retryable  # one POST of a batch: its answer, or why not
+EachPosted = Callable[[int, Posted], None]  # told each POST's outcome, by its place in the batch
 
 
 @dataclass
@@ -102,57 +103,74 @@ class HttpEndpoint:
         return self._answer_object(*await self._post_aiohttp(url, orjson.dumps(body)))
 
     async def post_json_many(
-        self, url: str, bodies: Sequence[bytes], slots: asyncio.Semaphore
-    ) -> list[Posted]:
-        """Every body (JSON, encoded) POSTed at once, each within one of `slots`: each one's
-        answer as `post_json` reads it, or the error it would raise. On a plain endpoint no
-        POST has a task of its own: each is sent on an idle connection as its slot comes."""
+        self, url: str, bodies: Sequence[bytes], each: EachPosted, slots: asyncio.Semaphore
+    ) -> None:
+        """Every body (JSON, encoded) POSTed at once, each within one of `slots`; as each one
+        ends, ``each(place, outcome)`` gets its answer as `post_json` reads it, or the error it
+        would raise, so that no POST waits for a slower one. On a plain endpoint no POST has a
+        task of its own: each is sent on an idle connection as its slot comes. What `each`
+        raises ends the batch: the POSTs still out are dropped and it is raised here."""
         path = self._paths[url] if url in self._paths else self._path(url)
         if path is None or self.plain is None:
-            return list(await asyncio.gather(*(self._posted(url, b, slots) for b in bodies)))
+            await _all_or_none(
+                self._posted(url, body, slots, partial(each, place))
+                for place, body in enumerate(bodies)
+            )
+            return
         if not bodies:
-            return []
+            return
         key = routing_key()
         line = b"" if key is None else _routing_line(key)
         await self.plain.open_idle(len(bodies))
-        ended = _Countdown(len(bodies), slots)
+        ended = _Countdown(len(bodies), slots, self._plain_outcome, each)
         sent: list[asyncio.Future[Answer]] = []
         try:
-            for body in bodies:
+            for place, body in enumerate(bodies):
                 await slots.acquire()
-                sent.append(self._sent(path, body, line, ended))
+                if ended.all.done():  # `each` refused an answer: the batch is over
+                    slots.release()
+                    break
+                sent.append(self._sent(path, body, line, partial(ended.one, place), slots))
             await ended.all
         except BaseException:
+            ended.all.cancel()  # what still ends is dropped
             for answer in sent:
                 answer.cancel()
             raise
-        return [self._plain_outcome(answer) for answer in sent]
 
     def _sent(
-        self, path: str, body: bytes, line: bytes, ended: _Countdown
+        self,
+        path: str,
+        body: bytes,
+        line: bytes,
+        ended: Callable[[asyncio.Future[Answer]], None],
+        slots: asyncio.Semaphore,
     ) -> asyncio.Future[Answer]:
         """One POST of a batch, sent on an idle connection where there is one (else in a task
         that opens one); `ended` is told when its answer ends, and gives back its slot."""
         assert self.plain is not None
         try:
-            answer = self.plain.start(path, body, line, ended.one)
+            answer = self.plain.start(path, body, line, ended)
         except BaseException:
-            ended.slots.release()
+            slots.release()
             raise
         if answer is None:
             answer = asyncio.ensure_future(self.plain.post(path, body, line))
-            answer.add_done_callback(ended.one)
+            answer.add_done_callback(ended)
         return answer
 
-    async def _posted(self, url: str, body: bytes, slots: asyncio.Semaphore) -> Posted:
+    async def _posted(
+        self, url: str, body: bytes, slots: asyncio.Semaphore, each: Callable[[Posted], None]
+    ) -> None:
         async with slots:
             try:
-                return self._answer_object(*await self._post_aiohttp(url, body))
+                outcome: Posted = self._answer_object(*await self._post_aiohttp(url, body))
             except (TeacherError, Retryable) as error:
-                return error
+                outcome = error
+        each(outcome)
 
     def _plain_outcome(self, sent: asyncio.Future[Answer]) -> Posted:
-        failure = sent.exception()  # a cancelled one raises: only the caller cancels them
+        failure = sent.exception()
         if isinstance(failure, ConnectionFailed | BadAnswer):
             return self._failure(failure)
         if failure is not None:
@@ -233,19 +251,45 @@ class HttpEndpoint:
 
 
 class _Countdown:
-    """The POSTs of one batch as they end: each gives back its slot; `all` is done with the
-    last one (one callback a POST, not three)."""
+    """The POSTs of one batch as they end: each gives back its slot and is passed on, read,
+    to `each`; `all` is done with the last one, or with the first that `each` refuses."""
 
-    def __init__(self, count: int, slots: asyncio.Semaphore) -> None:
+    def __init__(
+        self,
+        count: int,
+        slots: asyncio.Semaphore,
+        outcome: Callable[[asyncio.Future[Answer]], Posted],
+        each: EachPosted,
+    ) -> None:
         self.left = count
         self.slots = slots
+        self.outcome = outcome
+        self.each = each
         self.all: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def one(self, _: asyncio.Future[Answer]) -> None:
+    def one(self, place: int, answer: asyncio.Future[Answer]) -> None:
         self.slots.release()
         self.left -= 1
-        if self.left == 0 and not self.all.done():
+        if self.all.done() or answer.cancelled():  # only the batch itself cancels a POST
+            return
+        try:
+            self.each(place, self.outcome(answer))
+        except Exception as error:
+            self.all.set_exception(error)
+            return
+        if self.left == 0:
             self.all.set_result(None)
+
+
+async def _all_or_none(posts: Iterable[Awaitable[None]]) -> None:
+    """Run every POST; the first that raises cancels the others."""
+    tasks = [asyncio.ensure_future(post) for post in posts]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 @lru_cache(maxsize=4096)

@@ -23,11 +23,18 @@ from cord_proxy.testing.serving import serving_posts
 
 class FakeTokenizer:
     """Tokenizes like vLLM; a prompt in `faults` gets that answer instead, once (`once`) or
-    always. Counts the requests in flight at most."""
+    always, and one in `delays` answers after that many seconds (else 0.01). Counts the
+    requests in flight at most."""
 
-    def __init__(self, faults: dict[str, tuple[int, Any]], once: bool = True):
+    def __init__(
+        self,
+        faults: dict[str, tuple[int, Any]],
+        once: bool = True,
+        delays: dict[str, float] | None = None,
+    ):
         self.faults = faults
         self.once = once
+        self.delays = delays or {}
         self.prompts: list[str] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -39,7 +46,7 @@ class FakeTokenizer:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self.delays.get(prompt, 0.01))
             fault = self.faults.pop(prompt, None) if self.once else self.faults.get(prompt)
             if fault is not None:
                 status, data = fault
@@ -85,9 +92,9 @@ async def test_a_turn_s_prompts_are_tokenized_in_one_batch_each_answered(transpo
         batches: list[int] = []
         post_many = teacher._endpoint.post_json_many
 
-        async def counted(url: str, bodies: Any, slots: asyncio.Semaphore) -> Any:
+        async def counted(url: str, bodies: Any, each: Any, slots: asyncio.Semaphore) -> None:
             batches.append(len(bodies))
-            return await post_many(url, bodies, slots)
+            await post_many(url, bodies, each, slots)
 
         teacher._endpoint.post_json_many = counted  # type: ignore[method-assign]
         found = await tokenize_all(teacher, PROMPTS)
@@ -123,11 +130,26 @@ async def test_a_refused_prompt_fails_alone_and_the_endpoint_is_not_blamed(trans
 async def test_a_malformed_answer_fails_the_batch_and_counts_against_the_endpoint(
     transport: str,
 ) -> None:
-    fake = FakeTokenizer({PROMPTS[0]: (200, {"tokens": ["not", "ids"]})})
+    later = dict.fromkeys(PROMPTS[1:], 0.3)  # still out when the malformed answer comes
+    fake = FakeTokenizer({PROMPTS[0]: (200, {"tokens": ["not", "ids"]})}, delays=later)
     async with teacher_of(fake, transport) as teacher:
         found = await tokenize_all(teacher, PROMPTS)
         assert teacher.breaker.failures == 1
     assert all(isinstance(one, TeacherProtocolError) for one in found)
+
+
+@TRANSPORTS
+async def test_each_prompt_is_answered_while_a_slower_one_is_still_out(transport: str) -> None:
+    fake = FakeTokenizer({}, delays={PROMPTS[0]: 2.0})
+    async with teacher_of(fake, transport) as teacher:
+        reader = teacher._reader
+        asks = [asyncio.ensure_future(reader.tokenize({"prompt": p})) for p in PROMPTS]
+        quick = await asyncio.wait_for(asyncio.gather(*asks[1:]), 1.0)
+        assert not asks[0].done()
+        slow = await asks[0]
+    assert [ids for ids, _, _ in [slow, *quick]] == [
+        tuple(wire.tokenize({"prompt": p})["tokens"]) for p in PROMPTS
+    ]
 
 
 @TRANSPORTS
