@@ -1,14 +1,17 @@
 """A recording pass-through in front of the REAL local teacher (not a fake: every call is
 forwarded to it and answered by it). It notes when each teacher call starts and ends and
 which prompt it carried, so tests can count teacher calls per batch line and see that none
-starts after a cancel.
+starts after a cancel. A test can also hold back the calls that carry a chosen text, so a
+decode is certain to be in flight (and not yet done) when the test acts on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -32,6 +35,7 @@ class TeacherTap:
     upstream: str  # the real teacher's base URL, ``http://127.0.0.1:PORT/v1``
     calls: list[Call] = field(default_factory=list)
     port: int = 0
+    held: frozenset[str] = frozenset()  # calls whose body mentions one of these wait here
 
     @property
     def base_url(self) -> str:
@@ -42,6 +46,19 @@ class TeacherTap:
 
     def calls_mentioning(self, text: str) -> list[Call]:
         return [c for c in list(self.calls) if text in c.body]
+
+    @contextlib.contextmanager
+    def holding(self, text: str) -> Iterator[None]:
+        """Inside the block, every call that mentions ``text`` waits at the tap, unanswered."""
+        self.held = self.held | {text}
+        try:
+            yield
+        finally:
+            self.held = self.held - {text}
+
+    async def _wait_while_held(self, call: Call) -> None:
+        while any(text in call.body for text in self.held):
+            await asyncio.sleep(0.05)
 
     def start(self) -> TeacherTap:
         ready = threading.Event()
@@ -74,6 +91,7 @@ class TeacherTap:
         url = self.upstream.removesuffix("/v1") + request.path_qs
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         try:
+            await self._wait_while_held(call)
             async with self.session.request(
                 request.method, url, data=body, headers=headers
             ) as answer:

@@ -4,20 +4,30 @@ reaches ``completed``, and one that had completed before the kill reaches no tea
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from tests.batches.teacher_tap import TeacherTap
 from tests.responses.conftest import LONGER, TINY, sdk, start_proxy, wait_until
+from tests.support.proxy_process import ProxyProcess
 
 DONE_QUESTION = "What is 31 + 11?"
 RUNNING_QUESTION = "What is 27 + 15?"
 
 
+def _kill(proxy: ProxyProcess) -> None:
+    assert proxy.proc is not None
+    proxy.proc.kill()  # SIGKILL: no shutdown code runs
+    proxy.proc.wait(10)
+
+
 def test_sigkill_mid_background_then_restart_completes_it(tap: TeacherTap, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = start_proxy(tap.base_url, tmp_path, data)
-    try:
+    # The running response cannot finish before the kill, however fast it goes.
+    with tap.holding(RUNNING_QUESTION), contextlib.ExitStack() as killing:
+        killing.callback(_kill, first)
         client = sdk(first)
         done = client.responses.create(
             model="cord",
@@ -38,10 +48,6 @@ def test_sigkill_mid_background_then_restart_completes_it(tap: TeacherTap, tmp_p
             assert time.monotonic() < deadline, "the background response reached no teacher"
             time.sleep(0.05)
         assert client.responses.retrieve(running.id).status == "in_progress"
-    finally:
-        assert first.proc is not None
-        first.proc.kill()  # SIGKILL: no shutdown code runs
-        first.proc.wait(10)
     killed_at = time.time()
 
     second = start_proxy(tap.base_url, tmp_path, data)
