@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from cord_proxy.local import LOCAL_MODEL_NAME, LocalTeacherServer, prepare, served_models
+from tests.batches.teacher_tap import TeacherTap
 
 
 def _report(line: str) -> None:
@@ -47,3 +48,11 @@ def local_teacher() -> Iterator[str]:
         yield server.base_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tap(local_teacher: str) -> Iterator[TeacherTap]:
+    """A recording pass-through in front of the real local teacher (batches/teacher_tap.py)."""
+    recorder = TeacherTap(local_teacher).start()
+    yield recorder
+    recorder.stop()

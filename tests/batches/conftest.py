@@ -2,15 +2,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 from openai.types import Batch
 
-from tests.batches.teacher_tap import TeacherTap
 from tests.support.proxy_process import ProxyProcess
 
 # Gemma 3 270M sometimes proposes nothing for a step: two proposals a step and a few retries
@@ -111,10 +108,3 @@ def events(log: str, name: str) -> list[dict[str, Any]]:
         if line.startswith("{") and f'"event": "{name}"' in line:
             found.append(json.loads(line))
     return found
-
-
-@pytest.fixture(scope="session")
-def tap(local_teacher: str) -> Iterator[TeacherTap]:
-    recorder = TeacherTap(local_teacher).start()
-    yield recorder
-    recorder.stop()

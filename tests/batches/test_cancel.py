@@ -13,57 +13,48 @@ from tests.support.proxy_process import ProxyProcess
 
 LINES = range(200, 208)
 SLOWER = {"max_steps": 3, "max_step_tokens": 48, "answer_budget": 24}
-FRESH_S = 0.3
+HELD = 201
 
 
 def _calls(tap: TeacherTap) -> list[Call]:
     return [c for i in LINES for c in tap.calls_mentioning(question(i))]
 
 
-def _fresh_proposal_in_flight(tap: TeacherTap) -> bool:
-    """A step proposal began under 0.3 s ago and runs: a generation of up to 48 tokens, so it
-    is still running when the cancel lands (a tokenize or a scoring read may end first, and
-    then there is nothing left to abort)."""
-    now = time.time()
-    return any(
-        c.ended is None and c.path.endswith("/chat/completions") and now - c.started < FRESH_S
-        for c in _calls(tap)
-    )
-
-
 def test_cancel_stops_in_flight_decodes(tap: TeacherTap, tmp_path: Path) -> None:
     proxy = ProxyProcess(batch_config(tap.base_url, tmp_path / "data", 2), tmp_path).start()
-    try:
-        client = sdk(proxy)
-        lines = [request_line(i, cord=SLOWER) for i in LINES]
-        uploaded = client.files.create(file=("slow.jsonl", jsonl(lines)), purpose="batch")
-        batch = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        deadline = time.monotonic() + 120
-        while not _fresh_proposal_in_flight(tap):
-            assert time.monotonic() < deadline, "no proposal started"
-            time.sleep(0.02)
-        cancelling = client.batches.cancel(batch.id)
-        cancelled_at = time.time()
-        assert cancelling.status in ("cancelling", "cancelled")
-        aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
-        while any(c.ended is None for c in _calls(tap)):
-            assert time.monotonic() < aborted_by, "a teacher call outlived the cancel"
-            time.sleep(0.05)
-        finished = wait_for(client, batch.id, ("cancelled", "completed", "failed"), 60)
-        assert finished.status == "cancelled" and finished.cancelled_at
-        time.sleep(3)
-        assert [c for c in _calls(tap) if c.started > cancelled_at] == []
-        assert any(c.aborted for c in _calls(tap)), "no in-flight call was aborted"
-        counts = finished.request_counts
-        assert counts is not None and counts.total == 8 and counts.completed < 8
-        text = ""
-        if finished.output_file_id:
-            text = client.files.content(finished.output_file_id).text
-        outputs = [json.loads(line) for line in text.splitlines()]
-        assert len(outputs) == counts.completed
-        assert all(o["response"]["status_code"] == 200 for o in outputs)
-        assert client.batches.cancel(batch.id).status == "cancelled"
-    finally:
-        proxy.stop()
+    # The held line's first call waits at the tap: it is in flight when the cancel lands.
+    with tap.holding(question(HELD)):
+        try:
+            client = sdk(proxy)
+            lines = [request_line(i, cord=SLOWER) for i in LINES]
+            uploaded = client.files.create(file=("slow.jsonl", jsonl(lines)), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            deadline = time.monotonic() + 120
+            while not tap.calls_mentioning(question(HELD)):
+                assert time.monotonic() < deadline, "the held line reached no teacher"
+                time.sleep(0.02)
+            cancelling = client.batches.cancel(batch.id)
+            cancelled_at = time.time()
+            assert cancelling.status in ("cancelling", "cancelled")
+            aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
+            while any(c.ended is None for c in _calls(tap)):
+                assert time.monotonic() < aborted_by, "a teacher call outlived the cancel"
+                time.sleep(0.05)
+            finished = wait_for(client, batch.id, ("cancelled", "completed", "failed"), 60)
+            assert finished.status == "cancelled" and finished.cancelled_at
+            time.sleep(3)
+            assert [c for c in _calls(tap) if c.started > cancelled_at] == []
+            assert any(c.aborted for c in _calls(tap)), "no in-flight call was aborted"
+            counts = finished.request_counts
+            assert counts is not None and counts.total == 8 and counts.completed < 8
+            text = ""
+            if finished.output_file_id:
+                text = client.files.content(finished.output_file_id).text
+            outputs = [json.loads(line) for line in text.splitlines()]
+            assert len(outputs) == counts.completed
+            assert all(o["response"]["status_code"] == 200 for o in outputs)
+            assert client.batches.cancel(batch.id).status == "cancelled"
+        finally:
+            proxy.stop()

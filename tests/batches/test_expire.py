@@ -29,6 +29,7 @@ from tests.batches.teacher_tap import Call, TeacherTap
 from tests.support.proxy_process import ProxyProcess
 
 LINES = range(300, 340)  # far more work than the window leaves time for
+HELD = 301
 RESTART_LINES = range(400, 430)
 # Steps long enough that a line nearly always has a generation in flight when the window
 # runs out (as in test_cancel), so the expiry has a call to abort.
@@ -93,36 +94,39 @@ def _metric(proxy: ProxyProcess, name: str, label: str) -> float:
 
 
 def test_a_running_batch_expires_when_its_window_runs_out(tap: TeacherTap, tmp_path: Path) -> None:
-    # 2 lines at once for about 5 lines' time: some lines end, far from all 40 (a 4x margin
-    # either way on the teacher's speed).
+    # One line at a time beside the held one, for about 5 lines' time: some lines end, far
+    # from all 40.
     window = _window(tap, tmp_path, 5, LONGER)
     config = batch_config(tap.base_url, tmp_path / "data", concurrency=2, window_s=window)
     proxy = ProxyProcess(config, tmp_path).start()
-    try:
-        client = sdk(proxy)
-        batch = submit(client, "many.jsonl", [request_line(i, LONGER) for i in LINES])
-        assert batch.completion_window == "24h"
-        assert batch.expires_at == batch.created_at + window
-        finished = wait_for(client, batch.id, FINAL, window + 60)
-        seen_at = time.time()
-        expired = _check_expired(client, finished, LINES)
-        assert finished.request_counts is not None and finished.request_counts.completed >= 1
-        aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
-        while [c for c in _calls(tap, LINES) if c.ended is None]:
-            assert time.monotonic() < aborted_by, "a teacher call outlived the expiry"
-            time.sleep(0.05)
-        assert any(c.aborted for c in _calls(tap, LINES)), "no in-flight call was aborted"
-        time.sleep(3)
-        assert [c for c in _calls(tap, LINES) if c.started > seen_at] == []
-        log = proxy.log()
-        finished_ids = {e["custom_id"] for e in events(log, "batch line finished")}
-        started_ids = {e["custom_id"] for e in events(log, "batch line decode")}
-        assert not finished_ids & expired
-        assert started_ids - finished_ids <= expired and started_ids - finished_ids
-        assert _metric(proxy, "cord_batch_requests_total", 'outcome="expired"') == len(expired)
-        assert client.batches.retrieve(batch.id).status == "expired"
-    finally:
-        proxy.stop()
+    # The held line's calls wait at the tap: one is in flight when the window runs out, and
+    # the batch cannot complete first, however fast the teacher is.
+    with tap.holding(question(HELD)):
+        try:
+            client = sdk(proxy)
+            batch = submit(client, "many.jsonl", [request_line(i, LONGER) for i in LINES])
+            assert batch.completion_window == "24h"
+            assert batch.expires_at == batch.created_at + window
+            finished = wait_for(client, batch.id, FINAL, window + 60)
+            seen_at = time.time()
+            expired = _check_expired(client, finished, LINES)
+            assert finished.request_counts is not None and finished.request_counts.completed >= 1
+            aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
+            while [c for c in _calls(tap, LINES) if c.ended is None]:
+                assert time.monotonic() < aborted_by, "a teacher call outlived the expiry"
+                time.sleep(0.05)
+            assert any(c.aborted for c in _calls(tap, LINES)), "no in-flight call was aborted"
+            time.sleep(3)
+            assert [c for c in _calls(tap, LINES) if c.started > seen_at] == []
+            log = proxy.log()
+            finished_ids = {e["custom_id"] for e in events(log, "batch line finished")}
+            started_ids = {e["custom_id"] for e in events(log, "batch line decode")}
+            assert not finished_ids & expired
+            assert started_ids - finished_ids <= expired and started_ids - finished_ids
+            assert _metric(proxy, "cord_batch_requests_total", 'outcome="expired"') == len(expired)
+            assert client.batches.retrieve(batch.id).status == "expired"
+        finally:
+            proxy.stop()
 
 
 def _kill(proxy: ProxyProcess) -> None:

@@ -1,8 +1,9 @@
 """`cord-proxy distill --ray local` against the real local teacher, on a local Ray instance.
 
-24 problems at tiny budgets (one proposer, one step), 2 actors x 2 problems at once: a plain
-run, a run with one actor SIGKILLed partway (found by its process title), and a driver
-SIGKILLed partway then rerun.
+24 problems at tiny budgets (one teacher, two proposals, one step), 2 actors x 2 problems
+at once: a plain run, a run with one actor SIGKILLed partway (found by its process title),
+and a driver SIGKILLed partway then rerun. The killed runs reach the teacher through a
+recording pass-through that holds the last problems' calls until after the kill.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tests.batches.teacher_tap import TeacherTap
 
 PROBLEMS = 24
 CORD = {
     "max_steps": 1,
     "beam_width": 1,
     "teachers": ["gemma-t0.5"],
+    "proposals_per_teacher": 2,  # the 270M model sometimes proposes an empty step
     "max_step_tokens": 16,
     "answer_budget": 8,
 }
@@ -31,11 +35,25 @@ ACTORS_UP_S = 60.0
 STAGE_ACTOR_TITLE = b"ray::MapWorker(MapBatches(CordStage))"
 
 
+def _question(i: int) -> str:
+    return f"What is {i} + {i + 1}?"
+
+
+@contextlib.contextmanager
+def _holding_the_last(tap: TeacherTap, count: int = 2) -> Iterator[None]:
+    """The last `count` problems' teacher calls wait at the tap inside the block: the run
+    cannot finish before a kill there, however fast the others go."""
+    with contextlib.ExitStack() as held:
+        for i in range(PROBLEMS - count, PROBLEMS):
+            held.enter_context(tap.holding(_question(i)))
+        yield
+
+
 def _input(tmp_path: Path) -> Path:
     path = tmp_path / "problems.jsonl"
     with path.open("w", encoding="utf-8") as file:
         for i in range(PROBLEMS):
-            row = {"id": f"p{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)}
+            row = {"id": f"p{i}", "question": _question(i), "answer": str(2 * i + 1)}
             file.write(json.dumps(row) + "\n")
     return path
 
@@ -166,13 +184,14 @@ def test_distill_on_local_ray_writes_every_problem_once(local_teacher: str, tmp_
     assert not (tmp_path / "traces.failures.jsonl").exists()
 
 
-def test_an_actor_killed_partway_is_retried_by_ray(local_teacher: str, tmp_path: Path) -> None:
-    proc = _start(tmp_path, local_teacher, "run.log")
+def test_an_actor_killed_partway_is_retried_by_ray(tap: TeacherTap, tmp_path: Path) -> None:
+    proc = _start(tmp_path, tap.base_url, "run.log")
     try:
-        _wait_for("3 finished records", lambda: len(_shard_records(tmp_path)) >= 3, proc)
-        pids = _live_stage_actors(proc)
-        done_before = len({r["id"] for r in _shard_records(tmp_path)})
-        os.kill(pids[0], signal.SIGKILL)
+        with _holding_the_last(tap):
+            _wait_for("3 finished records", lambda: len(_shard_records(tmp_path)) >= 3, proc)
+            pids = _live_stage_actors(proc)
+            done_before = len({r["id"] for r in _shard_records(tmp_path)})
+            os.kill(pids[0], signal.SIGKILL)
         assert done_before < PROBLEMS, "the actor must die partway through"
     except BaseException:
         _kill_group(proc.pid)
@@ -182,17 +201,18 @@ def test_an_actor_killed_partway_is_retried_by_ray(local_teacher: str, tmp_path:
     _check_output(tmp_path)
 
 
-def test_a_killed_driver_resumes_without_redoing_ids(local_teacher: str, tmp_path: Path) -> None:
-    first = _start(tmp_path, local_teacher, "first.log")
-    try:
-        _wait_for("6 finished records", lambda: len(_shard_records(tmp_path)) >= 6, first)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        _kill_group(first.pid)  # the Ray processes the killed driver left behind
-    before = {str(r["id"]): r["request_id"] for r in _settled_shard_records(tmp_path)}
+def test_a_killed_driver_resumes_without_redoing_ids(tap: TeacherTap, tmp_path: Path) -> None:
+    first = _start(tmp_path, tap.base_url, "first.log")
+    with _holding_the_last(tap):
+        try:
+            _wait_for("6 finished records", lambda: len(_shard_records(tmp_path)) >= 6, first)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            _kill_group(first.pid)  # the Ray processes the killed driver left behind
+        before = {str(r["id"]): r["request_id"] for r in _settled_shard_records(tmp_path)}
     assert 6 <= len(before) < PROBLEMS
-    second = _start(tmp_path, local_teacher, "second.log")
+    second = _start(tmp_path, tap.base_url, "second.log")
     status = _finish(second)
     log = (tmp_path / "second.log").read_text(errors="replace")
     assert status == 0, log[-3000:]

@@ -74,16 +74,9 @@ def wait_until(
 
 
 @pytest.fixture(scope="module")
-def proxy(local_teacher: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+def proxy(tap: TeacherTap, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """The proxy, its teacher calls through the recording pass-through (`tap`)."""
     workdir = tmp_path_factory.mktemp("responses")
-    started = start_proxy(local_teacher, workdir, workdir / "data")
+    started = start_proxy(tap.base_url, workdir, workdir / "data")
     yield started
     started.stop()
-
-
-@pytest.fixture(scope="module")
-def tap(local_teacher: str) -> Iterator[TeacherTap]:
-    """A recording pass-through in front of the real local teacher."""
-    recorder = TeacherTap(local_teacher).start()
-    yield recorder
-    recorder.stop()

@@ -9,6 +9,7 @@ import time
 import openai
 import pytest
 
+from tests.batches.teacher_tap import TeacherTap
 from tests.responses.conftest import KEY_B, LONGER, TINY, sdk, wait_until
 from tests.support.proxy_process import ProxyProcess
 
@@ -53,16 +54,22 @@ def test_stream_resumes_after_an_event(proxy: ProxyProcess) -> None:
     assert [e.type for e in stored] == [e.type for e in resumed]
 
 
-def test_cancel_and_delete(proxy: ProxyProcess) -> None:
+def test_cancel_and_delete(proxy: ProxyProcess, tap: TeacherTap) -> None:
     client = sdk(proxy)
-    created = client.responses.create(
-        model="cord",
-        input="What is 19 + 23?",
-        background=True,
-        extra_body={"cord": {**LONGER, "reference_answer": "42"}},
-    )
-    wait_until(client, created.id, ("in_progress",))
-    cancelled = client.responses.cancel(created.id)
+    question = "What is 19 + 23?"
+    with tap.holding(question):  # its calls wait at the tap: it is still running at the cancel
+        created = client.responses.create(
+            model="cord",
+            input=question,
+            background=True,
+            extra_body={"cord": {**LONGER, "reference_answer": "42"}},
+        )
+        wait_until(client, created.id, ("in_progress",))
+        deadline = time.monotonic() + 120
+        while not tap.calls_mentioning(question):
+            assert time.monotonic() < deadline, "the response reached no teacher"
+            time.sleep(0.05)
+        cancelled = client.responses.cancel(created.id)
     assert cancelled.status == "cancelled"
     time.sleep(1)
     assert client.responses.retrieve(created.id).status == cancelled.status

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Page, expect
 
 from cord_proxy.testing.browser import watched_page
 from tests.ui.viewer import running_view
@@ -116,8 +116,7 @@ def test_list_shows_fifty_and_hostile_text_stays_text(viewer: str, browser: Brow
     assert SCRIPT in (page.text_content("#tr-tree") or "")
     assert page.locator("#tr-detail script, #tr-detail img, #tr-rows img").count() == 0
     assert page.locator("script").count() == 1  # the page's own module
-    page.wait_for_timeout(1000)
-    assert page.locator("#tr-chart circle").count() == 2
+    expect(page.locator("#tr-chart circle")).to_have_count(2)  # waits for the chart
     watch.assert_clean()
     page.close()
 
