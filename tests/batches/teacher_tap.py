@@ -47,6 +47,13 @@ class TeacherTap:
     def calls_mentioning(self, text: str) -> list[Call]:
         return [c for c in list(self.calls) if text in c.body]
 
+    def wait_for_call(self, text: str, within_s: float = 120.0) -> None:
+        """Until a call that mentions ``text`` has reached the tap."""
+        deadline = time.monotonic() + within_s
+        while not self.calls_mentioning(text):
+            assert time.monotonic() < deadline, f"no call mentioned {text!r} in {within_s} s"
+            time.sleep(0.05)
+
     @contextlib.contextmanager
     def holding(self, text: str) -> Iterator[None]:
         """Inside the block, every call that mentions ``text`` waits at the tap, unanswered."""

@@ -5,6 +5,7 @@ ran out expires it instead of resuming it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -101,38 +102,30 @@ def test_a_running_batch_expires_when_its_window_runs_out(tap: TeacherTap, tmp_p
     proxy = ProxyProcess(config, tmp_path).start()
     # The held line's calls wait at the tap: one is in flight when the window runs out, and
     # the batch cannot complete first, however fast the teacher is.
-    with tap.holding(question(HELD)):
-        try:
-            client = sdk(proxy)
-            batch = submit(client, "many.jsonl", [request_line(i, LONGER) for i in LINES])
-            assert batch.completion_window == "24h"
-            assert batch.expires_at == batch.created_at + window
-            finished = wait_for(client, batch.id, FINAL, window + 60)
-            seen_at = time.time()
-            expired = _check_expired(client, finished, LINES)
-            assert finished.request_counts is not None and finished.request_counts.completed >= 1
-            aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
-            while [c for c in _calls(tap, LINES) if c.ended is None]:
-                assert time.monotonic() < aborted_by, "a teacher call outlived the expiry"
-                time.sleep(0.05)
-            assert any(c.aborted for c in _calls(tap, LINES)), "no in-flight call was aborted"
-            time.sleep(3)
-            assert [c for c in _calls(tap, LINES) if c.started > seen_at] == []
-            log = proxy.log()
-            finished_ids = {e["custom_id"] for e in events(log, "batch line finished")}
-            started_ids = {e["custom_id"] for e in events(log, "batch line decode")}
-            assert not finished_ids & expired
-            assert started_ids - finished_ids <= expired and started_ids - finished_ids
-            assert _metric(proxy, "cord_batch_requests_total", 'outcome="expired"') == len(expired)
-            assert client.batches.retrieve(batch.id).status == "expired"
-        finally:
-            proxy.stop()
-
-
-def _kill(proxy: ProxyProcess) -> None:
-    assert proxy.proc is not None
-    proxy.proc.kill()  # SIGKILL: no shutdown code runs
-    proxy.proc.wait(10)
+    with tap.holding(question(HELD)), contextlib.ExitStack() as stopping:
+        stopping.callback(proxy.stop)
+        client = sdk(proxy)
+        batch = submit(client, "many.jsonl", [request_line(i, LONGER) for i in LINES])
+        assert batch.completion_window == "24h"
+        assert batch.expires_at == batch.created_at + window
+        finished = wait_for(client, batch.id, FINAL, window + 60)
+        seen_at = time.time()
+        expired = _check_expired(client, finished, LINES)
+        assert finished.request_counts is not None and finished.request_counts.completed >= 1
+        aborted_by = time.monotonic() + 2  # the tap sees the closed connection a moment later
+        while [c for c in _calls(tap, LINES) if c.ended is None]:
+            assert time.monotonic() < aborted_by, "a teacher call outlived the expiry"
+            time.sleep(0.05)
+        assert any(c.aborted for c in _calls(tap, LINES)), "no in-flight call was aborted"
+        time.sleep(3)
+        assert [c for c in _calls(tap, LINES) if c.started > seen_at] == []
+        log = proxy.log()
+        finished_ids = {e["custom_id"] for e in events(log, "batch line finished")}
+        started_ids = {e["custom_id"] for e in events(log, "batch line decode")}
+        assert not finished_ids & expired
+        assert started_ids - finished_ids <= expired and started_ids - finished_ids
+        assert _metric(proxy, "cord_batch_requests_total", 'outcome="expired"') == len(expired)
+        assert client.batches.retrieve(batch.id).status == "expired"
 
 
 def test_a_batch_past_its_window_at_startup_is_expired_not_resumed(
@@ -153,7 +146,7 @@ def test_a_batch_past_its_window_at_startup_is_expired_not_resumed(
             time.sleep(0.2)
         running = client.batches.retrieve(batch.id)
     finally:
-        _kill(first)
+        first.kill()
     assert running.status == "in_progress" and time.time() < batch.expires_at
     while time.time() <= batch.expires_at + 1:
         time.sleep(0.2)

@@ -42,19 +42,15 @@ def test_sigkill_and_restart_resumes_without_redoing_lines(tap: TeacherTap, tmp_
     config = batch_config(tap.base_url, tmp_path / "data", concurrency=2)
     first = ProxyProcess(config, tmp_path).start()
     # The held line cannot finish before the kill, however fast the others go.
-    with tap.holding(question(HELD)):
-        try:
-            client = sdk(first)
-            batch = submit(client, "eight.jsonl", [request_line(i) for i in LINES])
-            deadline = time.monotonic() + 300
-            while _completed(client.batches.retrieve(batch.id)) < 3:
-                assert time.monotonic() < deadline, "3 lines were not done in time"
-                time.sleep(0.1)
-            assert tap.calls_mentioning(question(HELD)), "the held line never started"
-        finally:
-            assert first.proc is not None
-            first.proc.kill()  # SIGKILL: no shutdown code runs
-            first.proc.wait(10)
+    with tap.holding(question(HELD)), contextlib.ExitStack() as killing:
+        killing.callback(first.kill)
+        client = sdk(first)
+        batch = submit(client, "eight.jsonl", [request_line(i) for i in LINES])
+        deadline = time.monotonic() + 300
+        while _completed(client.batches.retrieve(batch.id)) < 3:
+            assert time.monotonic() < deadline, "3 lines were not done in time"
+            time.sleep(0.1)
+        assert tap.calls_mentioning(question(HELD)), "the held line never started"
     killed_at = time.time()
     done_before = _done_lines(tmp_path / "data" / "batches.sqlite")
     logged = {e["custom_id"] for e in events(first.log(), "batch line finished")}

@@ -10,16 +10,9 @@ from pathlib import Path
 
 from tests.batches.teacher_tap import TeacherTap
 from tests.responses.conftest import LONGER, TINY, sdk, start_proxy, wait_until
-from tests.support.proxy_process import ProxyProcess
 
 DONE_QUESTION = "What is 31 + 11?"
 RUNNING_QUESTION = "What is 27 + 15?"
-
-
-def _kill(proxy: ProxyProcess) -> None:
-    assert proxy.proc is not None
-    proxy.proc.kill()  # SIGKILL: no shutdown code runs
-    proxy.proc.wait(10)
 
 
 def test_sigkill_mid_background_then_restart_completes_it(tap: TeacherTap, tmp_path: Path) -> None:
@@ -27,7 +20,7 @@ def test_sigkill_mid_background_then_restart_completes_it(tap: TeacherTap, tmp_p
     first = start_proxy(tap.base_url, tmp_path, data)
     # The running response cannot finish before the kill, however fast it goes.
     with tap.holding(RUNNING_QUESTION), contextlib.ExitStack() as killing:
-        killing.callback(_kill, first)
+        killing.callback(first.kill)
         client = sdk(first)
         done = client.responses.create(
             model="cord",
@@ -43,10 +36,7 @@ def test_sigkill_mid_background_then_restart_completes_it(tap: TeacherTap, tmp_p
             background=True,
             extra_body={"cord": {**LONGER, "reference_answer": "42"}},
         )
-        deadline = time.monotonic() + 120
-        while not tap.calls_mentioning(RUNNING_QUESTION):
-            assert time.monotonic() < deadline, "the background response reached no teacher"
-            time.sleep(0.05)
+        tap.wait_for_call(RUNNING_QUESTION)
         assert client.responses.retrieve(running.id).status == "in_progress"
     killed_at = time.time()
 

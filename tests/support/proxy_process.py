@@ -58,5 +58,11 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
