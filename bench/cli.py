@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "set it (server, the default) or as Python starts (python)",
     )
     p.add_argument("--cpu-decodes", type=int, help="concurrent decodes for CPU per call (16)")
+    p.add_argument(
+        "--fanout-runs", type=int, help="runs of each fan-out measure, reported as medians (3)"
+    )
     p.add_argument("--load-levels", help="comma-separated client counts (1,16,64,256)")
     p.add_argument("--load-beam", type=int, help="B of each load request (2)")
     p.add_argument("--load-steps", type=int, help="steps of each load request (4)")
@@ -108,7 +111,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     sim = SimProfile(time_scale=0.05, steps=3) if args.quick else SimProfile()
-    fanout = FanoutSettings(2, 3, 2) if args.quick else FanoutSettings()
+    fanout = FanoutSettings(2, 3, 2, runs=1) if args.quick else FanoutSettings()
     load = (
         LoadSettings(levels=(1, 4), beam_width=2, steps=2, min_requests=2, time_scale=1.0)
         if args.quick
@@ -125,6 +128,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
             steps=args.fanout_steps,
             gc=args.fanout_gc,
             concurrent_decodes=args.cpu_decodes,
+            runs=args.fanout_runs,
         ),
     )
     load = replace(

@@ -29,6 +29,7 @@ class FanoutSettings:
     steps: int = 10
     concurrent_decodes: int = 16
     gc: str = "server"  # "server": as `serve` and `distill` set it (gc_settings.py); "python"
+    runs: int = 3  # each measure is run this many times and reported as the median
 
 
 def make_teachers(sims: SimTeachers) -> list[OpenAICompatTeacher]:
@@ -120,15 +121,23 @@ def _concurrent(measured: Measured, sims: SimTeachers) -> dict[str, Any]:
 
 
 async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, Any]:
-    """One B x K decode against its ideal; then many at once for CPU per call."""
+    """One B x K decode against its ideal; then many at once for CPU per call; each
+    `settings.runs` times, alternating, reported as medians."""
     teachers = make_teachers(sims)
     options = decode_options(settings)
+    singles: list[dict[str, Any]] = []
+    concurrents: list[dict[str, Any]] = []
     try:
         await _measure(sims, teachers, options.model_copy(update={"max_steps": 2}), 2, "warm")
         with collector_as(settings.gc):
-            single = _single(await _measure(sims, teachers, options, 1, "fan"), sims)
-            many = await _measure(sims, teachers, options, settings.concurrent_decodes, "cpu")
-        concurrent = _concurrent(many, sims)
+            for run in range(settings.runs):
+                tag = f"-{run}" if run else ""  # the first run's questions as before
+                one = await _measure(sims, teachers, options, 1, "fan" + tag)
+                singles.append(_single(one, sims))
+                many = await _measure(
+                    sims, teachers, options, settings.concurrent_decodes, "cpu" + tag
+                )
+                concurrents.append(_concurrent(many, sims))
     finally:
         await close_teachers(teachers)
     return {
@@ -136,9 +145,24 @@ async def run_fanout(sims: SimTeachers, settings: FanoutSettings) -> dict[str, A
         "teachers": sims.models,
         "steps": settings.steps,
         "gc": settings.gc,
-        "single": single,
-        "concurrent": concurrent,
+        "runs": settings.runs,
+        "single": median_run(singles),
+        "concurrent": median_run(concurrents),
     }
+
+
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each number's median over the runs, and the range of the CPU per call."""
+    merged = {
+        key: statistics.median(run[key] for run in runs) if _is_number(value) else value
+        for key, value in runs[0].items()
+    }
+    cpu = [run["proxy_cpu_ms_per_call"] for run in runs]
+    return {**merged, "proxy_cpu_ms_per_call_range": [min(cpu), max(cpu)]}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @contextmanager

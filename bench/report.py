@@ -90,6 +90,17 @@ def _skipped(section: dict[str, Any]) -> str | None:
 _GC_AS = {"server": "cord-proxy serve and distill set it", "python": "Python starts"}
 
 
+def _runs(fanout: dict[str, Any]) -> str:
+    runs = fanout.get("runs", 1)
+    return f"each figure the median of {runs} runs" if runs > 1 else "one run"
+
+
+def _range(measured: dict[str, Any]) -> str:
+    cpu = measured["proxy_cpu_ms_per_call"]
+    low, high = measured.get("proxy_cpu_ms_per_call_range") or (cpu, cpu)
+    return f"{low:.3f} to {high:.3f}"
+
+
 def _fanout_md(fanout: dict[str, Any]) -> list[str]:
     lines = ["## Fan-out efficiency (in-process `cord_proxy.decode`)", ""]
     if (reason := _skipped(fanout)) is not None:
@@ -98,7 +109,7 @@ def _fanout_md(fanout: dict[str, Any]) -> list[str]:
     lines.append(
         f"B={fanout['beam_width']}, K={len(fanout['teachers'])} teachers "
         f"({', '.join(fanout['teachers'])}), {fanout['steps']} steps; simulated teachers; "
-        f"garbage collector as {_GC_AS[fanout.get('gc', 'python')]}."
+        f"garbage collector as {_GC_AS[fanout.get('gc', 'python')]}; {_runs(fanout)}."
     )
     lines.append("")
     rows = [
@@ -115,6 +126,7 @@ def _fanout_md(fanout: dict[str, Any]) -> list[str]:
         ["candidates per step", single["candidates_per_step"], ""],
         ["teacher calls, one decode", single["teacher_calls"], ""],
         ["proxy CPU per teacher call, one decode (ms)", single["proxy_cpu_ms_per_call"], "<= 0.5"],
+        ["the same, lowest and highest run (ms)", _range(single), ""],
         [f"wall time, {many['decodes']} concurrent decodes (s)", many["wall_s"], many["ideal_s"]],
         ["efficiency, concurrent decodes", many["efficiency"], ""],
         ["simulator lag p99, concurrent decodes (s)", many["sim_lag_p99_s"], 0.0],
@@ -124,6 +136,7 @@ def _fanout_md(fanout: dict[str, Any]) -> list[str]:
             many["proxy_cpu_ms_per_call"],
             "<= 0.5",
         ],
+        ["the same, lowest and highest run (ms)", _range(many), ""],
     ]
     return [*lines, *_table(["measure", "value", "ideal / target"], rows), ""]
 

@@ -51,6 +51,9 @@ def test_quick_bench_reports_numbers(tmp_path: Path) -> None:
     for key in ("wall_s", "ideal_s", "efficiency", "proxy_cpu_ms_per_call", "teacher_calls"):
         assert _is_number(single[key]), key
     assert _is_number(data["fanout"]["concurrent"]["proxy_cpu_ms_per_call"])
+    assert data["fanout"]["runs"] == 1  # --quick
+    low, high = single["proxy_cpu_ms_per_call_range"]
+    assert low == high == single["proxy_cpu_ms_per_call"]
     levels = data["load"]["levels"]
     assert [level["concurrency"] for level in levels] == [1, 4]
     for level in levels:
