@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from cord_proxy.config import TeacherConfig
@@ -22,11 +24,17 @@ def bearer_headers(api_key: str | None) -> dict[str, str]:
 async def fetch_model_ids(base_url: str, api_key: str | None, timeout: float) -> list[str]:
     """The model ids an OpenAI-compatible endpoint lists (``GET /models``).
 
-    Raises `httpx.HTTPError` when it cannot be reached or answers an error status, and
-    `ValueError` when the answer is not JSON.
+    Raises `httpx.HTTPError` when it cannot be reached, answers an error status, or has not
+    answered whole within `timeout` seconds (httpx's own timeout bounds each read, so an
+    answer sent a byte at a time would never end), and `ValueError` when the answer is not
+    JSON.
     """
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        answer = await client.get(base_url.rstrip("/") + "/models", headers=bearer_headers(api_key))
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as client:
+            answer = await client.get(url, headers=bearer_headers(api_key))
+    except TimeoutError:
+        raise httpx.ReadTimeout(f"no whole answer within {timeout:g} s") from None
     answer.raise_for_status()
     return [str(m.get("id")) for m in answer.json().get("data", [])]
 
