@@ -192,7 +192,7 @@ class Runtime:
                 "use 'minimal' for the shortest",
                 param="reasoning_effort",
             )
-        budgets = self._ensemble(request.model).reasoning_budgets
+        budgets = self.ensemble(request.model).reasoning_budgets
         return {"thinking_budget": getattr(budgets, effort)}
 
     def job(
@@ -222,7 +222,7 @@ class Runtime:
         record, and `template_kwargs` to the chat templates of the teachers that render one
         (proposals and scoring alike).
         """
-        ensemble = self._ensemble(ensemble_name)
+        ensemble = self.ensemble(ensemble_name)
         proposers, chosen_scorers = self._teachers(ensemble, teachers, scorers)
         extras = extras or CallExtras()
         _check_logprobs(extras, proposers)
@@ -260,7 +260,8 @@ class Runtime:
             raise InvalidRequestError(gaps[0].said(ROLE_GAPS), param=f"cord.{gaps[0].field}")
         return [t for t in proposers if t.can_propose], chosen
 
-    def _ensemble(self, name: str) -> EnsembleConfig:
+    def ensemble(self, name: str) -> EnsembleConfig:
+        """The ensemble called `name`; `ModelNotFoundError` where there is none."""
         ensemble = self.config.ensemble(name)
         if ensemble is None:
             raise ModelNotFoundError(

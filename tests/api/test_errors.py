@@ -155,6 +155,18 @@ def test_models_health_ready_metrics(fake_proxy: ProxyProcess) -> None:
     assert "cord_requests_total" in text and 'cord_teacher_calls_total{teacher="fast"}' in text
 
 
+def test_the_sdk_lists_and_retrieves_the_ensembles(fake_proxy: ProxyProcess) -> None:
+    client = sdk(fake_proxy)
+    listed = {model.id for model in client.models.list()}
+    retrieved = client.models.retrieve("fast")
+    assert listed == {"fast", "slow", "broken"}
+    assert (retrieved.id, retrieved.object, retrieved.owned_by) == ("fast", "model", "cord-proxy")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-ensemble")
+    assert caught.value.code == "model_not_found"
+    assert "no-such-ensemble" in str(caught.value)
+
+
 def test_unknown_route_is_openai_error(fake_proxy: ProxyProcess) -> None:
     response = httpx.get(fake_proxy.base_url.removesuffix("/v1") + "/nope")
     assert_openai_error(response, 404)
