@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from cord_proxy.decoding.answer_format import schema_of
 from cord_proxy.decoding.options import DecodeOptions
 from cord_proxy.decoding.trace import DecodeResult
 from cord_proxy.errors import (
+    CordError,
     DecodeTimeoutError,
     InvalidRequestError,
     ModelNotFoundError,
     format_validation_error,
 )
 from cord_proxy.protocol import ChatCompletionRequest
+from cord_proxy.redact import excerpt
 from cord_proxy.roles import GapKind, role_gaps
 from cord_proxy.teachers._client import TeacherClient
 from cord_proxy.teachers.base import CallExtras, Message, Teacher
@@ -38,6 +41,8 @@ from cord_proxy.teachers.factory import build_teacher, endpoint_key
 from cord_proxy.teachers.shared_calls import SharedCalls
 
 ReasoningFormat = Literal["field", "inline"]
+log = logging.getLogger(__name__)
+
 READY_TIMEOUT_S = 5.0
 READY_CACHE_S = 5.0
 # a request's role gaps, as 400s that name the field
@@ -363,9 +368,22 @@ def _split_limit(limit: int | None, options: DecodeOptions) -> dict[str, int]:
 async def run_job(
     job: ChatJob, timeout: float, on_progress: ProgressCallback | None = None
 ) -> DecodeResult:
-    """The job's decode, failing with a 504 past `timeout` seconds."""
+    """The job's decode, failing with a 504 past `timeout` seconds; a failure is logged with
+    its reason (every route's decode runs here)."""
     try:
-        async with asyncio.timeout(timeout):
-            return await decode(job.decode, on_progress)
-    except TimeoutError:
-        raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None
+        try:
+            async with asyncio.timeout(timeout):
+                return await decode(job.decode, on_progress)
+        except TimeoutError:
+            raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None
+    except CordError as error:
+        log.warning(
+            "decode failed",
+            extra={
+                "ensemble": job.ensemble,
+                "status": error.status,
+                "code": error.code,
+                "error": excerpt(error.message),
+            },
+        )
+        raise

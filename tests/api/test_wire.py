@@ -267,6 +267,31 @@ def test_the_log_lines_of_a_request_name_the_id_its_client_got(fake_proxy: Proxy
     assert whole.json()["id"] in {line["completion_id"] for line in finished}
 
 
+def test_a_failed_decode_logs_why_under_the_request_id(fake_proxy: ProxyProcess) -> None:
+    """A decode that fails (the FAKE ``broken`` teacher) leaves a ``decode failed`` line with
+    the status, code and reason the client got, whole or streamed."""
+    body = {"model": "broken", "messages": [{"role": "user", "content": "x"}]}
+    whole = httpx.post(fake_proxy.base_url + "/chat/completions", json=body, headers=AUTH)
+    with httpx.stream(
+        "POST",
+        fake_proxy.base_url + "/chat/completions",
+        json={**body, "stream": True},
+        headers=AUTH,
+        timeout=60,
+    ) as stream:
+        stream.read()
+    assert whole.status_code >= 500
+    for request_id in (whole.headers["x-request-id"], stream.headers["x-request-id"]):
+        lines = [json.loads(line) for line in fake_proxy.log().splitlines() if request_id in line]
+        (failed,) = [line for line in lines if line["event"] == "decode failed"]
+        assert failed["ensemble"] == "broken"
+        assert (failed["status"], failed["code"]) == (
+            whole.status_code,
+            whole.json()["error"]["code"],
+        )
+        assert "broken" in failed["error"]
+
+
 def test_metrics_need_the_key(fake_proxy: ProxyProcess) -> None:
     root = fake_proxy.base_url.removesuffix("/v1")
     assert httpx.get(f"{root}/metrics").status_code == 401
