@@ -221,6 +221,21 @@ class FieldProblem:
         return f"{self.path}: {self.message}"
 
 
+OBJECT_TYPES = frozenset({"model_type", "model_attributes_type", "dict_type"})
+OBJECT_EXPECTED = "Input should be an object"  # pydantic's names the model class
+_BUILTIN_TAGS = frozenset({"str", "int", "float", "bool", "none", "bytes"})
+
+
+def _without_union_tags(location: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The field's path, cut at the first tag pydantic adds for a member of a union
+    (``str``, ``list[TextPart]``, ``function-after[...]``, a model's class name): a client's
+    field names are lower case, with no brackets."""
+    for place, part in enumerate(location):
+        if isinstance(part, str) and (part in _BUILTIN_TAGS or "[" in part or part[:1].isupper()):
+            return location[:place]
+    return location
+
+
 def field_problems(error: ValidationError) -> list[FieldProblem]:
     """Every bad field, in order; an emptied list whose items were each reported is left out."""
     items = error.errors()
@@ -232,8 +247,12 @@ def field_problems(error: ValidationError) -> list[FieldProblem]:
             other[: len(location)] == location and other != location for other in locations
         ):
             continue
-        message = item["msg"].removeprefix("Value error, ")
-        problems.append(FieldProblem(location, item["type"], message))
+        message = OBJECT_EXPECTED if item["type"] in OBJECT_TYPES else item["msg"]
+        problems.append(
+            FieldProblem(
+                _without_union_tags(location), item["type"], message.removeprefix("Value error, ")
+            )
+        )
     return problems
 
 

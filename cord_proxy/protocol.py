@@ -365,6 +365,8 @@ def validation_error(error: ValidationError) -> InvalidRequestError:
     param = param_name(first.location)
     if first.kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
-    else:
+    elif param is not None:
         message = f"Invalid value for '{param}': {first.message}"
+    else:  # the request as a whole (a check across fields)
+        message = f"Invalid request: {first.message}"
     return InvalidRequestError(message, param=param)

@@ -18,7 +18,9 @@ DEFAULT_LIMIT = 300
 MIN_SECRET_LENGTH = 4
 REDACTED = "<redacted>"
 MAX_CUTS = 3
-OWN_ID_PREFIXES = ("chatcmpl-", "batch_", "file-")  # ids the proxy makes: never secrets
+# ids the proxy makes (chat completions, batches, files, responses and their items,
+# requests): never secrets
+OWN_ID_PREFIXES = ("chatcmpl-", "batch_", "file-", "resp_", "msg_", "rs_", "req_")
 
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>()\[\]{}]+")
 _USERINFO = re.compile(r"[^\s/@:\"'<>]+:[^\s/@\"'<>]*@")
@@ -40,6 +42,7 @@ _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_\-]{20,}={0,2}")
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9]{20,}")
 _HEX = re.compile(r"[0-9A-Fa-f]{32,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ECHOED_BYTES = re.compile(r"[\s:]*(?:\bbytearray\(|\bb'|\bb\").*", re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
 
@@ -92,6 +95,12 @@ def excerpt(text: object, limit: int | None = DEFAULT_LIMIT) -> str:
             return cleaned
         cleaned = _scrubbed(_cut(cleaned, limit))
     return _cut(cleaned, limit) if limit is not None and len(cleaned) > limit else cleaned
+
+
+def without_echoed_bytes(message: str) -> str:
+    """An HTTP parser's message without the bytes of the request it quotes (aiohttp's say
+    ``...: bytearray(b'...')`` or ``...:\\n  b'GARBAGE'\\n  ^``)."""
+    return _ECHOED_BYTES.sub("", message).strip().rstrip(".:")
 
 
 def _cut(text: str, limit: int) -> str:

@@ -37,8 +37,12 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequestError("request body is not valid UTF-8") from None
-    except (ValueError, RecursionError) as error:
+    except json.JSONDecodeError as error:
         raise InvalidRequestError(f"request body is not valid JSON: {error}"[:300]) from None
+    except RecursionError:
+        raise InvalidRequestError("request body is not valid JSON: it nests too deeply") from None
+    except ValueError:  # the only other one: a number past Python's digit limit
+        raise InvalidRequestError("request body has a number with too many digits") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return data

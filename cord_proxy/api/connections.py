@@ -33,7 +33,7 @@ from aiohttp.streams import StreamReader
 from cord_proxy.api.request_id import HEADER, new_request_id
 from cord_proxy.api.state import REQUEST_ID
 from cord_proxy.errors import error_body
-from cord_proxy.redact import excerpt
+from cord_proxy.redact import excerpt, without_echoed_bytes
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ class GuardedRequestHandler(web.RequestHandler):
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
             log.error("connection error", extra=extra, exc_info=exc)
         else:
-            text = "malformed HTTP request: " + excerpt(message or HTTPStatus(status).phrase, 200)
+            reason = without_echoed_bytes(message or "") or HTTPStatus(status).phrase
+            text = "malformed HTTP request: " + excerpt(reason, 200)
             log.info("malformed HTTP request", extra=extra)
         response = web.json_response(
             connection_error(status, text, reason), status=status, headers={HEADER: request_id}

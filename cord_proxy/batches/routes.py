@@ -36,6 +36,7 @@ from cord_proxy.errors import (
 )
 from cord_proxy.metrics import Metrics
 from cord_proxy.protocol import param_name
+from cord_proxy.redact import without_echoed_bytes
 from cord_proxy.runtime import Runtime
 
 MAX_CREATE_BODY = 65536
@@ -159,7 +160,10 @@ async def create_file(request: web.Request) -> web.Response:
     try:
         upload = await receive_upload(request, service.area, service.config.max_upload_bytes)
     except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as error:
-        raise InvalidRequestError(f"malformed multipart body: {error}"[:300]) from None
+        reason = error.message if isinstance(error, HttpProcessingError) else str(error)
+        raise InvalidRequestError(
+            f"malformed multipart body: {without_echoed_bytes(reason)}"[:300]
+        ) from None
     row = upload.row(service.owner(request))
     try:
         await service.store.add_file(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 
 QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def sdk(proxy: ProxyProcess, key: str = API_KEY) -> openai.OpenAI:
@@ -194,6 +196,31 @@ def test_a_failure_mid_stream_is_an_error_event(fake_proxy: ProxyProcess) -> Non
         for _ in stream:
             pass
     assert "broken" in str(caught.value)
+
+
+def test_a_failed_decode_logs_why_under_the_request_id(fake_proxy: ProxyProcess) -> None:
+    """A decode that fails (the FAKE ``broken`` teacher) leaves a ``decode failed`` line with
+    the status, code and reason the client got, whole or streamed."""
+    body = {"model": "broken", "messages": [{"role": "user", "content": "x"}]}
+    whole = httpx.post(fake_proxy.base_url + "/chat/completions", json=body, headers=HEADERS)
+    with httpx.stream(
+        "POST",
+        fake_proxy.base_url + "/chat/completions",
+        json={**body, "stream": True},
+        headers=HEADERS,
+        timeout=60,
+    ) as stream:
+        stream.read()
+    assert whole.status_code >= 500
+    for request_id in (whole.headers["x-request-id"], stream.headers["x-request-id"]):
+        lines = [json.loads(line) for line in fake_proxy.log().splitlines() if request_id in line]
+        (failed,) = [line for line in lines if line["event"] == "decode failed"]
+        assert failed["ensemble"] == "broken"
+        assert (failed["status"], failed["code"]) == (
+            whole.status_code,
+            whole.json()["error"]["code"],
+        )
+        assert "broken" in failed["error"]
 
 
 HALF_MALFORMED = """
