@@ -39,6 +39,8 @@ from pydantic import ValidationError
 
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 TEACHER_TIMEOUT = "teacher_timeout"
+TEACHER_REFUSED = "teacher_refused_request"
+REFUSAL_STATUSES = frozenset({400, 422})
 
 
 def error_body(
@@ -164,9 +166,12 @@ class TeacherTimeoutError(TeacherError, status=504, code=TEACHER_TIMEOUT):
 
 
 class TeacherHTTPError(TeacherError, code="teacher_http_error"):
-    """The teacher answered an error status."""
+    """The teacher answered an error status; a refusal of the request itself (400, 422) has
+    the code `TEACHER_REFUSED`."""
 
     def __init__(self, teacher: str, message: str, *, http_status: int, **kwargs: Any):
+        if http_status in REFUSAL_STATUSES:
+            kwargs.setdefault("code", TEACHER_REFUSED)
         super().__init__(teacher, message, **kwargs)
         self.http_status = http_status
 

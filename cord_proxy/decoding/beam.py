@@ -33,14 +33,17 @@ from cord_proxy.decoding.trace import (
 )
 from cord_proxy.errors import (
     CONTEXT_LENGTH_EXCEEDED,
+    TEACHER_REFUSED,
     ContextLengthExceededError,
     CordError,
     DecodeError,
+    InvalidRequestError,
     TeachersTimedOutError,
 )
 from cord_proxy.teachers.base import THINK_OPEN
 
 TOO_LONG = frozenset({CONTEXT_LENGTH_EXCEEDED})
+REFUSED = frozenset({TEACHER_REFUSED})
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,13 @@ class BeamSearch:
                 f"the scored prompt is longer than every scorer's context ({param}); "
                 + log.step_errors(step),
                 param=param,
+            )
+        if step == 1 and log.only_codes(step, REFUSED):
+            # every teacher refused the request as sent (a logit_bias id past the vocabulary):
+            # the client's to fix, not a 502 that SDKs retry
+            return InvalidRequestError(
+                f"every teacher refused the request: {log.step_errors(step)}",
+                code=TEACHER_REFUSED,
             )
         error = TeachersTimedOutError if log.only_timeouts(step) else DecodeError
         return error(f"step {step}: no candidate survived ({log.step_errors(step)})")

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cord_proxy.api.app import create_app
 from cord_proxy.api.state import RUNTIME
 from cord_proxy.config import parse_config
-from cord_proxy.errors import TeacherUnreachableError
+from cord_proxy.errors import TeacherHTTPError, TeacherUnreachableError
 from cord_proxy.runtime import Runtime
 from cord_proxy.teachers.base import Teacher
 from tests.support.fakes import ScriptedFakeTeacher
@@ -85,3 +85,25 @@ async def test_an_open_breaker_shows_in_ready_and_metrics() -> None:
     assert readiness["breakers"] == {"t": "open"}
     assert 'cord_teacher_breaker_state{teacher="t",state="open"} 1' in metrics
     assert 'cord_teacher_breaker_state{teacher="t",state="closed"} 0' in metrics
+
+
+@pytest.mark.parametrize(("status", "expected"), [(400, 400), (422, 400), (500, 502)])
+async def test_a_request_every_teacher_refuses_is_the_client_s_400(
+    status: int, expected: int
+) -> None:
+    """A teacher's 400 or 422 to step 1 (a logit_bias id past its vocabulary) is the request's
+    fault: a 400 the SDKs do not retry, with the teacher's reason; its 500 stays a 502."""
+    refusal = TeacherHTTPError(
+        "t", f"HTTP {status}: token_id 262144 is out of vocabulary", http_status=status
+    )
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with TestClient(_app({"t": ScriptedFakeTeacher("t", proposals=[refusal])})) as client:
+        response = await client.post("/v1/chat/completions", json=BODY, headers=headers)
+        error = (await response.json())["error"]
+    assert response.status == expected
+    assert "out of vocabulary" in error["message"]
+    if expected == 400:
+        assert (error["type"], error["code"]) == (
+            "invalid_request_error",
+            "teacher_refused_request",
+        )

@@ -114,6 +114,17 @@ def test_sdk_streams_role_reasoning_content_finish_usage(real_proxy: ProxyProces
     assert reasoning.startswith("### Step 1.")
 
 
+def test_a_logit_bias_the_teacher_refuses_is_a_400_naming_it(real_proxy: ProxyProcess) -> None:
+    """vLLM refuses a logit_bias id past its vocabulary (Gemma 3's has 262,144 ids): the
+    client gets a 400 with vLLM's reason, which the SDK does not retry, not a 502."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(real_proxy).chat.completions.create(
+            model="cord", messages=QUESTION, logit_bias={"262144": 5}, extra_body={"cord": SMALL}
+        )
+    assert caught.value.code == "teacher_refused_request"
+    assert "logit_bias" in str(caught.value)
+
+
 def test_inline_reasoning_format(real_proxy: ProxyProcess) -> None:
     completion = client(real_proxy).chat.completions.create(
         model="cord",
