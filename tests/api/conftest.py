@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.fake_teacher_http import CountingFakeTeacher
@@ -72,3 +74,16 @@ def fake_proxy(
     proxy = ProxyProcess(config, workdir, env={"CORD_TEST_KEY": API_KEY}).start()
     yield proxy
     proxy.stop()
+
+
+def whole_and_streamed(
+    proxy: ProxyProcess, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """`body` posted to the chat route twice: answered whole, then streamed (read to its end)."""
+    url = proxy.base_url + "/chat/completions"
+    whole = httpx.post(url, json=body, headers=headers, timeout=60)
+    with httpx.stream(
+        "POST", url, json={**body, "stream": True}, headers=headers, timeout=60
+    ) as stream:
+        stream.read()
+    return whole, stream

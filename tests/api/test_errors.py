@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.api.conftest import API_KEY
+from tests.api.conftest import API_KEY, whole_and_streamed
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
 
@@ -202,15 +202,7 @@ def test_a_failed_decode_logs_why_under_the_request_id(fake_proxy: ProxyProcess)
     """A decode that fails (the FAKE ``broken`` teacher) leaves a ``decode failed`` line with
     the status, code and reason the client got, whole or streamed."""
     body = {"model": "broken", "messages": [{"role": "user", "content": "x"}]}
-    whole = httpx.post(fake_proxy.base_url + "/chat/completions", json=body, headers=HEADERS)
-    with httpx.stream(
-        "POST",
-        fake_proxy.base_url + "/chat/completions",
-        json={**body, "stream": True},
-        headers=HEADERS,
-        timeout=60,
-    ) as stream:
-        stream.read()
+    whole, stream = whole_and_streamed(fake_proxy, body, HEADERS)
     assert whole.status_code >= 500
     for request_id in (whole.headers["x-request-id"], stream.headers["x-request-id"]):
         lines = [json.loads(line) for line in fake_proxy.log().splitlines() if request_id in line]

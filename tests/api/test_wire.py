@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from cord_proxy.runtime import READY_CACHE_S
-from tests.api.conftest import API_KEY
+from tests.api.conftest import API_KEY, whole_and_streamed
 from tests.api.rawhttp import exchange, request_bytes
 from tests.support.fake_teacher_http import CountingFakeTeacher
 from tests.support.proxy_process import ProxyProcess
@@ -244,15 +244,7 @@ def test_the_log_lines_of_a_request_name_the_id_its_client_got(fake_proxy: Proxy
     """The proxy's own log (JSON lines on stderr): the ``request`` line and ``decode finished``
     carry the ``x-request-id`` that the client received, whole or streamed."""
     body = {"model": "fast", "messages": [{"role": "user", "content": "x"}]}
-    whole = httpx.post(fake_proxy.base_url + "/chat/completions", json=body, headers=AUTH)
-    with httpx.stream(
-        "POST",
-        fake_proxy.base_url + "/chat/completions",
-        json={**body, "stream": True},
-        headers=AUTH,
-        timeout=60,
-    ) as stream:
-        stream.read()
+    whole, stream = whole_and_streamed(fake_proxy, body, AUTH)
     assert whole.status_code == stream.status_code == 200
     for response in (whole, stream):
         request_id = response.headers["x-request-id"]
