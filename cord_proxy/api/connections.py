@@ -109,8 +109,8 @@ class GuardedRequestHandler(web.RequestHandler):
             text = "internal error" if status == 500 else HTTPStatus(status).phrase
             log.error("connection error", extra=extra, exc_info=exc)
         else:
-            reason = without_echoed_bytes(message or "") or HTTPStatus(status).phrase
-            text = "malformed HTTP request: " + excerpt(reason, 200)
+            said = without_echoed_bytes(message or "") or HTTPStatus(status).phrase
+            text = "malformed HTTP request: " + excerpt(said, 200)
             log.info("malformed HTTP request", extra=extra)
         response = web.json_response(
             connection_error(status, text, reason), status=status, headers={HEADER: request_id}

@@ -53,8 +53,10 @@ def test_a_bad_body_is_named_in_the_api_s_terms(
 def test_a_malformed_request_line_is_not_quoted_back(fake_proxy: ProxyProcess) -> None:
     response = exchange(fake_proxy.port, b"GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.status == 400
-    message = response.json()["error"]["message"]
-    assert message.startswith("malformed HTTP request") and "GARBAGE" not in message
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "malformed_http")
+    assert error["message"].startswith("malformed HTTP request")
+    assert "GARBAGE" not in error["message"]
 
 
 def test_a_long_target_is_not_quoted_back(fake_proxy: ProxyProcess) -> None:
