@@ -91,13 +91,12 @@ _GC_AS = {"server": "cord-proxy serve and distill set it", "python": "Python sta
 
 
 def _runs(fanout: dict[str, Any]) -> str:
-    runs = fanout.get("runs", 1)
+    runs = fanout["runs"]
     return f"each figure the median of {runs} runs" if runs > 1 else "one run"
 
 
 def _range(measured: dict[str, Any]) -> str:
-    cpu = measured["proxy_cpu_ms_per_call"]
-    low, high = measured.get("proxy_cpu_ms_per_call_range") or (cpu, cpu)
+    low, high = measured["proxy_cpu_ms_per_call_range"]
     return f"{low:.3f} to {high:.3f}"
 
 

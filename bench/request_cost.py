@@ -22,7 +22,8 @@ from cord_proxy.teachers.base import Message
 
 REQUEST = b"POST /tokenize HTTP/1.1\r\nHost: bench\r\nContent-Length: 3000\r\n\r\n" + b"y" * 3000
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000
-ROUNDS = 300
+WARM_BATCHES = 5
+BATCHES_PER_RUN = 30
 RUNS = 5
 CONNECTIONS = (1, 8, 16)
 CANDIDATES = 8
@@ -68,15 +69,16 @@ def _serve_bare(port: int) -> None:
 
 
 async def _median_us(batch: Callable[[], Awaitable[object]], requests: int) -> float:
-    """Median over `RUNS` of this process's CPU microseconds per request, `ROUNDS` batches."""
-    for _ in range(5):
+    """Median over `RUNS` runs of `BATCHES_PER_RUN` batches, each of `requests` requests: this
+    process's CPU microseconds per request."""
+    for _ in range(WARM_BATCHES):
         await batch()
     runs = []
     for _ in range(RUNS):
         started = time.process_time()
-        for _ in range(ROUNDS // 10):
+        for _ in range(BATCHES_PER_RUN):
             await batch()
-        runs.append(1e6 * (time.process_time() - started) / (ROUNDS // 10 * requests))
+        runs.append(1e6 * (time.process_time() - started) / (BATCHES_PER_RUN * requests))
     return statistics.median(runs)
 
 

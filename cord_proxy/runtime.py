@@ -371,19 +371,24 @@ async def run_job(
     """The job's decode, failing with a 504 past `timeout` seconds; a failure is logged with
     its reason (every route's decode runs here)."""
     try:
-        try:
-            async with asyncio.timeout(timeout):
-                return await decode(job.decode, on_progress)
-        except TimeoutError:
-            raise DecodeTimeoutError(f"the decode did not finish within {timeout:g} s") from None
+        async with asyncio.timeout(timeout):
+            return await decode(job.decode, on_progress)
+    except TimeoutError:
+        late = DecodeTimeoutError(f"the decode did not finish within {timeout:g} s")
+        _log_failed(job, late)
+        raise late from None
     except CordError as error:
-        log.warning(
-            "decode failed",
-            extra={
-                "ensemble": job.ensemble,
-                "status": error.status,
-                "code": error.code,
-                "error": excerpt(error.message),
-            },
-        )
+        _log_failed(job, error)
         raise
+
+
+def _log_failed(job: ChatJob, error: CordError) -> None:
+    log.warning(
+        "decode failed",
+        extra={
+            "ensemble": job.ensemble,
+            "status": error.status,
+            "code": error.code,
+            "error": excerpt(error.message),
+        },
+    )
