@@ -14,6 +14,8 @@ uses, with deterministic texts, log-probabilities and latencies (`bench.simmodel
   prefix-cache hit: it takes the fixed score latency only. Every route gives a token the
   same log-probability at one position.
 - ``POST /tokenize`` (a prompt or chat messages) and ``POST /detokenize``, at no latency.
+- ``POST /cord/spans``: cord-proxy's spans route, as the local teacher's vLLM plugin serves
+  it (cord_proxy/local/vllm_plugin/cord_spans_wire.py), at no latency.
 - ``GET /v1/models``.
 
 Fixture-only routes: ``GET /bench/log`` returns one record per answered call (which
@@ -56,6 +58,8 @@ from bench.simmodel import (
     token_logprobs,
     tokenize,
 )
+from cord_proxy.local.vllm_plugin.cord_spans_wire import ROUTE as SPANS_ROUTE
+from cord_proxy.local.vllm_plugin.cord_spans_wire import error_entry, pairs_of, span_entry
 
 CONFIG_KEY = web.AppKey("config", SimConfig)
 LOG_KEY = web.AppKey("log", list)
@@ -374,8 +378,8 @@ async def _token_reads(
     return web.json_response(_envelope("text_completion", spec.name, choices, usage), dumps=dumps)
 
 
-async def tokenize_route(request: web.Request) -> web.Response:
-    body = await request.json()
+def _tokenized(app: web.Application, body: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """A ``/tokenize`` body's ids and pieces; RequestError where it names no prompt."""
     if isinstance(body.get("messages"), list):
         text = render_chat(
             body["messages"],
@@ -385,13 +389,39 @@ async def tokenize_route(request: web.Request) -> web.Response:
     elif isinstance(body.get("prompt"), str):
         text = body["prompt"]
     else:
-        return _error(400, "give a prompt string or chat messages")
-    vocab = request.app[VOCAB_KEY]
+        raise RequestError(400, "give a prompt string or chat messages")
     pieces = tokenize(text)
-    ids = [vocab.id_of(piece) for piece in pieces]
+    vocab = app[VOCAB_KEY]
+    return [vocab.id_of(piece) for piece in pieces], pieces
+
+
+async def tokenize_route(request: web.Request) -> web.Response:
+    body = await request.json()
+    try:
+        ids, pieces = _tokenized(request.app, body)
+    except RequestError as error:
+        return _error(error.status, error.message)
     strs = pieces if body.get("return_token_strs") else None  # as vLLM: the pieces when asked
     answer = {"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids, "token_strs": strs}
     return web.json_response(answer, dumps=dumps)
+
+
+async def spans_route(request: web.Request) -> web.Response:
+    """cord-proxy's spans route, as the local teacher's vLLM plugin serves it."""
+    try:
+        pairs = pairs_of(await request.json())
+    except (ValueError, OverflowError) as error:
+        return _error(413 if isinstance(error, OverflowError) else 400, str(error))
+    entries = []
+    for prefix, full in pairs:
+        try:
+            prefix_ids, _ = _tokenized(request.app, prefix)
+            full_ids, pieces = _tokenized(request.app, full)
+        except RequestError as error:
+            entries.append(error_entry(error.message, error.status))
+            continue
+        entries.append(span_entry(prefix_ids, full_ids, pieces, MAX_MODEL_LEN))
+    return web.json_response({"spans": entries}, dumps=dumps)
 
 
 async def detokenize_route(request: web.Request) -> web.Response:
@@ -447,6 +477,7 @@ def make_app(config: SimConfig) -> web.Application:
     app[VOCAB_KEY] = Vocabulary()
     app.router.add_post("/tokenize", tokenize_route)
     app.router.add_post("/detokenize", detokenize_route)
+    app.router.add_post(SPANS_ROUTE, spans_route)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)

@@ -27,7 +27,7 @@ from cord_proxy.local.paths import (
     teacher_python,
     venv_ready,
 )
-from cord_proxy.local.vllm_plugin import LOGITS_PROCESSOR, PLUGIN_DIR
+from cord_proxy.local.vllm_plugin import LOGITS_PROCESSOR, PLUGIN_DIR, SPANS_MIDDLEWARE
 
 LOCAL_MODEL_NAME = "gemma3-270m"
 DEFAULT_TEACHER_PORT = 8401
@@ -278,6 +278,7 @@ class LocalTeacherServer:
             "--structured-outputs-config", STRUCTURED_OUTPUTS,
             "--block-size", str(KV_BLOCK_TOKENS),
             "--logits-processors", LOGITS_PROCESSOR,
+            "--middleware", SPANS_MIDDLEWARE,
             "--host", self.host,
             "--port", str(self.port),
         ]  # fmt: skip

@@ -51,10 +51,10 @@ from cord_proxy.teachers.score_probe import (
 )
 from cord_proxy.teachers.shared_calls import SharedCalls
 from cord_proxy.teachers.span_scoring import ReadMethod, SpanQuestion, SpanReader
+from cord_proxy.teachers.span_tokens import AUXILIARY_ROUTES
 from cord_proxy.teachers.turn_batches import Answers
 
 T = TypeVar("T")
-AUXILIARY_ROUTES = ("/tokenize", "/detokenize")
 log = logging.getLogger(__name__)
 
 

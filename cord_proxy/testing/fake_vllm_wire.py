@@ -1,7 +1,8 @@
 """FAKE vLLM scoring routes over a character-level tokenizer, for fake teacher servers.
 
 Each character is one token, its code point; ``<bos>`` is token 2. The routes answer what
-vLLM 0.32 answers: ``/tokenize`` (a text prompt or chat messages), ``/detokenize``, and
+vLLM 0.32 answers: ``/tokenize`` (a text prompt or chat messages), ``/detokenize``,
+cord-proxy's spans route (``/cord/spans``, where a fake serves it), and
 token-id ``/v1/completions`` with ``prompt_logprobs``, ``echo``, one-token completions
 on a list of prompts asking for given tokens' values (``logprob_token_ids``), or forced
 completions on a list of prompts, as a server with cord-proxy's logits processor writes
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cord_proxy.local.vllm_plugin.cord_forced_key import prompt_key, read_field
+from cord_proxy.local.vllm_plugin.cord_spans_wire import pairs_of, span_entry
 
 BOS = 2
 Logprob = Callable[[int, int], float]
@@ -32,6 +34,16 @@ def tokenize(body: dict[str, Any], max_model_len: int = 2048) -> dict[str, Any]:
     ids = render_ids(body)
     strs = ["<bos>", *(chr(i) for i in ids[1:])]
     return {"tokens": ids, "count": len(ids), "max_model_len": max_model_len, "token_strs": strs}
+
+
+def spans(body: dict[str, Any], max_model_len: int = 2048) -> dict[str, Any]:
+    """cord-proxy's spans route (cord_proxy/local/vllm_plugin/cord_spans_wire.py)."""
+    entries = []
+    for prefix, full in pairs_of(body):
+        answer = tokenize(full, max_model_len)
+        ids, pieces = answer["tokens"], answer["token_strs"]
+        entries.append(span_entry(render_ids(prefix), ids, pieces, max_model_len))
+    return {"spans": entries}
 
 
 def detokenize(body: dict[str, Any]) -> dict[str, Any]:

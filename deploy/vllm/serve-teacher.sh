@@ -23,7 +23,7 @@
 #   VLLM          the vllm command                                          (default vllm)
 #   EXTRA_ARGS    more vllm arguments, word-split                           (default none)
 #   VLLM_API_KEY  read by vLLM itself: requests to /v1 need this bearer key (default none)
-#   CORD_PLUGIN   folder of cord-proxy's vLLM plugin (two files, standard library and vLLM
+#   CORD_PLUGIN   folder of cord-proxy's vLLM plugin (four files, standard library and vLLM
 #                 only; copy it where the repository is not)   (default: this repository's)
 set -euo pipefail
 
@@ -38,8 +38,8 @@ GPU_MEM="${GPU_MEM:-0.90}"
 MAX_NUM_SEQS="${MAX_NUM_SEQS:-64}"
 VLLM="${VLLM:-vllm}"
 CORD_PLUGIN="${CORD_PLUGIN:-$(cd "$(dirname "$0")/../../cord_proxy/local/vllm_plugin" && pwd)}"
-if [[ ! -f "$CORD_PLUGIN/cord_forced_tokens.py" ]]; then
-    echo "CORD_PLUGIN=$CORD_PLUGIN has no cord_forced_tokens.py (cord_proxy/local/vllm_plugin)" >&2
+if [[ ! -f "$CORD_PLUGIN/cord_forced_tokens.py" || ! -f "$CORD_PLUGIN/cord_spans.py" ]]; then
+    echo "CORD_PLUGIN=$CORD_PLUGIN lacks cord_forced_tokens.py or cord_spans.py (cord_proxy/local/vllm_plugin)" >&2
     exit 2
 fi
 export PYTHONPATH="$CORD_PLUGIN${PYTHONPATH:+:$PYTHONPATH}"
@@ -69,6 +69,8 @@ extra=(${EXTRA_ARGS:-})
 #   accident: the cached scoring method reads the model's raw log-probabilities.
 # --logits-processors: cord-proxy's forced reads, a round's candidates scored in one request
 #   (README.md, "Scoring"); without it the proxy reads one token a prompt, as before.
+# --middleware: cord-proxy's spans route, a round's prompts tokenized in one request
+#   (README.md, "The spans route"); without it the proxy asks /tokenize a prompt a request.
 exec "$VLLM" serve "$MODEL" \
     --served-model-name "$NAME" \
     --host "$HOST" \
@@ -79,6 +81,7 @@ exec "$VLLM" serve "$MODEL" \
     --generation-config vllm \
     --logprobs-mode raw_logprobs \
     --logits-processors cord_forced_tokens:ForcedTokens \
+    --middleware cord_spans.spans_route \
     --gpu-memory-utilization "$GPU_MEM" \
     --max-num-seqs "$MAX_NUM_SEQS" \
     --dtype bfloat16 \

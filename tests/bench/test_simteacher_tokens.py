@@ -51,6 +51,21 @@ async def test_tokenize_and_detokenize_round_trip(sim: Any) -> None:
     assert text == "<|user|>\nhi\n<|assistant|>\nThe"
 
 
+async def test_the_spans_route_answers_what_tokenize_does(sim: Any) -> None:
+    prefix, full = {"prompt": PROMPT[:-3]}, {"prompt": PROMPT}
+    (span,) = (await post(sim, "/cord/spans", {"pairs": [{"prefix": prefix, "full": full}]}))[
+        "spans"
+    ]
+    prefix_ids = (await post(sim, "/tokenize", prefix))["tokens"]
+    whole = await post(sim, "/tokenize", {**full, "return_token_strs": True})
+    pairs = zip(prefix_ids, whole["tokens"], strict=False)
+    start = next(k for k, (a, b) in enumerate(pairs) if a != b)
+    assert (span["tokens"], span["start"]) == (whole["tokens"], start)
+    assert span["token_strs"] == whole["token_strs"][start:]
+    refused = await post(sim, "/cord/spans", {"pairs": [{"prefix": {}, "full": full}]})
+    assert refused["spans"][0]["error"]["code"] == 400
+
+
 async def test_every_route_reads_the_same_logprob(sim: Any) -> None:
     ids = (await post(sim, "/tokenize", {"prompt": PROMPT}))["tokens"][:-1]  # whole pieces only
     scored = await post(sim, "/v1/completions", {"prompt": ids, "prompt_logprobs": 0})

@@ -29,6 +29,7 @@ from cord_proxy.errors import (
     TeacherError,
     TeacherProtocolError,
 )
+from cord_proxy.local.vllm_plugin.cord_spans_wire import common_prefix_length
 from cord_proxy.teachers import read_plan
 from cord_proxy.teachers.base import Message
 from cord_proxy.teachers.openai_compat import OpenAICompatTeacher
@@ -36,7 +37,6 @@ from cord_proxy.teachers.piece_text import spells_target
 from cord_proxy.teachers.prompting import render_template
 from cord_proxy.teachers.span_scoring import SpanQuestion
 from cord_proxy.teachers.span_tokens import server_root
-from cord_proxy.teachers.token_prefix import common_prefix_length
 from cord_proxy.testing import fake_vllm_wire as wire
 from cord_proxy.testing.serving import serving_posts
 
