@@ -3,7 +3,7 @@
 The fake is the character-level one of test_span_scoring.py, with the route turned on and,
 on demand, broken: what a real server cannot do on demand (a refused pair, a malformed
 answer, a route that disappears). The real route, on the local teacher's vLLM, is tested in
-tests/integration/test_spans_route.py.
+tests/integration/test_spans_route_real.py.
 """
 
 from __future__ import annotations
