@@ -78,7 +78,13 @@ FIELDS: tuple[StandardField, ...] = (
     field("temperature", "honoured", "0 to 2", "every proposer's temperature"),
     field("top_p", "honoured", "> 0 to 1", "every proposer's top-p"),
     field("seed", "honoured", "0 to 2^63-1", "a seeded decode gives the same trace every time"),
-    field("stop", "honoured", "up to 16 strings", "strings that end the answer"),
+    field(
+        "stop",
+        "honoured",
+        "up to 16 strings",
+        "strings that end the answer; a `</think>` the answer writes ends it too (no thinking "
+        "is left to close), except with a `response_format`",
+    ),
     field(
         "max_completion_tokens",
         "honoured",

@@ -20,7 +20,7 @@ from cord_proxy.decoding.context import DecodeContext
 from cord_proxy.decoding.trace import AnswerLogprob, TopLogprob
 from cord_proxy.errors import AnswerFormatError, DecodeError, TeacherError
 from cord_proxy.teachers.affinity import use_routing_key
-from cord_proxy.teachers.base import Proposal, Teacher, TokenLogprob
+from cord_proxy.teachers.base import THINK_CLOSE, Proposal, Teacher, TokenLogprob
 
 NO_FORMAT_MATCH = "no teacher wrote an answer that matches the response_format"
 NO_ANSWER = "no teacher could write the final answer of any finished trace"
@@ -92,7 +92,7 @@ class Answers:
                 context.conversation,
                 beam.text + "\n\n",
                 n=1,
-                stop=options.answer_stop,
+                stop=self._stops(),
                 max_tokens=options.answer_budget,
                 seed=context.seed(teacher.name, "answer", beam.index),
                 temperature=options.temperature,
@@ -105,6 +105,15 @@ class Answers:
         context.log.proposer_succeeded(teacher.name)
         context.count_proposals(teacher.name, 0, proposals)
         return proposals[0] if proposals else None
+
+    def _stops(self) -> tuple[str, ...]:
+        """The request's stop strings, and a ``</think>`` the answer writes: there is no
+        thinking left to close, and one in the answer would split an inline trace wrongly. A
+        structured answer is left to its format, where the text may be a string's value."""
+        stops = tuple(self.context.options.answer_stop)
+        if self.context.extras.response_format is not None or THINK_CLOSE in stops:
+            return stops
+        return (*stops, THINK_CLOSE)
 
     def _accept(self, beam: Beam, teacher: str, proposal: Proposal) -> Answered | None:
         """`proposal` as the trace's answer, or None (recorded) when it does not match the

@@ -223,3 +223,19 @@ async def test_an_answer_cut_at_the_answer_budget_says_so() -> None:
         AnswerFormatError, match=r"not JSON .*\(the answer ran into the answer budget\)$"
     ):
         await run({"a": cut}, CallExtras(response_format=PERSON))
+
+
+# --- where an answer ends ------------------------------------------------------------------------
+
+
+async def test_an_answer_ends_at_a_think_close_it_writes_after_the_requests_stops() -> None:
+    teachers = [teacher("a", "42")]
+    options = DecodeOptions(beam_width=1, max_steps=2, answer_stop=("\n\n",))
+    await decode(DecodeJob.create("q", teachers, options))
+    assert [call.stop for call in teachers[0].answer_calls()] == [("\n\n", "</think>")]
+
+
+async def test_a_structured_answer_is_left_to_its_format() -> None:
+    teachers = [teacher("a", "{}")]
+    await decode(job(teachers, CallExtras(response_format={"type": "json_object"})))
+    assert [call.stop for call in teachers[0].answer_calls()] == [()]

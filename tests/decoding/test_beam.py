@@ -407,7 +407,7 @@ async def test_final_answer_comes_from_the_last_steps_proposer() -> None:
     assert a.answer_calls() == []
     (call,) = b.answer_calls()
     assert call.prefix == "<think>\n### Step 1. a opens.\n\n### Step 2. b closes.\n\n</think>\n\n"
-    assert call.stop == ()
+    assert call.stop == ("</think>",)  # no thinking is left to close
     assert call.max_tokens == 77
     assert trace.answer_finish_reason == "stop"
 
