@@ -59,7 +59,7 @@ from bench.simmodel import (
     tokenize,
 )
 from cord_proxy.local.vllm_plugin.cord_spans_wire import ROUTE as SPANS_ROUTE
-from cord_proxy.local.vllm_plugin.cord_spans_wire import error_entry, pairs_of, span_entry
+from cord_proxy.local.vllm_plugin.cord_spans_wire import Side, error_entry, pair_entry, pairs_of
 
 CONFIG_KEY = web.AppKey("config", SimConfig)
 LOG_KEY = web.AppKey("log", list)
@@ -406,21 +406,23 @@ async def tokenize_route(request: web.Request) -> web.Response:
     return web.json_response(answer, dumps=dumps)
 
 
+def _side(app: web.Application, body: dict[str, Any]) -> Side:
+    """One side of a spans pair, or its error entry."""
+    try:
+        ids, pieces = _tokenized(app, body)
+    except RequestError as error:
+        return error_entry(error.message, error.status)
+    return ids, pieces, MAX_MODEL_LEN
+
+
 async def spans_route(request: web.Request) -> web.Response:
     """cord-proxy's spans route, as the local teacher's vLLM plugin serves it."""
     try:
         pairs = pairs_of(await request.json())
     except (ValueError, OverflowError) as error:
         return _error(413 if isinstance(error, OverflowError) else 400, str(error))
-    entries = []
-    for prefix, full in pairs:
-        try:
-            prefix_ids, _ = _tokenized(request.app, prefix)
-            full_ids, pieces = _tokenized(request.app, full)
-        except RequestError as error:
-            entries.append(error_entry(error.message, error.status))
-            continue
-        entries.append(span_entry(prefix_ids, full_ids, pieces, MAX_MODEL_LEN))
+    sides = [(_side(request.app, prefix), _side(request.app, full)) for prefix, full in pairs]
+    entries = [pair_entry(prefix, full) for prefix, full in sides]
     return web.json_response({"spans": entries}, dumps=dumps)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cord_proxy.local.vllm_plugin.cord_forced_key import prompt_key, read_field
-from cord_proxy.local.vllm_plugin.cord_spans_wire import pairs_of, span_entry
+from cord_proxy.local.vllm_plugin.cord_spans_wire import pair_entry, pairs_of
 
 BOS = 2
 Logprob = Callable[[int, int], float]
@@ -41,8 +41,8 @@ def spans(body: dict[str, Any], max_model_len: int = 2048) -> dict[str, Any]:
     entries = []
     for prefix, full in pairs_of(body):
         answer = tokenize(full, max_model_len)
-        ids, pieces = answer["tokens"], answer["token_strs"]
-        entries.append(span_entry(render_ids(prefix), ids, pieces, max_model_len))
+        full_side = (answer["tokens"], answer["token_strs"], max_model_len)
+        entries.append(pair_entry((render_ids(prefix), None, max_model_len), full_side))
     return {"spans": entries}
 
 

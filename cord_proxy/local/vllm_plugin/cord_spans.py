@@ -17,8 +17,8 @@ from typing import Any
 from cord_spans_wire import (  # type: ignore[import-not-found, unused-ignore]
     ROUTE,
     error_entry,
+    pair_entry,
     pairs_of,
-    span_entry,
 )
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request  # type: ignore[import-not-found, unused-ignore]
@@ -71,14 +71,8 @@ class _Sides:
 
     async def entry(self, prefix: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
         """The pair's span, or the first error of its sides."""
-        prefix_side, full_side = await asyncio.gather(
-            self.tokenized(prefix, False), self.tokenized(full, True)
-        )
-        if isinstance(prefix_side, dict):
-            return prefix_side
-        if isinstance(full_side, dict):
-            return full_side
-        found: dict[str, Any] = span_entry(prefix_side[0], *full_side)
+        sides = await asyncio.gather(self.tokenized(prefix, False), self.tokenized(full, True))
+        found: dict[str, Any] = pair_entry(*sides)
         return found
 
 

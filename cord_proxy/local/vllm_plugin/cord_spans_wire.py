@@ -21,8 +21,6 @@ from typing import Any
 
 ROUTE = "/cord/spans"
 MAX_PAIRS = 256  # a request naming more is refused (413); the proxy sends at most 64
-
-
 _TAIL = 32  # token ids that common_prefix_length compares one by one
 
 
@@ -75,8 +73,23 @@ def error_entry(message: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "code": code}}
 
 
+# One side of a pair as its server tokenized it: ids, pieces and max_model_len; or the error
+# entry `/tokenize` would have answered for it.
+Side = tuple[Sequence[int], Sequence[str] | None, int] | dict[str, Any]
+
+
+def pair_entry(prefix: Side, full: Side) -> dict[str, Any]:
+    """A pair's answer from its two sides: the first side's error, else its span."""
+    if isinstance(prefix, dict):
+        return prefix
+    if isinstance(full, dict):
+        return full
+    return span_entry(prefix[0], *full)
+
+
 def pairs_of(body: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The request's pairs; ValueError naming what is wrong with it."""
+    """The request's pairs; ValueError naming what is wrong with it, OverflowError where it
+    names more than `MAX_PAIRS`."""
     pairs = body.get("pairs") if isinstance(body, dict) else None
     if not isinstance(pairs, list) or not pairs:
         raise ValueError("'pairs' must be a non-empty list of {prefix, full} objects")
